@@ -1,0 +1,111 @@
+"""``python -m zsguide fit`` / ``test`` end to end (subprocesses), the checkpoint, DDP, and the clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from zsguide.checkpoint import load_score_module
+from zsguide.data import ImageDataModule
+from zsguide.surrogate import SpectrumAccumulator
+
+from .cli_helpers import TINY, error_lines, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    work = tmp_path_factory.mktemp("fit")
+    proc = run_cli("fit", "--config", TINY, cwd=work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = work / "runs" / "tiny" / "version_0"
+    return work, run
+
+
+def test_fit_writes_checkpoint_figure_and_samples(fitted):
+    _, run = fitted
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "spectrum.png").stat().st_size > 1000
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step000002.png", "step000004.png"]
+    assert (run / "config.yaml").is_file()
+
+
+def test_checkpoint_round_trip_and_surrogate(fitted, tmp_path):
+    _, run = fitted
+    module, meta = load_score_module(run / "checkpoints" / "last.ckpt")
+    assert meta["image_shape"] == [3, 16, 16] and meta["data"]["name"] == "gaussian" and meta["data"]["seed"] == 0
+    assert meta["schedule"]["num_timesteps"] == 1000 and meta["surrogate_digest"] == module.surrogate.digest()
+    # the stored surrogate is the one of the training split
+    dm = ImageDataModule(name="gaussian", image_size=16, n_train=64)
+    acc = SpectrumAccumulator(3, 16, 16)
+    for b in DataLoader(dm.dataset("train"), batch_size=64):
+        acc.update(2 * b["image"] - 1)
+    mean, spec = acc.finish(module.hparams.spectrum_floor)
+    assert torch.allclose(module.surrogate.spectrum, spec, rtol=1e-10) and torch.allclose(module.surrogate.mean, mean)
+    # save and load again: identical denoiser outputs
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([10, 500])
+    before = module.network_denoiser()(x, t)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt["state_dict"] = module.state_dict()
+    torch.save(ckpt, tmp_path / "again.ckpt")
+    again, _ = load_score_module(tmp_path / "again.ckpt")
+    assert torch.equal(again.network_denoiser()(x, t), before)
+    assert torch.isfinite(before).all()
+
+
+def test_denoise_check_writes_json(fitted):
+    work, run = fitted
+    proc = run_cli("test", "--config", TINY, "--ckpt_path", run / "checkpoints" / "last.ckpt", cwd=work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = sorted((work / "runs" / "tiny").glob("version_*/denoise_check.json"))
+    rows = json.loads(out[-1].read_text())
+    assert [r["sigma"] for r in rows] == [0.1, 0.3, 1.0]
+    for r in rows:
+        assert r["mse_network"] > 0 and r["mse_gaussian"] > 0
+        # on Gaussian data the analytic denoiser is optimal; a 4-step network cannot beat it by much
+        assert r["mse_network"] > 0.9 * r["mse_gaussian"]
+    assert "mse_network" in proc.stdout
+
+
+def test_ddp_two_processes_give_the_same_surrogate(fitted, tmp_path):
+    _, run = fitted
+    proc = run_cli("fit", "--config", TINY, "--trainer.devices", "2", "--trainer.strategy", "ddp", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, _ = load_score_module(run / "checkpoints" / "last.ckpt")
+    two, _ = load_score_module(tmp_path / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt")
+    assert torch.allclose(one.surrogate.spectrum, two.surrogate.spectrum, rtol=1e-12, atol=0)
+    assert torch.allclose(one.surrogate.mean, two.surrogate.mean, rtol=1e-12, atol=1e-15)
+
+
+def test_checkpoint_for_another_image_shape(fitted):
+    work, run = fitted
+    proc = run_cli("test", "--config", TINY, "--ckpt_path", run / "checkpoints" / "last.ckpt",
+                   "--data.image_size", "8", cwd=work)
+    assert proc.returncode == 2
+    (line,) = error_lines(proc)
+    assert "(3, 16, 16)" in line and "(3, 8, 8)" in line
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "extra,expected",
+    [
+        (["--data.name", "imagenet"], "unknown data set 'imagenet'"),
+        (["--data.name", "folder", "--data.root", "no/such/dir"], "'no/such/dir' does not exist"),
+        (["--data.name", "folder", "--data.root", "bad", "--data.split_policy", "all"], "cannot read image"),
+    ],
+)
+def test_bad_input_gives_one_error_line_and_no_checkpoint(tmp_path, extra, expected):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "ok.png").write_bytes(b"")
+    np.save(tmp_path / "bad" / "x.npy", np.zeros(3))
+    (tmp_path / "bad" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    proc = run_cli("fit", "--config", TINY, *extra, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = error_lines(proc)
+    assert expected in line
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.rglob("*.ckpt"))

@@ -1,0 +1,42 @@
+"""Loading a zsguide checkpoint outside the Trainer: the score module (network, EMA, surrogate) and its metadata.
+
+A checkpoint written by ``python -m zsguide fit`` holds, besides Lightning's usual keys:
+``state_dict`` (``net.*``, ``ema.*``, ``surrogate.mean``, ``surrogate.spectrum``, ``surrogate.fitted``),
+``hyper_parameters`` (the model's), ``datamodule_hyper_parameters`` (the data's, seeds included) and ``zsguide``
+(format version, image shape, value ranges, the VP schedule, the surrogate digest, the data options).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .errors import ZSGuideError
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The raw checkpoint dictionary, with clear errors for a missing, unreadable or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ZSGuideError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
+        raise ZSGuideError(f"cannot read checkpoint {str(path)!r}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(ckpt, dict) or "zsguide" not in ckpt:
+        raise ZSGuideError(f"{str(path)!r} is not a zsguide checkpoint (no 'zsguide' metadata)")
+    return ckpt
+
+
+def load_score_module(path: str | Path, map_location: str | torch.device = "cpu"):
+    """The :class:`ScoreModule` stored in ``path``, in eval mode, and the checkpoint's ``zsguide`` metadata."""
+    from .diffusion.module import ScoreModule
+
+    ckpt = read_checkpoint(path)
+    hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}  # e.g. _instantiator
+    module = ScoreModule(**hparams)
+    module.on_load_checkpoint(ckpt)
+    module.load_state_dict(ckpt["state_dict"])
+    module.surrogate.require_fitted()
+    return module.to(map_location).eval(), ckpt["zsguide"] | {"data": ckpt.get("datamodule_hyper_parameters")}

@@ -1,0 +1,64 @@
+"""``python -m zsguide <subcommand>``.
+
+- ``fit``, ``validate``, ``test``: LightningCLI over :class:`ScoreModule` and :class:`ImageDataModule` (YAML configs
+  with ``--config``, overrides such as ``--trainer.max_steps``, ``--data.*``, ``--model.*``). ``test`` runs the
+  denoise check of a checkpoint (``--ckpt_path``).
+
+Every user error (:class:`ZSGuideError`, a missing file) is printed as one line ``error: ...`` with exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .errors import ZSGuideError
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
+USAGE = (
+    "usage: python -m zsguide {fit,validate,test} [options]\n"
+    "  fit       train the score network and fit the Gaussian surrogate (--config configs/fit/patches.yaml)\n"
+    "  test      denoise check of a checkpoint against its surrogate (--config ... --ckpt_path ...)\n"
+    "  validate  validation loss of a checkpoint\n"
+    "Run 'python -m zsguide <command> --help' for the options of a command."
+)
+
+
+def run_lightning(argv: list[str] | None) -> None:
+    from lightning.pytorch.cli import LightningCLI
+
+    from .data import ImageDataModule
+    from .diffusion.module import ScoreModule
+
+    class ZSGuideCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            parser.link_arguments("data.channels", "model.channels")
+            parser.link_arguments("data.image_size", "model.image_size")
+
+    ZSGuideCLI(
+        ScoreModule, ImageDataModule, args=argv, seed_everything_default=0,
+        save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "python -m zsguide"},
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")  # keep Lightning's CPU/worker advice out of logs
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command = argv[0]
+    try:
+        if command in LIGHTNING_COMMANDS:
+            run_lightning(None if from_command_line else argv)
+        else:
+            print(f"error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
+            return 2
+    except ZSGuideError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

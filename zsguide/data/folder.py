@@ -1,0 +1,79 @@
+"""A user's folder of images (PNG / JPEG / BMP / TIFF; grey or colour; any size).
+
+Policy: every image is converted to ``channels`` (grey repeated to RGB, colour to luminance), resized (antialiased) so
+its shorter side equals ``image_size``, and centre-cropped to a square. Files are sorted by name and assigned to
+train / val / test by a stable hash of the file name (``val_fraction``, ``test_fraction``), so adding files never
+moves existing ones between splits; ``split_policy="all"`` puts every file in every split (for restoring a folder of
+test images with a checkpoint trained elsewhere). Every file is decoded when the split is set up, so an unreadable or
+corrupt image fails before any work is done, with its path in the message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from skimage import io as skio
+from torch.utils.data import Dataset
+
+from ..errors import ZSGuideError
+from .common import resize_center_crop, to_channels, to_tensor
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _bucket(name: str) -> float:
+    """A stable number in [0, 1) from a file name."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little") / 2**64
+
+
+def list_split(root: str | Path, split: str, val_fraction: float, test_fraction: float, policy: str) -> list[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        raise ZSGuideError(f"data folder {str(root)!r} does not exist or is not a directory (data.root)")
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ZSGuideError(f"data folder {str(root)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    if policy == "all":
+        return files
+    if policy != "hash":
+        raise ZSGuideError(f"unknown data.split_policy {policy!r}; choose 'hash' or 'all'")
+
+    def which(p: Path) -> str:
+        b = _bucket(p.name)
+        return "test" if b < test_fraction else "val" if b < test_fraction + val_fraction else "train"
+
+    chosen = [p for p in files if which(p) == split]
+    if not chosen:
+        raise ZSGuideError(
+            f"data folder {str(root)!r}: the {split} split is empty ({len(files)} images, val_fraction="
+            f"{val_fraction}, test_fraction={test_fraction}); add images or use data.split_policy=all"
+        )
+    return chosen
+
+
+def read_image(path: Path, channels: int, size: int) -> np.ndarray:
+    try:
+        img = skio.imread(path)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is the same user error
+        raise ZSGuideError(f"cannot read image {str(path)!r}: {type(exc).__name__}: {exc}") from None
+    if img.ndim not in (2, 3) or min(img.shape[:2]) < 1:
+        raise ZSGuideError(f"image {str(path)!r} has unsupported shape {img.shape}")
+    out = resize_center_crop(to_channels(img, channels), size)
+    if not np.isfinite(out).all():
+        raise ZSGuideError(f"image {str(path)!r} holds non-finite values")
+    return np.clip(out, 0, 1)
+
+
+class FolderDataset(Dataset):
+    def __init__(self, root: str, split: str, size: int, channels: int, val_fraction: float,
+                 test_fraction: float, policy: str) -> None:
+        self.files = list_split(root, split, val_fraction, test_fraction, policy)
+        self.images = [to_tensor(read_image(p, channels, size)) for p in self.files]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": self.images[index], "index": index}

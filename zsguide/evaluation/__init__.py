@@ -1,0 +1,1 @@
+"""Evaluation: metrics, prediction writers, reports and figures."""
