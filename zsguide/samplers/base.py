@@ -1,0 +1,175 @@
+"""What every zero-shot sampler shares: the parameter schedule, the interface, the DDIM step and the NaN guard.
+
+Template (theory.md §4): at each sampling time ``tau_i`` the sampler forms a guided estimate ``x0_y`` of the clean
+image from ``x0_hat = D(x_t, t)`` and the measurement, then takes a DDIM step from it with the re-derived noise
+``eps' = (x_t - sqrt(abar_t) x0_y) / sqrt(1 - abar_t)``:
+
+    x_{t-1} = sqrt(abar_{t-1}) x0_y + sqrt(1 - abar_{t-1} - s_t^2) eps' + s_t z,
+    s_t = eta sqrt((1 - abar_{t-1}) / (1 - abar_t)) sqrt(1 - abar_t / abar_{t-1}).
+
+After the last step (``abar_{t-1} := 1``) the output is ``x0_y``. Everything happens in the network's [-1, 1] space,
+where the measurement noise has std ``sigma = 2 sigma_y``. Image ``i``'s noise comes from (seed, i), so outputs never
+depend on batch size or device count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..diffusion.denoisers import Denoiser
+from ..diffusion.schedule import VPSchedule
+from ..errors import ZSGuideError
+from ..operators.base import LinearOperator
+from ..seeding import randn_per_image
+
+
+@dataclass
+class ParamSchedule:
+    """A sampler's per-step parameters: ``values[knob][i]`` applies at step i (time ``timesteps[i]``, decreasing)."""
+
+    method: str
+    task: str
+    steps: int
+    spacing: str
+    timesteps: list[int]
+    values: dict[str, list[float]]
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.timesteps) != self.steps:
+            raise ZSGuideError(f"parameter schedule for {self.method}: {len(self.timesteps)} timesteps, "
+                               f"expected {self.steps}")
+        for knob, vals in self.values.items():
+            if len(vals) != self.steps:
+                raise ZSGuideError(f"parameter schedule for {self.method}: knob {knob!r} has {len(vals)} values, "
+                                   f"expected {self.steps}")
+            if not all(math.isfinite(v) for v in vals):
+                raise ZSGuideError(f"parameter schedule for {self.method}: knob {knob!r} has non-finite values")
+
+    def value(self, knob: str, step: int) -> float:
+        return float(self.values[knob][step])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ParamSchedule:
+        try:
+            return cls(d["method"], d["task"], int(d["steps"]), d["spacing"], [int(t) for t in d["timesteps"]],
+                       {k: [float(v) for v in vs] for k, vs in d["values"].items()}, d.get("provenance", {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ZSGuideError(f"malformed parameter schedule: {type(exc).__name__}: {exc}") from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> ParamSchedule:
+        path = Path(path)
+        if not path.is_file():
+            raise ZSGuideError(f"parameter file {str(path)!r} does not exist")
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ZSGuideError(f"parameter file {str(path)!r} is not valid JSON: {exc}") from None
+        return cls.from_dict(d)
+
+
+StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]  # (step, t, x_t, x0_y)
+
+
+def ddim_coefficients(abar_t: float, abar_prev: float, eta: float) -> tuple[float, float]:
+    """``(c_eps, s_t)`` of the DDIM step: ``x_prev = sqrt(abar_prev) x0 + c_eps eps' + s_t z``."""
+    s = eta * math.sqrt(max((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev), 0.0))
+    return math.sqrt(max(1 - abar_prev - s * s, 0.0)), s
+
+
+def check_finite(x: torch.Tensor, sampler: str, step: int, t: int, indices: Sequence[int]) -> None:
+    """Stop with a clear error naming the sampler, step and image index when a value is NaN or infinite."""
+    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+    if bool(bad.any()):
+        first = int(torch.nonzero(bad)[0])
+        raise ZSGuideError(f"sampler {sampler} produced NaN/Inf at step {step} (t={t}) for image index "
+                           f"{int(indices[first])}; the restoration was stopped, nothing was zeroed")
+
+
+class Sampler(ABC):
+    """A zero-shot posterior sampler: ``run(...)`` maps a measurement to one restoration per image."""
+
+    name: str = ""
+    knobs: tuple[str, ...] = ()
+    needs_grad: bool = False  # differentiates through the denoiser (needs autograd outside inference mode)
+    needs_surrogate: bool = False
+    default_spacing: str = "uniform"
+    reference: str = ""  # where the heuristic defaults come from
+
+    @abstractmethod
+    def heuristic_values(self, task: str, steps: int) -> dict[str, float | list[float]]:
+        """The peers' hand-set defaults for ``task`` (constants or per-step lists)."""
+
+    def heuristic(self, task: str, steps: int, schedule: VPSchedule, spacing: str | None = None) -> ParamSchedule:
+        spacing = spacing or self.default_spacing
+        taus = schedule.timesteps(steps, spacing).tolist()
+        vals = {k: (list(map(float, v)) if isinstance(v, (list, tuple)) else [float(v)] * steps)
+                for k, v in self.heuristic_values(task, steps).items()}
+        return ParamSchedule(self.name, task, steps, spacing, taus, vals,
+                             {"source": "heuristic", "reference": self.reference})
+
+    def check_params(self, params: ParamSchedule) -> None:
+        if params.method != self.name:
+            raise ZSGuideError(f"parameter schedule is for sampler {params.method!r}, not {self.name!r}")
+        missing = [k for k in self.knobs if k not in params.values]
+        if missing:
+            raise ZSGuideError(f"parameter schedule for {self.name} lacks knob(s) {', '.join(missing)}")
+
+    def run(
+        self, denoiser: Denoiser, operator: LinearOperator, y: torch.Tensor, sigma: float, params: ParamSchedule,
+        seed: int, indices: Sequence[int], surrogate=None, callback: StepCallback | None = None,
+    ) -> torch.Tensor:
+        """Restore a batch: ``y`` and ``sigma`` in network units; returns ``x0`` (B, C, H, W) in network units."""
+        self.check_params(params)
+        if sigma < 0:
+            raise ZSGuideError(f"measurement noise must be >= 0, got sigma={sigma}")
+        if self.needs_surrogate and surrogate is None:
+            raise ZSGuideError(f"sampler {self.name} needs the Gaussian surrogate")
+        abar = denoiser.schedule.alphas_cumprod
+        taus = params.timesteps
+        shape = (operator.image_shape[0], operator.image_shape[1], operator.image_shape[2])
+        x = self.initial(operator, y, sigma, params, seed, indices, abar, shape)
+        x0_y = x
+        for i, t in enumerate(taus):
+            a_t = float(abar[t])
+            a_prev = float(abar[taus[i + 1]]) if i + 1 < len(taus) else 1.0
+            noise = lambda stream, i=i: randn_per_image(shape, seed, indices, f"{self.name}/{stream}{i}",  # noqa: E731
+                                                        dtype=x.dtype, device=x.device)
+            x, x0_y = self.step(denoiser, operator, y, sigma, params, i, t, a_t, a_prev, x, noise, surrogate)
+            check_finite(x, self.name, i, t, indices)
+            if callback is not None:
+                callback(i, t, x, x0_y)
+        return x0_y
+
+    def initial(self, operator, y, sigma, params, seed, indices, abar, shape) -> torch.Tensor:
+        """``x_T ~ N(0, I)`` from each image's own generator."""
+        return randn_per_image(shape, seed, indices, f"{self.name}/init", dtype=y.dtype, device=y.device)
+
+    @abstractmethod
+    def step(self, denoiser, operator, y, sigma, params, i, t, a_t, a_prev, x, noise, surrogate):
+        """One sampling step; returns ``(x_{t-1}, x0_y)``. ``noise(stream)`` draws white noise of image shape."""
+
+
+def ddim_from_estimate(x: torch.Tensor, x0_y: torch.Tensor, a_t: float, a_prev: float, eta: float,
+                       z: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """The DDIM step of the module docstring from a guided estimate ``x0_y``; ``z()`` draws the fresh noise."""
+    if a_prev >= 1.0:
+        return x0_y
+    eps = (x - math.sqrt(a_t) * x0_y) / math.sqrt(1 - a_t)
+    c_eps, s = ddim_coefficients(a_t, a_prev, eta)
+    out = math.sqrt(a_prev) * x0_y + c_eps * eps
+    return out + s * z() if s > 0 else out
