@@ -7,7 +7,8 @@ image from ``x0_hat = D(x_t, t)`` and the measurement, then takes a DDIM step fr
     x_{t-1} = sqrt(abar_{t-1}) x0_y + sqrt(1 - abar_{t-1} - s_t^2) eps' + s_t z,
     s_t = eta sqrt((1 - abar_{t-1}) / (1 - abar_t)) sqrt(1 - abar_t / abar_{t-1}).
 
-After the last step (``abar_{t-1} := 1``) the output is ``x0_y``. Everything happens in the network's [-1, 1] space,
+After the last step (``abar_{t-1} := 1``) the output is the final ``x_{-1}``, which every sampler makes its clean
+estimate. Everything happens in the network's [-1, 1] space,
 where the measurement noise has std ``sigma = 2 sigma_y``. Image ``i``'s noise comes from (seed, i), so outputs never
 depend on batch size or device count.
 """
@@ -143,17 +144,18 @@ class Sampler(ABC):
         taus = params.timesteps
         shape = (operator.image_shape[0], operator.image_shape[1], operator.image_shape[2])
         x = self.initial(operator, y, sigma, params, seed, indices, abar, shape)
-        x0_y = x
         for i, t in enumerate(taus):
             a_t = float(abar[t])
             a_prev = float(abar[taus[i + 1]]) if i + 1 < len(taus) else 1.0
-            noise = lambda stream, i=i: randn_per_image(shape, seed, indices, f"{self.name}/{stream}{i}",  # noqa: E731
-                                                        dtype=x.dtype, device=x.device)
+            def noise(stream: str, of_shape=shape, i=i, dtype=x.dtype, device=x.device) -> torch.Tensor:
+                return randn_per_image(of_shape, seed, indices, f"{self.name}/{stream}{i}", dtype=dtype,
+                                       device=device)
+
             x, x0_y = self.step(denoiser, operator, y, sigma, params, i, t, a_t, a_prev, x, noise, surrogate)
             check_finite(x, self.name, i, t, indices)
             if callback is not None:
                 callback(i, t, x, x0_y)
-        return x0_y
+        return x
 
     def initial(self, operator, y, sigma, params, seed, indices, abar, shape) -> torch.Tensor:
         """``x_T ~ N(0, I)`` from each image's own generator."""
@@ -161,7 +163,10 @@ class Sampler(ABC):
 
     @abstractmethod
     def step(self, denoiser, operator, y, sigma, params, i, t, a_t, a_prev, x, noise, surrogate):
-        """One sampling step; returns ``(x_{t-1}, x0_y)``. ``noise(stream)`` draws white noise of image shape."""
+        """One sampling step; returns ``(x_{t-1}, x0_y)``.
+
+        ``noise(stream, of_shape=image shape)`` draws white noise from each image's own generator for this step.
+        """
 
 
 def ddim_from_estimate(x: torch.Tensor, x0_y: torch.Tensor, a_t: float, a_prev: float, eta: float,
