@@ -3,6 +3,7 @@
 - ``fit``, ``validate``, ``test``: LightningCLI over :class:`ScoreModule` and :class:`ImageDataModule` (YAML configs
   with ``--config``, overrides such as ``--trainer.max_steps``, ``--data.*``, ``--model.*``). ``test`` runs the
   denoise check of a checkpoint (``--ckpt_path``).
+- ``restore``: Lightning's predict loop over test images (or ``--input``) with a sampler (:mod:`zsguide.restore`).
 
 Every user error (:class:`ZSGuideError`, a missing file) is printed as one line ``error: ...`` with exit status 2.
 """
@@ -16,10 +17,11 @@ from .errors import ZSGuideError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 USAGE = (
-    "usage: python -m zsguide {fit,validate,test} [options]\n"
+    "usage: python -m zsguide {fit,validate,test,restore} [options]\n"
     "  fit       train the score network and fit the Gaussian surrogate (--config configs/fit/patches.yaml)\n"
     "  test      denoise check of a checkpoint against its surrogate (--config ... --ckpt_path ...)\n"
     "  validate  validation loss of a checkpoint\n"
+    "  restore   restore images with a sampler (--ckpt_path ... --task sr4 --sampler ddrm; configs/restore/)\n"
     "Run 'python -m zsguide <command> --help' for the options of a command."
 )
 
@@ -52,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command in LIGHTNING_COMMANDS:
             run_lightning(None if from_command_line else argv)
+        elif command == "restore":
+            from .restore import run_restore
+
+            run_restore(argv[1:])
         else:
             print(f"error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
             return 2

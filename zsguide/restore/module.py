@@ -1,0 +1,113 @@
+"""The LightningModule whose ``predict_step`` measures a batch and restores it.
+
+Per batch of test images ``img`` (pixel units [0, 1]) with dataset indices ``idx``:
+
+    x      = 2 img - 1                                        network units [-1, 1]
+    A      = make_operator(task, shape, seed, idx, **task_params)   masks/kernels from (seed, index)
+    y      = A x + sigma P n,  n from (seed, index)           sigma = 2 sigma_y (pixel convention)
+    x0_hat = sampler.run(D, A, y, sigma, params, seed, idx)   sampler noise from (seed, index)
+    restored = (x0_hat + 1) / 2,   measurement = (y + A 1) / 2   back to pixel units
+
+so image i's result never depends on the batch it sat in or on the device count. With ``--input`` the batch holds
+the user's measurement (already in network units) and sample k's index k; the operator is the one of index 0 for every
+sample (one measurement, K posterior samples).
+
+Samplers that differentiate through the denoiser (``needs_grad``: DPS, PiGDM) run inside ``torch.enable_grad()``;
+the Trainer is then built with ``inference_mode=False`` (under ``torch.inference_mode`` no autograd graph can be
+recorded). The score network's parameters are frozen (``requires_grad_(False)``): gradients flow to ``x_t`` only.
+
+A sampler error (:class:`ZSGuideError`, e.g. its NaN/Inf guard) does not raise inside the loop: it is recorded and the
+rank skips its remaining batches, so that under DDP every rank still reaches the end-of-run barrier and the error is
+reported once, by rank 0 (see :mod:`zsguide.restore.writer`).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import lightning as L
+import torch
+
+from ..errors import ZSGuideError
+from ..evaluation.metrics import image_metrics, lpips_per_image
+from .inputs import to_pixel_units
+
+
+class RestoreModule(L.LightningModule):
+    def __init__(self, plan, lpips: torch.nn.Module | None = None) -> None:
+        super().__init__()
+        self.score = plan.module.requires_grad_(False).eval()
+        self.lpips = lpips
+        self.mode = plan.mode
+        self.task = plan.task
+        self.task_params = dict(plan.task_params)
+        self.image_shape = tuple(plan.image_shape)
+        self.sampler = plan.sampler
+        self.params = plan.params
+        self.sigma_net = float(plan.sigma_net)
+        self.seed = int(plan.seed)
+        self.denoiser_kind = plan.denoiser
+        self.clipped = bool(plan.clipped)
+        self.failure: str | None = None
+        self._denoiser = None
+
+    def denoiser(self):
+        """The denoiser, built once on the module's device (after Lightning moved the module there)."""
+        if self._denoiser is None:
+            self._denoiser = (self.score.network_denoiser() if self.denoiser_kind == "network"
+                              else self.score.analytic_denoiser())
+        return self._denoiser
+
+    def _operator(self, indices: list[int], like: torch.Tensor):
+        from ..operators import make_operator
+
+        op_indices = indices if self.mode == "dataset" else [0]
+        return make_operator(self.task, self.image_shape, self.seed, op_indices, **self.task_params).to(
+            like.device, like.dtype)
+
+    def _step_callback(self):
+        from .progress import RestoreProgressBar
+
+        bar = self.trainer.progress_bar_callback if self._trainer is not None else None
+        if isinstance(bar, RestoreProgressBar) and bar.is_enabled:
+            return lambda step, t, x, x0: bar.sampler_step(step)
+        return None
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
+        if self.failure is not None:  # an earlier batch failed: skip, report at the end
+            return None
+        indices = [int(i) for i in batch["index"]]
+        try:
+            return self._restore(batch, indices)
+        except ZSGuideError as exc:
+            self.failure = str(exc)
+            return None
+
+    def _restore(self, batch: dict, indices: list[int]) -> dict:
+        if self.mode == "dataset":
+            img = batch["image"]
+            x = 2 * img - 1
+            op = self._operator(indices, x)
+            y = op.measure(x, self.sigma_net, op.noise_for(self.seed, indices, dtype=x.dtype, device=x.device))
+        else:
+            img = None
+            y = batch["measurement"]
+            op = self._operator(indices, y)
+        grad = torch.enable_grad() if self.sampler.needs_grad else nullcontext()
+        with grad:
+            x0 = self.sampler.run(self.denoiser(), op, y, sigma=self.sigma_net, params=self.params, seed=self.seed,
+                                  indices=indices, surrogate=self.score.surrogate, callback=self._step_callback())
+        x0 = x0.detach()
+        out = {
+            "index": indices,
+            "restored": ((x0 + 1) / 2).float().cpu(),
+            "measurement": to_pixel_units(y.detach(), op).float().cpu(),
+        }
+        if img is not None:
+            restored = ((x0 + 1) / 2).float()
+            metrics = image_metrics(restored, img.float(), clip=self.clipped)
+            if self.lpips is not None:
+                metrics["lpips"] = lpips_per_image(self.lpips, restored, img)
+            out["truth"] = img.float().cpu()
+            out["metrics"] = {k: v.cpu() for k, v in metrics.items()}
+        return out

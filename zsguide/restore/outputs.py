@@ -1,0 +1,196 @@
+"""The output directory of a restore run: names, image files, the metrics table, atomic writes, the grid.
+
+Layout of ``DIR`` (``--output``)::
+
+    restored/00012.png, .npy      the restoration of test image 12 (PNG clipped to [0, 1]; .npy float32, unclipped)
+    measurement/00012.png, .npy   its measurement in pixel units, at the measurement's own shape (sr: low resolution)
+    truth/00012.png, .npy         the ground truth
+    grid.png                      rows of truth | measurement | restoration (the first few images)
+    metrics.csv                   index, psnr, ssim, mse[, lpips], one row per image, sorted by index
+    params.json                   the parameter schedule used, with its provenance
+    config.yaml                   the resolved options (re-run with --config DIR/config.yaml)
+    summary.json                  written last, and only when every image was written: its presence marks a
+                                  complete run
+
+With ``--input`` (a user's own measurement): ``restored/00000.png ...`` one per sample k, ``measurement/input.png``
+(the measurement the sampler saw), no ``truth/`` and no ``metrics.csv``.
+
+Measurement images in pixel units: the network sees ``y = A(2 x - 1) + 2 sigma_y n``; since A is linear,
+``A(2 x - 1) = 2 A x - A 1``, so the pixel-unit measurement is ``(y + A 1) / 2 = A x + sigma_y n``.
+
+While a run is in progress each device (rank) appends its rows to ``parts/metrics.rank<r>.csv``; rank 0 merges them
+after a barrier and removes ``parts/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+IMAGE_DIRS = ("restored", "measurement", "truth")
+OWN_FILES = ("summary.json", "metrics.csv", "grid.png", "params.json", "config.yaml")
+_OWN_IMAGE = re.compile(r"^(\d{5,}|input)\.(png|npy)$")
+GRID_ROWS = 8
+
+
+def image_name(index: int) -> str:
+    """The file stem of dataset index ``index`` (5 digits, more when needed)."""
+    return f"{int(index):05d}"
+
+
+def clear_previous(out: Path) -> None:
+    """Remove what an earlier run wrote into ``out`` (summary.json first, so the directory is never presented as
+    complete meanwhile). Only zsguide's own file names are touched; other files are left alone."""
+    out = Path(out)
+    if not out.exists():
+        return
+    for name in OWN_FILES:  # summary.json is first in OWN_FILES
+        (out / name).unlink(missing_ok=True)
+    for sub in IMAGE_DIRS:
+        folder = out / sub
+        if folder.is_dir():
+            for f in folder.iterdir():
+                if f.is_file() and _OWN_IMAGE.match(f.name):
+                    f.unlink()
+    shutil.rmtree(out / "parts", ignore_errors=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file in the same folder, then rename it over ``path`` (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def json_safe(value):
+    """Non-finite floats become None (JSON has no NaN/Infinity); tuples become lists; nested containers recursed."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+
+
+def save_image(image: torch.Tensor, stem: Path) -> None:
+    """``stem.npy`` (float32, values as computed) and ``stem.png`` (clipped to [0, 1], 8 bits) of a (C, H, W) image."""
+    from torchvision.utils import save_image as tv_save
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    arr = image.detach().to("cpu", torch.float32)
+    np.save(stem.with_suffix(".npy"), arr.numpy())
+    tv_save(arr.clamp(0, 1), stem.with_suffix(".png"))
+
+
+# ------------------------------------------------------------------------------------------------- metrics tables
+
+
+def format_value(value: float | None) -> str:
+    """A float as its shortest round-trip repr ('' for a missing value)."""
+    return "" if value is None else repr(float(value))
+
+
+def part_path(out: Path, rank: int) -> Path:
+    return Path(out) / "parts" / f"metrics.rank{int(rank)}.csv"
+
+
+def error_path(out: Path, rank: int) -> Path:
+    return Path(out) / "parts" / f"error.rank{int(rank)}.txt"
+
+
+class PartWriter:
+    """This rank's rows (``index`` and metric columns), appended and flushed batch by batch."""
+
+    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.columns = ("index", *columns)
+        self._fh = open(path, "w", newline="")
+        self._csv = csv.writer(self._fh)
+        self._csv.writerow(self.columns)
+
+    def write(self, rows: Iterable[dict]) -> None:
+        for row in rows:
+            self._csv.writerow([int(row["index"]), *(format_value(row.get(c)) for c in self.columns[1:])])
+        self._fh.flush()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+
+def read_rows(paths: Iterable[Path]) -> list[dict]:
+    """Rows of the part files: ``{"index": int, column: float | None}``."""
+    rows = []
+    for path in paths:
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                rows.append({k: (int(v) if k == "index" else (float(v) if v != "" else None))
+                             for k, v in row.items()})
+    return rows
+
+
+def write_metrics_csv(path: Path, rows: Sequence[dict], columns: Sequence[str]) -> None:
+    """``metrics.csv``: header ``index,<columns>``, rows sorted by index, written atomically."""
+    lines = [",".join(("index", *columns))]
+    for row in sorted(rows, key=lambda r: r["index"]):
+        lines.append(",".join([str(int(row["index"])), *(format_value(row[c]) for c in columns)]))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------------------ grid
+
+
+def _as_image_shape(m: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """A measurement displayed at the image size: nearest-neighbour upsampling when its shape differs."""
+    if tuple(m.shape[-2:]) != tuple(shape[-2:]):
+        m = torch.nn.functional.interpolate(m[None], size=tuple(shape[-2:]), mode="nearest")[0]
+    if m.shape[0] != shape[0]:
+        m = m.expand(shape[0], -1, -1)
+    return m
+
+
+def write_grid(path: Path, rows: Sequence[Sequence[torch.Tensor]], image_shape: Sequence[int]) -> None:
+    """A PNG of ``rows`` (each a list of (C, h, w) images in [0, 1], shown at ``image_shape``), white padding."""
+    from torchvision.utils import make_grid, save_image as tv_save
+
+    ncol = max(len(r) for r in rows)
+    tiles = []
+    for row in rows:
+        cells = [_as_image_shape(t.float(), image_shape).clamp(0, 1) for t in row]
+        cells += [torch.ones(tuple(image_shape))] * (ncol - len(cells))
+        tiles.extend(cells)
+    grid = make_grid(torch.stack(tiles), nrow=ncol, padding=2, pad_value=1.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    tv_save(grid, tmp)
+    os.replace(tmp, path)
+
+
+def load_npy(path: Path) -> torch.Tensor:
+    return torch.from_numpy(np.load(path))

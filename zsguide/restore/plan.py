@@ -1,0 +1,235 @@
+"""Turning the parsed options into a checked plan, before any work is done or any file is written.
+
+Everything a user can get wrong is checked here, so that bad input stops with one ``error: ...`` line and nothing in
+the output directory: the numbers (sigma_y >= 0, steps, counts), the task and sampler names, the checkpoint file, the
+data against the checkpoint's image shape, the task parameters (by building the operator of the first image: a mask
+of the wrong shape, a super-resolution factor that does not divide the image), the ``--input`` file and its size, and
+the parameter schedule.
+
+Data options: the checkpoint's own data options (``meta["data"]``, what ``fit`` trained on), overridden by
+``--data.*``; restore takes the test split's first ``--num_images`` images. DataLoader workers: 0 unless
+``--data.num_workers`` is given (the checkpoint's training value is not reused: restoring is compute-bound).
+
+Noise: ``--sigma_y`` is the measurement noise std in pixel units [0, 1] (the canonical convention, README); the
+network sees std ``sigma = 2 sigma_y``. ``--noise_convention network`` takes ``sigma_y`` as the [-1, 1] std instead
+(``sigma = sigma_y``; DPS's 0.05 is such a number). Both are recorded in summary.json.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from jsonargparse import Namespace
+from torch.utils.data import Dataset, Subset
+
+from ..errors import ZSGuideError
+from .options import DATA_EXCLUDED, DENOISERS, NOISE_CONVENTIONS
+
+DEFAULT_STEPS = 20  # DDRM's README default (docs/peers.md); the heuristic's step count when --steps is not given
+
+
+@dataclass
+class RestorePlan:
+    """A checked restore job: what to restore, how, and where to write it."""
+
+    mode: str  # "dataset" (test images with ground truth) or "input" (a user's measurement, no ground truth)
+    ckpt_path: str
+    module: Any  # ScoreModule
+    meta: dict
+    image_shape: tuple[int, int, int]
+    data_options: dict | None
+    dataset: Dataset
+    expected_indices: list[int]
+    task: str
+    task_params: dict  # as given
+    task_params_resolved: dict  # every parameter of the task, defaults filled in
+    sampler: Any  # Sampler
+    params: Any  # ParamSchedule
+    params_source: str
+    sigma_y: float
+    noise_convention: str
+    sigma_net: float
+    seed: int
+    denoiser: str
+    clipped: bool
+    batch_size: int
+    num_workers: int
+    output: Path
+    num_samples: int = 1
+    input_path: str | None = None
+    input_measurement: torch.Tensor | None = None  # (1, *measurement_shape) network units, --input mode
+    lpips_path: Path | None = None
+    lpips_note: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def has_truth(self) -> bool:
+        return self.mode == "dataset"
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.expected_indices)
+
+
+def make_plan(cfg: Namespace) -> RestorePlan:
+    """Check every option and load what the run needs; raises :class:`ZSGuideError` on bad input."""
+    from ..checkpoint import load_score_module
+    from ..operators import make_operator, task_defaults
+    from ..samplers import get_sampler
+
+    # --- numbers and names (cheap checks first)
+    sigma_y = float(cfg.sigma_y)
+    if not math.isfinite(sigma_y) or sigma_y < 0:
+        raise ZSGuideError(f"--sigma_y must be a finite number >= 0, got {cfg.sigma_y!r}")
+    if cfg.noise_convention not in NOISE_CONVENTIONS:
+        raise ZSGuideError(f"unknown --noise_convention {cfg.noise_convention!r}; choose pixel or network")
+    if cfg.denoiser not in DENOISERS:
+        raise ZSGuideError(f"unknown --denoiser {cfg.denoiser!r}; choose network or analytic")
+    for name in ("batch_size", "num_samples"):
+        if cfg[name] < 1:
+            raise ZSGuideError(f"--{name} must be >= 1, got {cfg[name]}")
+    if cfg.num_images is not None and cfg.num_images < 1:
+        raise ZSGuideError(f"--num_images must be >= 1, got {cfg.num_images}")
+    if cfg.steps is not None and cfg.steps < 1:
+        raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
+    if cfg.num_samples > 1 and cfg.input is None:
+        raise ZSGuideError("--num_samples > 1 needs --input (test images are restored once each)")
+    task_params_given = dict(cfg.task_params or {})
+    defaults = task_defaults(cfg.task)  # unknown task -> error listing the valid ones
+    sampler = get_sampler(cfg.sampler)  # unknown sampler -> error listing the valid ones
+    if cfg.params == "spectral":
+        raise ZSGuideError("--params spectral is not available yet (the spectral designer is a later addition); "
+                           "use --params heuristic or a params.json file")
+    if cfg.input is not None and not Path(cfg.input).is_file():
+        raise ZSGuideError(f"input file {cfg.input!r} does not exist (--input)")
+    if cfg.ckpt_path is None:
+        raise ZSGuideError("--ckpt_path is required (a checkpoint written by 'python -m zsguide fit')")
+    output = Path(cfg.output or f"runs/restore/{cfg.task}_{cfg.sampler}")
+    if output.exists() and not output.is_dir():
+        raise ZSGuideError(f"--output {str(output)!r} exists and is not a directory")
+
+    # --- the checkpoint
+    module, meta = load_score_module(cfg.ckpt_path)
+    image_shape = tuple(int(v) for v in meta["image_shape"])
+
+    # --- the images (or the user's measurement)
+    seed = int(cfg.seed)
+    notes: list[str] = []
+    if cfg.input is None:
+        mode = "dataset"
+        data_options, dataset, expected = _test_images(cfg, meta, image_shape)
+        first = expected[0]
+        clipped = data_options.get("name") != "gaussian"
+    else:
+        mode, data_options, clipped, first = "input", None, True, 0
+        if cfg.num_images is not None:
+            notes.append("--num_images is ignored with --input")
+    sigma_net = 2 * sigma_y if cfg.noise_convention == "pixel" else sigma_y
+
+    # --- the task: build the first image's operator now, so bad parameters fail before any work
+    try:
+        operator = make_operator(cfg.task, image_shape, seed, [first], **task_params_given)
+    except ZSGuideError as exc:
+        message = str(exc)
+        raise ZSGuideError(message if repr(cfg.task) in message else f"task {cfg.task!r}: {message}") from None
+    resolved = {k: task_params_given.get(k, v["value"]) for k, v in defaults.items()}
+    input_measurement = None
+    if mode == "input":
+        from .inputs import InputSamples, check_input_shape, read_input, to_network_units
+
+        y_pix = read_input(cfg.input, image_shape[0])
+        check_input_shape(y_pix, operator, cfg.input, cfg.task)
+        input_measurement = to_network_units(y_pix, operator)
+        dataset = InputSamples(input_measurement, cfg.num_samples)
+        expected = list(range(cfg.num_samples))
+
+    # --- the parameter schedule
+    params, params_source = _param_schedule(cfg, sampler, module.schedule)
+
+    # --- LPIPS (only with ground truth, only from local weights)
+    lpips_path = lpips_note = None
+    if mode == "dataset":
+        from ..evaluation.metrics import lpips_min_side, lpips_weights_path
+
+        lpips_path = lpips_weights_path(cfg.lpips_weights)
+        if lpips_path is None:
+            lpips_note = ("LPIPS skipped: no local AlexNet weights (give --lpips_weights PATH or set "
+                          "ZSGUIDE_LPIPS_WEIGHTS); psnr, ssim and mse are computed")
+        elif min(image_shape[1:]) < lpips_min_side():
+            lpips_note = (f"LPIPS skipped: images are {image_shape[1]}x{image_shape[2]}, AlexNet needs at least "
+                          f"{lpips_min_side()} pixels a side")
+            lpips_path = None
+
+    return RestorePlan(
+        mode=mode, ckpt_path=str(cfg.ckpt_path), module=module, meta=meta, image_shape=image_shape,
+        data_options=data_options, dataset=dataset, expected_indices=expected, task=cfg.task,
+        task_params=task_params_given, task_params_resolved=resolved, sampler=sampler, params=params,
+        params_source=params_source, sigma_y=sigma_y, noise_convention=cfg.noise_convention, sigma_net=sigma_net,
+        seed=seed, denoiser=cfg.denoiser, clipped=clipped, batch_size=int(cfg.batch_size),
+        num_workers=int(cfg.data.num_workers or 0), output=output,
+        num_samples=int(cfg.num_samples), input_path=cfg.input, input_measurement=input_measurement,
+        lpips_path=lpips_path, lpips_note=lpips_note, notes=notes,
+    )
+
+
+def data_options_for(cfg: Namespace, meta: dict, image_shape: tuple[int, int, int]) -> dict:
+    """The checkpoint's data options, overridden by the ``--data.*`` given (restore's own ``--batch_size`` aside)."""
+    import inspect
+
+    from ..data import ImageDataModule
+
+    accepted = set(inspect.signature(ImageDataModule.__init__).parameters) - {"self", *DATA_EXCLUDED}
+    base = meta.get("data") or {"image_size": image_shape[1], "channels": image_shape[0]}
+    options = {k: v for k, v in base.items() if k in accepted and k != "num_workers"}  # workers: ours, not fit's
+    given = {k: v for k, v in (cfg.data or {}).items() if v is not None and k in accepted}
+    return options | given
+
+
+def _test_images(cfg: Namespace, meta: dict, image_shape: tuple[int, int, int]):
+    from ..data import ImageDataModule
+
+    options = data_options_for(cfg, meta, image_shape)
+    dm = ImageDataModule(**options, batch_size=int(cfg.batch_size))
+    if tuple(dm.image_shape) != image_shape:
+        raise ZSGuideError(
+            f"the checkpoint {cfg.ckpt_path!r} was made for images of shape {image_shape} (C, H, W), but the data "
+            f"({options.get('name')}) gives {tuple(dm.image_shape)}; pass matching --data.image_size / "
+            f"--data.channels"
+        )
+    test = dm.dataset("test")
+    n = len(test) if cfg.num_images is None else int(cfg.num_images)
+    if n > len(test):
+        raise ZSGuideError(f"--num_images {n} exceeds the {len(test)} images of the test split of data set "
+                           f"{options.get('name')!r}")
+    if n < 1:
+        raise ZSGuideError(f"the test split of data set {options.get('name')!r} is empty")
+    return dict(dm.hparams), Subset(test, range(n)), list(range(n))
+
+
+def _param_schedule(cfg: Namespace, sampler, schedule):
+    from ..samplers import ParamSchedule
+
+    if cfg.params == "heuristic":
+        steps = DEFAULT_STEPS if cfg.steps is None else int(cfg.steps)
+        return sampler.heuristic(cfg.task, steps, schedule, spacing=cfg.spacing), "heuristic"
+    path = Path(cfg.params)
+    if not path.is_file():
+        raise ZSGuideError(f"--params {cfg.params!r} is neither 'heuristic', 'spectral' nor an existing params.json")
+    params = ParamSchedule.load(path)
+    sampler.check_params(params)
+    if params.task != cfg.task:
+        raise ZSGuideError(f"parameter file {str(path)!r} is for task {params.task!r}, not --task {cfg.task!r}")
+    if cfg.steps is not None and int(cfg.steps) != params.steps:
+        raise ZSGuideError(f"parameter file {str(path)!r} has {params.steps} steps, but --steps is {cfg.steps}")
+    if cfg.spacing is not None and cfg.spacing != params.spacing:
+        raise ZSGuideError(f"parameter file {str(path)!r} has {params.spacing!r} spacing, but --spacing is "
+                           f"{cfg.spacing!r}")
+    T = schedule.num_timesteps
+    if any(not 0 <= t < T for t in params.timesteps) or any(a <= b for a, b in zip(params.timesteps,
+                                                                                    params.timesteps[1:])):
+        raise ZSGuideError(f"parameter file {str(path)!r}: timesteps must decrease strictly within 0 .. {T - 1}")
+    return params, str(path)

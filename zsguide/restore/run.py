@@ -1,0 +1,84 @@
+"""``python -m zsguide restore``: parse, plan, and run Lightning's predict loop with the writer and progress bar."""
+
+from __future__ import annotations
+
+import signal
+
+from lightning.fabric.utilities.rank_zero import rank_zero_info
+
+from ..errors import ZSGuideError
+from .options import config_to_dict, parse
+from .plan import RestorePlan, make_plan
+
+
+def resolved_config(cfg, plan: RestorePlan) -> dict:
+    """The options as run: ``--data.*`` filled with the data options actually used (checkpoint's + overrides) and
+    ``--steps`` with the schedule's step count, so ``--config DIR/config.yaml`` repeats the run."""
+    out = config_to_dict(cfg)
+    out["steps"] = plan.params.steps
+    if plan.data_options is not None:
+        out["data"] = {k: v for k, v in plan.data_options.items() if k != "batch_size"}
+    else:
+        out.pop("data", None)
+    out["output"] = str(plan.output)
+    return out
+
+
+def make_trainer(cfg, plan: RestorePlan, callbacks: list):
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    t = cfg.trainer
+    try:
+        return L.Trainer(
+            accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, precision=t.precision,
+            num_nodes=t.num_nodes, logger=False, enable_checkpointing=False, enable_model_summary=False,
+            enable_progress_bar=bool(t.enable_progress_bar), callbacks=callbacks,
+            inference_mode=not plan.sampler.needs_grad, default_root_dir=str(plan.output),
+        )
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
+        raise ZSGuideError(f"invalid --trainer options: {str(exc).splitlines()[0]}") from None
+
+
+def run_restore(argv: list[str]) -> None:
+    """Run a restore job; bad input raises :class:`ZSGuideError` before anything is written."""
+    from torch.utils.data import DataLoader
+
+    from ..evaluation.metrics import load_lpips
+    from .module import RestoreModule
+    from .progress import RestoreProgressBar
+    from .writer import RestoreWriter, metric_columns
+
+    cfg = parse(argv)
+    plan = make_plan(cfg)
+    for note in plan.notes:
+        rank_zero_info(f"zsguide: {note}")
+    if plan.lpips_note:
+        rank_zero_info(f"zsguide: {plan.lpips_note}")
+    lpips = load_lpips(plan.lpips_path) if plan.lpips_path is not None else None
+
+    writer = RestoreWriter(plan, resolved_config(cfg, plan), metric_columns(plan, lpips is not None))
+    callbacks = [writer]
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(RestoreProgressBar(plan.num_outputs, plan.params.steps))
+    trainer = make_trainer(cfg, plan, callbacks)
+    module = RestoreModule(plan, lpips)
+    loader = DataLoader(plan.dataset, batch_size=plan.batch_size, shuffle=False, num_workers=plan.num_workers)
+    try:
+        trainer.predict(module, dataloaders=loader, return_predictions=False)
+    except BaseException:
+        if not writer.past_end_barrier:
+            _stop_other_ranks(trainer)
+        raise
+
+
+def _stop_other_ranks(trainer) -> None:
+    """After a failure on rank 0, end the processes Lightning launched for the other ranks (they would otherwise wait
+    in a collective): the ones this process started, by their process ids."""
+    try:
+        from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+    except ImportError:  # pragma: no cover
+        return
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if isinstance(launcher, _SubprocessScriptLauncher) and trainer.is_global_zero:
+        launcher.kill(signal.SIGKILL)
