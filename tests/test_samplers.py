@@ -129,7 +129,7 @@ def test_nan_stops_with_sampler_step_and_index(name):
 
 def test_param_schedule_round_trip_and_checks(tmp_path):
     p = get_sampler("diffpir").heuristic("deblur_gaussian", 7, SCHED)
-    assert p.spacing == "quadratic" and p.values["zeta"] == [0.1] * 7 and p.provenance["source"] == "heuristic"
+    assert p.spacing == "quadratic" and p.values["zeta"] == [0.3] * 7 and p.values["lam"] == [7.0] * 7 and p.provenance["source"] == "heuristic"
     p.save(tmp_path / "p.json")
     assert ParamSchedule.load(tmp_path / "p.json") == p
     with pytest.raises(ZSGuideError, match="has 2 values, expected 3"):

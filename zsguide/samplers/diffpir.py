@@ -4,12 +4,18 @@ yuanzhi-zhu/DiffPIR).
 Data step (the closed-form proximal step of ``||y - H x||^2 / (2 sigma^2)`` with weight ``rho_t`` around x0_hat):
 
     x0_y = argmin_x ||y - H x||^2 + rho_t ||x - x0_hat||^2 = V diag(1 / (s^2 + rho_t)) (s U^T y + rho_t V^T x0_hat),
-    rho_t = lam sigma^2 / sigma_t^2,  sigma_t^2 = (1 - abar_t) / abar_t (VE),  sigma floored at 1e-3 (the reference's
-    ``max(0.001, noise_level)``, here in network units)
+    rho_t = lam sigma_pix^2 / sigma_t^2,  sigma_t^2 = (1 - abar_t) / abar_t (VE),
+
+with ``sigma_pix = sigma / 2`` the noise std in [0, 1] pixel units floored at 1e-3: the reference's
+``max(0.001, noise_level_img)`` and its units, so ``lam`` is the reference's lambda (deepinv's ``lambda_`` is half of
+it: its data step is ``prox`` of ``||A x - y||^2 / 2`` with ``gamma = 1 / (2 rho)``; tests/test_deepinv_agreement.py)
 
 then ``x_{t-1} = sqrt(abar_{t-1}) x0_y + sqrt(1 - abar_{t-1}) (sqrt(1 - zeta) eps' + sqrt(zeta) z)`` with
-``eps' = (x_t - sqrt(abar_t) x0_y) / sqrt(1 - abar_t)``. Heuristic defaults: ``lam = 1`` (the reference repo; deepinv
-uses 7), ``zeta`` 0.1 for deblurring, 0.1 for super-resolution, 1.0 for inpainting; quadratic step spacing.
+``eps' = (x_t - sqrt(abar_t) x0_y) / sqrt(1 - abar_t)``. Heuristic defaults, from the reference repo's run
+loops (which multiply the base values: ``lambdas = [lambda_ * i for i in range(7, 8)]``, ``zeta * 3`` in its deblurring script): ``lam = 7``,
+``zeta`` 0.3 for deblurring, 0.25 for super-resolution (its SR script), 1.0 for inpainting; quadratic step spacing.
+The last step returns the final data-consistent estimate ``x0_y`` (the reference returns the state at t = 0, one
+denoise-and-project earlier).
 """
 
 from __future__ import annotations
@@ -21,21 +27,24 @@ import torch
 from .base import Sampler
 from .svd import effective_singulars
 
-SIGMA_FLOOR = 1e-3
+SIGMA_FLOOR = 1e-3  # pixel units
 
 
 class DiffPIR(Sampler):
     name = "diffpir"
     knobs = ("lam", "zeta")
     default_spacing = "quadratic"
-    reference = "Zhu et al. 2023 (yuanzhi-zhu/DiffPIR): lambda 1, zeta 0.1 deblur/SR, 1.0 inpainting, quadratic skip"
+    reference = ("Zhu et al. 2023 (yuanzhi-zhu/DiffPIR run loops): lambda 7, zeta 0.3 deblur / 0.25 SR / 1.0 "
+                 "inpainting, quadratic skip")
 
     def heuristic_values(self, task: str, steps: int) -> dict:
-        return {"lam": 1.0, "zeta": 1.0 if task.startswith("inpaint") else 0.1}
+        zeta = 1.0 if task.startswith("inpaint") else 0.25 if task.startswith("sr") else 0.3
+        return {"lam": 7.0, "zeta": zeta}
 
     @staticmethod
     def rho(lam: float, sigma: float, a_t: float) -> float:
-        return lam * max(sigma, SIGMA_FLOOR) ** 2 * a_t / (1 - a_t)
+        """``rho_t = lam max(sigma / 2, 1e-3)^2 / sigma_t^2`` for ``sigma`` in network units."""
+        return lam * max(sigma / 2, SIGMA_FLOOR) ** 2 * a_t / (1 - a_t)
 
     def step(self, denoiser, operator, y, sigma, params, i, t, a_t, a_prev, x, noise, surrogate):
         lam, zeta = params.value("lam", i), params.value("zeta", i)
