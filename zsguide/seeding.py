@@ -26,6 +26,14 @@ def image_generator(seed: int, index: int, stream: str, device: str | torch.devi
     return gen
 
 
+def _per_image(draw, shape, seed, indices, stream, dtype, device) -> torch.Tensor:
+    """Stack ``draw(shape, generator)`` over images, each from its own generator, made in float64 on the CPU and then
+    cast, so the draws are identical on every device and dtype."""
+    rows = [draw(tuple(shape), generator=image_generator(seed, int(i), stream), dtype=torch.float64)
+            for i in (indices.tolist() if torch.is_tensor(indices) else indices)]
+    return torch.stack(rows).to(device=device, dtype=dtype)
+
+
 def randn_per_image(
     shape: Sequence[int],
     seed: int,
@@ -35,15 +43,8 @@ def randn_per_image(
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
-    """Standard normal draws of shape ``(len(indices), *shape)``, row ``i`` from the generator of ``indices[i]``.
-
-    Draws are made on the CPU in float64 and then cast, so they are identical on every device and dtype.
-    """
-    rows = [
-        torch.randn(tuple(shape), generator=image_generator(seed, int(i), stream), dtype=torch.float64)
-        for i in (indices.tolist() if torch.is_tensor(indices) else indices)
-    ]
-    return torch.stack(rows).to(device=device, dtype=dtype)
+    """Standard normal draws of shape ``(len(indices), *shape)``, row ``i`` from the generator of ``indices[i]``."""
+    return _per_image(torch.randn, shape, seed, indices, stream, dtype, device)
 
 
 def rand_per_image(
@@ -56,8 +57,4 @@ def rand_per_image(
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
     """Uniform [0, 1) draws of shape ``(len(indices), *shape)``, row ``i`` from the generator of ``indices[i]``."""
-    rows = [
-        torch.rand(tuple(shape), generator=image_generator(seed, int(i), stream), dtype=torch.float64)
-        for i in (indices.tolist() if torch.is_tensor(indices) else indices)
-    ]
-    return torch.stack(rows).to(device=device, dtype=dtype)
+    return _per_image(torch.rand, shape, seed, indices, stream, dtype, device)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from skimage.color import gray2rgb, rgb2gray, rgba2rgb
 from skimage.transform import resize
 from skimage.util import img_as_float32
+
+from ..errors import ZSGuideError
 
 
 def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
@@ -35,3 +39,16 @@ def resize_center_crop(img: np.ndarray, size: int) -> np.ndarray:
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """(H, W, C) array in [0, 1] to a (C, H, W) float32 tensor."""
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float()
+
+
+def decode_image(path: str | Path, channels: int, what: str = "image") -> np.ndarray:
+    """Read an image file as float32 (H, W, channels) in [0, 1]; any decoder failure is one clear error naming it."""
+    from skimage import io as skio
+
+    try:
+        img = skio.imread(path)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is the same user error
+        raise ZSGuideError(f"cannot read {what} {str(path)!r}: {type(exc).__name__}: {exc}") from None
+    if img.ndim not in (2, 3) or min(img.shape[:2]) < 1:
+        raise ZSGuideError(f"{what} {str(path)!r} has unsupported shape {img.shape}")
+    return to_channels(img, channels)

@@ -14,11 +14,10 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-from skimage import io as skio
 from torch.utils.data import Dataset
 
 from ..errors import ZSGuideError
-from .common import resize_center_crop, to_channels, to_tensor
+from .common import decode_image, resize_center_crop, to_tensor
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -54,13 +53,7 @@ def list_split(root: str | Path, split: str, val_fraction: float, test_fraction:
 
 
 def read_image(path: Path, channels: int, size: int) -> np.ndarray:
-    try:
-        img = skio.imread(path)
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is the same user error
-        raise ZSGuideError(f"cannot read image {str(path)!r}: {type(exc).__name__}: {exc}") from None
-    if img.ndim not in (2, 3) or min(img.shape[:2]) < 1:
-        raise ZSGuideError(f"image {str(path)!r} has unsupported shape {img.shape}")
-    out = resize_center_crop(to_channels(img, channels), size)
+    out = resize_center_crop(decode_image(path, channels), size)
     if not np.isfinite(out).all():
         raise ZSGuideError(f"image {str(path)!r} holds non-finite values")
     return np.clip(out, 0, 1)

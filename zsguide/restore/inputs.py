@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..data.common import to_channels
+from ..data.common import decode_image
 from ..errors import ZSGuideError
 from ..operators.base import LinearOperator
 
@@ -42,15 +42,7 @@ def read_input(path: str | Path, channels: int) -> torch.Tensor:
                                f"expected (h, w), (1, h, w) or ({channels}, h, w) numbers")
         out = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).expand(channels, -1, -1).clone()
     else:
-        from skimage import io as skio
-
-        try:
-            img = skio.imread(path)
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is the same user error
-            raise ZSGuideError(f"cannot read input image {str(path)!r}: {type(exc).__name__}: {exc}") from None
-        if img.ndim not in (2, 3) or min(img.shape[:2]) < 1:
-            raise ZSGuideError(f"input image {str(path)!r} has unsupported shape {img.shape}")
-        out = torch.from_numpy(np.ascontiguousarray(to_channels(img, channels).transpose(2, 0, 1)))
+        out = torch.from_numpy(np.ascontiguousarray(decode_image(path, channels, "input image").transpose(2, 0, 1)))
     if not torch.isfinite(out).all():
         raise ZSGuideError(f"input {str(path)!r} holds NaN or infinite values")
     return out.float()
