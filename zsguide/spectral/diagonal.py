@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..samplers.base import ParamSchedule, ddim_coefficients
+from ..samplers.base import ParamSchedule
 from ..samplers.diffpir import DiffPIR
 
 
@@ -70,19 +70,35 @@ def _gain(lam: torch.Tensor, a_t: float) -> torch.Tensor:
     return math.sqrt(a_t) * lam / (a_t * lam + 1 - a_t)
 
 
+def _sqrt_pos(x) -> torch.Tensor:
+    """``sqrt(max(x, 0))`` with a finite gradient everywhere (0 where clamped), for the designer's autograd."""
+    return torch.as_tensor(x, dtype=torch.float64).clamp(min=1e-300).sqrt()
+
+
 def _ddim(x_coef, y_coef, var, a_t, a_prev, eta):
     """Compose ``x0_y = x_coef x + y_coef y + noise(var)`` with the DDIM step of samplers/base.py."""
     if a_prev >= 1.0:
         return x_coef, y_coef, var
-    c_eps, s = ddim_coefficients(a_t, a_prev, eta)
+    s = eta * math.sqrt(max((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev), 0.0))
+    c_eps = _sqrt_pos(1 - a_prev - s * s)
     k1 = math.sqrt(a_prev) - c_eps * math.sqrt(a_t / (1 - a_t))
     k2 = c_eps / math.sqrt(1 - a_t)
     return k1 * x_coef + k2, k1 * y_coef, k1 * k1 * var + s * s
 
 
-def transfer(method: str, p: DiagonalProblem, params: ParamSchedule, abar: torch.Tensor) -> Transfer:
-    """The closed-form ``(B, v)`` of ``method`` run with ``params`` (its timesteps and per-step knobs)."""
+def transfer(method: str, p: DiagonalProblem, params: ParamSchedule, abar: torch.Tensor,
+             knobs: dict[str, torch.Tensor] | None = None) -> Transfer:
+    """The closed-form ``(B, v)`` of ``method`` run with ``params`` (its timesteps and per-step knobs).
+
+    ``knobs`` (optional) overrides ``params.values`` with tensors of per-step values, through which the result is
+    differentiable (the designer's variables).
+    """
     taus = params.timesteps
+    vals = knobs if knobs is not None else {k: torch.tensor(v, dtype=torch.float64) for k, v in params.values.items()}
+
+    def value(name: str, i: int) -> torch.Tensor:
+        return vals[name][i]
+
     zero = torch.zeros_like(p.lam)
     phase, s, sig = _phase(p), p.s, p.sigma
     B, v = torch.zeros_like(p.lam, dtype=torch.complex128), torch.ones_like(p.lam)  # x_T ~ N(0, 1)
@@ -99,9 +115,9 @@ def transfer(method: str, p: DiagonalProblem, params: ParamSchedule, abar: torch
         c = _gain(p.lam, a_t)
         eps_x = (1 - math.sqrt(a_t) * c) / math.sqrt(1 - a_t)  # eps_hat = eps_x x
         if method == "ddrm":
-            eta, eta_b = params.value("eta", i), params.value("eta_b", i)
+            eta, eta_b = value("eta", i), value("eta_b", i)
             sn = math.sqrt((1 - a_prev) / a_prev)
-            tilde, std = math.sqrt(max(1 - eta**2, 0.0)) * sn, eta * sn
+            tilde, std = _sqrt_pos(1 - eta**2) * sn, eta * sn
             inv_s = torch.where(s > 0, 1 / torch.where(s > 0, s, 1.0), zero)
             miss = (c + tilde * eps_x, zero.to(B), std**2 + zero)
             after = ((c * (1 - tilde * s / sig)) if sig > 0 else miss[0], (tilde / sig * phase) if sig > 0 else miss[1],
@@ -113,16 +129,16 @@ def transfer(method: str, p: DiagonalProblem, params: ParamSchedule, abar: torch
             r = math.sqrt(a_prev)
             a_, b_, e2 = r * a_, r * b_, a_prev * e2
         elif method == "ddnm":
-            eta, mult = params.value("eta", i), params.value("lambda_scale", i)
+            eta, mult = value("eta", i), value("lambda_scale", i)
             a, st = math.sqrt(a_prev), math.sqrt(1 - a_prev)
             ones = torch.ones_like(s)
-            d1, d2 = st * eta * ones, st * math.sqrt(max(1 - eta**2, 0.0)) * ones
+            d1, d2 = st * eta * ones, st * _sqrt_pos(1 - eta**2) * ones
             lam_t = ones
             s_pinv = torch.where(s > 0, 1 / torch.where(s > 0, s, 1.0), zero)
             if sig > 0:
                 thresh = a * sig * s_pinv
                 low, high = (s > 0) & (st < thresh), (s > 0) & (st > thresh)
-                lam_t = torch.where(low, s * st * math.sqrt(max(1 - eta**2, 0.0)) / (a * sig), ones)
+                lam_t = torch.where(low, s * st * _sqrt_pos(1 - eta**2) / (a * sig), ones)
                 d2 = torch.where(low | high, zero, d2)
                 d1 = torch.where(high, (st**2 - thresh**2).clamp(min=0).sqrt(), d1)
             g = mult * lam_t * (s > 0).to(s.dtype)  # x0_y = c x - g (c x - y_hat / h) on the kept range
@@ -132,25 +148,25 @@ def transfer(method: str, p: DiagonalProblem, params: ParamSchedule, abar: torch
             else:
                 a_, b_, e2 = a * x0_x + d2 * eps_x, a * x0_y, d1 * d1
         elif method == "pigdm":
-            w, eta = params.value("weight", i), params.value("eta", i)
+            w, eta = value("weight", i), value("eta", i)
             r2 = 1 - a_t
             q = torch.where(s > 0, p.h.conj() / (r2 * s * s + sig**2).clamp(min=1e-300), zero.to(B))
             k = w * (1 - a_t) / math.sqrt(a_t) * c * q  # x0_y = c x + k (y_hat - h c x)
             a_, b_, e2 = _ddim(c - (k * p.h * c).real, k, zero, a_t, a_prev, eta)
         elif method == "diffpir":
-            lam_k, zeta = params.value("lam", i), params.value("zeta", i)
+            lam_k, zeta = value("lam", i), value("zeta", i)
             rho = DiffPIR.rho(lam_k, sig, a_t)
             den = s * s + rho
             x0_x, x0_y = rho * c / den, s * phase / den
             if a_prev >= 1.0:
                 a_, b_, e2 = x0_x, x0_y, zero
             else:
-                zeta = min(max(zeta, 0.0), 1.0)
-                k2 = math.sqrt(1 - a_prev) * math.sqrt(1 - zeta) / math.sqrt(1 - a_t)
+                zeta = zeta.clamp(0.0, 1.0)
+                k2 = math.sqrt(1 - a_prev) * (1 - zeta).sqrt() / math.sqrt(1 - a_t)
                 k1 = math.sqrt(a_prev) - k2 * math.sqrt(a_t)
                 a_, b_, e2 = k1 * x0_x + k2, k1 * x0_y, (1 - a_prev) * zeta + zero
         elif method == "oracle":
-            eta = params.value("eta", i)
+            eta = value("eta", i)
             s_t = (1 - a_t) * p.lam / (a_t * p.lam + 1 - a_t)
             K = s_t * p.h.conj() / (p.h.abs().square() * s_t + sig**2)
             one_minus = (1 - K * p.h).real
@@ -171,8 +187,8 @@ def criteria(p: DiagonalProblem, out: Transfer, dims: int) -> dict[str, torch.Te
     """
     post = p.posterior()
     ey = p.y_variance()
-    w2 = ((out.B - post.B).abs().square() * ey + (out.v.clamp(min=0).sqrt() - post.v.sqrt()) ** 2).sum() / dims
+    w2 = ((out.B - post.B).abs().square() * ey + (_sqrt_pos(out.v) - post.v.sqrt()) ** 2).sum() / dims
     mse = ((1 - out.B * p.h).abs().square() * p.lam + out.B.abs().square() * p.sigma**2 + out.v).sum() / dims
     marg = out.B.abs().square() * ey + out.v
-    perc = ((marg.clamp(min=0).sqrt() - p.lam.sqrt()) ** 2).sum() / dims
+    perc = ((_sqrt_pos(marg) - p.lam.sqrt()) ** 2).sum() / dims
     return {"avg_w2": w2, "mse": mse, "perception_w2": perc}
