@@ -291,7 +291,7 @@ def small_ckpt(tmp_path_factory):
         (["--ckpt_path", "{tmp}/nope.ckpt"], ["nope.ckpt", "does not exist"]),
         (["--input", "{tmp}/nope.png"], ["nope.png", "does not exist"]),
         (["--input", "{tmp}/big.npy"], ["big.npy", "16x16", "4x4"]),
-        (["--params", "spectral"], ["spectral", "not available yet"]),
+        (["--params", "spectral"], ["--params spectral", "'sr4'"]),
         (["--num_images", "17"], ["--num_images 17", "16 images"]),
         (["--steps", "x"], ["--steps", "'x'"]),
         (["--lpips_weights", "{tmp}/none.pth"], ["none.pth"]),
@@ -346,3 +346,19 @@ def test_nan_in_the_sampler_stops_with_one_line_and_unmarks_an_old_run(ckpt, ref
     assert "NaN/Inf" in line and "image index 1" in line and "Traceback" not in cap.err
     assert not (out / "summary.json").exists() and not (out / "metrics.csv").exists()
     assert (out / "restored" / "00000.npy").exists() and not (out / "restored" / "00001.npy").exists()
+
+
+def test_spectral_params_are_designed_on_the_surrogate(ckpt, tmp_path, capsys):
+    """--params spectral on a blur task: params.json carries the design's provenance and its closed-form prediction
+    (designed avg W2 below the heuristic's), and the run completes with the designed (non-constant) schedule."""
+    rc, cap = restore_in_process(capsys, "--ckpt_path", ckpt, "--task", "deblur_gaussian", "--task_params.size", "5",
+                                 "--task_params.sigma", "1.0", "--sampler", "diffpir", "--steps", "6", "--num_images",
+                                 "2", "--denoiser", "analytic", "--params", "spectral", "--output", tmp_path / "s",
+                                 *QUIET)
+    assert rc == 0, cap.err[-2000:]
+    params = json.loads((tmp_path / "s" / "params.json").read_text())
+    prov = params["provenance"]
+    assert prov["source"] == "spectral" and prov["surrogate_digest"]
+    assert prov["predicted_designed"]["avg_w2"] < prov["predicted_heuristic"]["avg_w2"]
+    assert max(params["values"]["zeta"]) - min(params["values"]["zeta"]) > 1e-6
+    assert json.loads((tmp_path / "s" / "summary.json").read_text())["params_source"] == "spectral"

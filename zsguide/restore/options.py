@@ -49,8 +49,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--spacing", type=Optional[str], default=None,
                    help="timestep spacing for --params heuristic: uniform or quadratic (default: the sampler's)")
     p.add_argument("--params", type=str, default="heuristic",
-                   help="parameter schedule: heuristic (the peers' defaults), spectral (not available yet), "
-                        "or a params.json written by a previous run")
+                   help="parameter schedule: heuristic (the peers' defaults), spectral (designed on the checkpoint's "
+                        "surrogate; blur so far), or a params.json written by a previous run")
     p.add_argument("--sigma_y", "--noise", type=float, default=0.01,
                    help="measurement noise std (pixel units [0, 1] unless --noise_convention network)")
     p.add_argument("--noise_convention", type=str, default="pixel",

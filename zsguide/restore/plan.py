@@ -101,9 +101,6 @@ def make_plan(cfg: Namespace) -> RestorePlan:
     task_params_given = dict(cfg.task_params or {})
     defaults = task_defaults(cfg.task)  # unknown task -> error listing the valid ones
     sampler = get_sampler(cfg.sampler)  # unknown sampler -> error listing the valid ones
-    if cfg.params == "spectral":
-        raise ZSGuideError("--params spectral is not available yet (the spectral designer is a later addition); "
-                           "use --params heuristic or a params.json file")
     if cfg.input is not None and not Path(cfg.input).is_file():
         raise ZSGuideError(f"input file {cfg.input!r} does not exist (--input)")
     if cfg.ckpt_path is None:
@@ -148,7 +145,7 @@ def make_plan(cfg: Namespace) -> RestorePlan:
         expected = list(range(cfg.num_samples))
 
     # --- the parameter schedule
-    params, params_source = _param_schedule(cfg, sampler, module.schedule)
+    params, params_source = _param_schedule(cfg, sampler, module, operator, sigma_net)
 
     # --- LPIPS (only with ground truth, only from local weights)
     lpips_path = lpips_note = None
@@ -210,12 +207,44 @@ def _test_images(cfg: Namespace, meta: dict, image_shape: tuple[int, int, int]):
     return dict(dm.hparams), Subset(test, range(n)), list(range(n))
 
 
-def _param_schedule(cfg: Namespace, sampler, schedule):
+SPECTRAL_SAMPLERS = ("ddrm", "ddnm", "pigdm", "diffpir")
+
+
+def _spectral_schedule(cfg: Namespace, sampler, module, operator, sigma_net: float, heuristic):
+    """``--params spectral``: design the sampler's knobs on the checkpoint's surrogate (spectral/design.py).
+
+    So far for operators that are circulant and shared by every image (deblur_gaussian, deblur_uniform,
+    deblur_kernel); the oracle is exact as it is, so its "design" is its heuristic schedule.
+    """
+    from ..spectral.design import design_diagonal
+    from ..spectral.diagonal import DiagonalProblem
+
+    if sampler.name == "oracle":
+        heuristic.provenance = {"source": "spectral", "objective": "exact already (the oracle)"}
+        return heuristic
+    if operator.structure != "fourier_diagonal" or operator.batch_size != 1:
+        raise ZSGuideError(f"--params spectral is available so far for blur shared by every image (deblur_gaussian, "
+                           f"deblur_uniform, deblur_kernel); task {cfg.task!r} is not one of them")
+    if sampler.name not in SPECTRAL_SAMPLERS:
+        raise ZSGuideError(f"--params spectral has no closed form for sampler {sampler.name!r} yet; "
+                           f"choose one of {', '.join(SPECTRAL_SAMPLERS)}")
+    problem = DiagonalProblem.from_operator(module.surrogate.spectrum.cpu(), operator, sigma_net)
+    result = design_diagonal(sampler.name, problem, heuristic, module.schedule.alphas_cumprod)
+    result.params.provenance.update({"surrogate_digest": module.surrogate.digest(), "sigma_network": sigma_net,
+                                     "predicted_heuristic": result.heuristic, "predicted_designed": result.designed})
+    return result.params
+
+
+def _param_schedule(cfg: Namespace, sampler, module, operator, sigma_net: float):
     from ..samplers import ParamSchedule
 
-    if cfg.params == "heuristic":
+    schedule = module.schedule
+    if cfg.params in ("heuristic", "spectral"):
         steps = DEFAULT_STEPS if cfg.steps is None else int(cfg.steps)
-        return sampler.heuristic(cfg.task, steps, schedule, spacing=cfg.spacing), "heuristic"
+        heuristic = sampler.heuristic(cfg.task, steps, schedule, spacing=cfg.spacing)
+        if cfg.params == "heuristic":
+            return heuristic, "heuristic"
+        return _spectral_schedule(cfg, sampler, module, operator, sigma_net, heuristic), "spectral"
     path = Path(cfg.params)
     if not path.is_file():
         raise ZSGuideError(f"--params {cfg.params!r} is neither 'heuristic', 'spectral' nor an existing params.json")
