@@ -362,3 +362,35 @@ def test_spectral_params_are_designed_on_the_surrogate(ckpt, tmp_path, capsys):
     assert prov["predicted_designed"]["avg_w2"] < prov["predicted_heuristic"]["avg_w2"]
     assert max(params["values"]["zeta"]) - min(params["values"]["zeta"]) > 1e-6
     assert json.loads((tmp_path / "s" / "summary.json").read_text())["params_source"] == "spectral"
+
+
+def test_analyze_and_tune(ckpt, tmp_path, capsys):
+    """analyze writes the analysis.json schema with the references and heuristic/spectral criteria per sampler
+    (designed never worse, the oracle exact); tune writes a params.json that restore runs with."""
+    blur = ("--task", "deblur_gaussian", "--task_params.size", "5", "--task_params.sigma", "1.0")
+    rc = main(["analyze", "--ckpt_path", str(ckpt), *blur, "--steps", "6", "--sigma_y", "0.05", "--samplers",
+               "[ddrm, diffpir, oracle]", "--output", str(tmp_path / "an")])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err[-2000:]
+    a = json.loads((tmp_path / "an" / "analysis.json").read_text())
+    assert {a["task"], a["steps"], a["sigma_y"]} == {"deblur_gaussian", 6, 0.05}
+    ref = a["references"]
+    assert ref["posterior_sampler_mse"] == pytest.approx(2 * ref["mmse"]) and ref["mmse"] > 0
+    for name, e in a["samplers"].items():
+        assert set(e) == {"heuristic", "spectral"} and set(e["heuristic"]) == {"avg_w2", "mse", "perception_w2"}
+        assert e["spectral"]["avg_w2"] <= e["heuristic"]["avg_w2"]
+    assert a["samplers"]["oracle"]["heuristic"]["avg_w2"] < 1e-12
+    assert a["samplers"]["oracle"]["heuristic"]["mse"] == pytest.approx(ref["posterior_sampler_mse"], rel=1e-9)
+    assert a["samplers"]["diffpir"]["spectral"]["avg_w2"] < a["samplers"]["diffpir"]["heuristic"]["avg_w2"]
+    for fig in ("transfer_functions.png", "designed_schedules.png"):
+        assert (tmp_path / "an" / fig).stat().st_size > 1000
+    rc = main(["tune", "--ckpt_path", str(ckpt), *blur, "--steps", "6", "--sigma_y", "0.05", "--sampler", "diffpir",
+               "--output", str(tmp_path / "p.json")])
+    assert rc == 0, capsys.readouterr().err[-2000:]
+    rc, cap = restore_in_process(capsys, "--ckpt_path", ckpt, *blur, "--sampler", "diffpir", "--num_images", "2",
+                                 "--sigma_y", "0.05", "--denoiser", "analytic", "--params", tmp_path / "p.json",
+                                 "--output", tmp_path / "r", *QUIET)
+    assert rc == 0, cap.err[-2000:]
+    assert json.loads((tmp_path / "r" / "params.json").read_text())["provenance"]["source"] == "spectral"
+    rc = main(["analyze", "--ckpt_path", str(ckpt), "--task", "sr2", "--output", str(tmp_path / "x")])
+    assert rc == 2 and "'sr2'" in capsys.readouterr().err

@@ -17,11 +17,13 @@ from .errors import ZSGuideError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 USAGE = (
-    "usage: python -m zsguide {fit,validate,test,restore} [options]\n"
+    "usage: python -m zsguide {fit,validate,test,restore,analyze,tune} [options]\n"
     "  fit       train the score network and fit the Gaussian surrogate (--config configs/fit/patches.yaml)\n"
     "  test      denoise check of a checkpoint against its surrogate (--config ... --ckpt_path ...)\n"
     "  validate  validation loss of a checkpoint\n"
     "  restore   restore images with a sampler (--ckpt_path ... --task sr4 --sampler ddrm; configs/restore/)\n"
+    "  analyze   closed-form comparison of the samplers with the posterior, heuristic vs designed (blur tasks)\n"
+    "  tune      design one sampler's schedule into a params.json for restore --params FILE\n"
     "Run 'python -m zsguide <command> --help' for the options of a command."
 )
 
@@ -58,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             from .restore import run_restore
 
             run_restore(argv[1:])
+        elif command in ("analyze", "tune"):
+            from .spectral.cli import run_analyze, run_tune
+
+            (run_analyze if command == "analyze" else run_tune)(argv[1:])
         else:
             print(f"error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
             return 2

@@ -207,32 +207,20 @@ def _test_images(cfg: Namespace, meta: dict, image_shape: tuple[int, int, int]):
     return dict(dm.hparams), Subset(test, range(n)), list(range(n))
 
 
-SPECTRAL_SAMPLERS = ("ddrm", "ddnm", "pigdm", "diffpir")
-
-
 def _spectral_schedule(cfg: Namespace, sampler, module, operator, sigma_net: float, heuristic):
-    """``--params spectral``: design the sampler's knobs on the checkpoint's surrogate (spectral/design.py).
+    """``--params spectral``: design the sampler's knobs on the checkpoint's surrogate (cached; spectral/service.py).
 
-    So far for operators that are circulant and shared by every image (deblur_gaussian, deblur_uniform,
-    deblur_kernel); the oracle is exact as it is, so its "design" is its heuristic schedule.
+    The oracle is exact as it is, so its "design" is its heuristic schedule.
     """
-    from ..spectral.design import design_diagonal
-    from ..spectral.diagonal import DiagonalProblem
+    from ..spectral.service import designed_schedule
 
     if sampler.name == "oracle":
         heuristic.provenance = {"source": "spectral", "objective": "exact already (the oracle)"}
         return heuristic
-    if operator.structure != "fourier_diagonal" or operator.batch_size != 1:
-        raise ZSGuideError(f"--params spectral is available so far for blur shared by every image (deblur_gaussian, "
-                           f"deblur_uniform, deblur_kernel); task {cfg.task!r} is not one of them")
-    if sampler.name not in SPECTRAL_SAMPLERS:
-        raise ZSGuideError(f"--params spectral has no closed form for sampler {sampler.name!r} yet; "
-                           f"choose one of {', '.join(SPECTRAL_SAMPLERS)}")
-    problem = DiagonalProblem.from_operator(module.surrogate.spectrum.cpu(), operator, sigma_net)
-    result = design_diagonal(sampler.name, problem, heuristic, module.schedule.alphas_cumprod)
-    result.params.provenance.update({"surrogate_digest": module.surrogate.digest(), "sigma_network": sigma_net,
-                                     "predicted_heuristic": result.heuristic, "predicted_designed": result.designed})
-    return result.params
+    try:
+        return designed_schedule(module.surrogate, operator, sigma_net, module.schedule, heuristic, cfg.task).params
+    except ZSGuideError as exc:
+        raise ZSGuideError(f"--params spectral: {exc}") from None
 
 
 def _param_schedule(cfg: Namespace, sampler, module, operator, sigma_net: float):

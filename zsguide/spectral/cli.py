@@ -1,0 +1,156 @@
+"""``python -m zsguide analyze`` and ``python -m zsguide tune``: the spectral engine from the command line.
+
+analyze: for one task, step count and noise level, every sampler's closed-form averaged W2 to the posterior, MSE to
+the truth and perception distance (W2 from its output marginal to the prior), heuristic against designed, with the
+ideal posterior sampler and the MMSE estimator as references; a table, ``analysis.json`` and figures.
+tune: the designed schedule of one sampler as a ``params.json`` that ``restore --params FILE`` reads.
+
+Units in the outputs: every criterion is per pixel and squared, in [0, 1] pixel units (the network-unit closed forms
+divided by 4), so ``mse`` is the quantity restore reports as ``mse_mean`` and ``avg_w2`` is comparable with it (the
+posterior sampler has avg_w2 0 and MSE 2 mmse; the MMSE estimator has avg_w2 = MSE = mmse).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from jsonargparse import ActionConfigFile, ArgumentParser
+
+from ..errors import ZSGuideError
+
+UNIT = 4.0  # network-unit squared quantities -> [0, 1] pixel units
+ANALYZED = ("ddrm", "ddnm", "pigdm", "diffpir", "oracle")
+
+
+def _parser(prog: str, tune: bool) -> ArgumentParser:
+    p = ArgumentParser(prog=prog, exit_on_error=False, default_meta=False)
+    p.add_argument("--config", action=ActionConfigFile)
+    p.add_argument("--ckpt_path", "--ckpt", type=Optional[str], default=None, help="checkpoint from fit (required)")
+    p.add_argument("--task", type=str, default="deblur_gaussian", help="task (circulant ones so far: deblur_*)")
+    p.add_argument("--task_params", type=dict[str, Any], default={}, help="task parameters, as for restore")
+    p.add_argument("--steps", type=int, default=20, help="sampling steps")
+    p.add_argument("--spacing", type=Optional[str], default=None, help="timestep spacing (default: the sampler's)")
+    p.add_argument("--sigma_y", type=float, default=0.01, help="measurement noise std, [0, 1] pixel units")
+    p.add_argument("--mse_weight", type=float, default=0.0, help="objective: avg W2^2 + mse_weight * MSE")
+    if tune:
+        p.add_argument("--sampler", type=str, default="ddrm", help="ddrm, ddnm, pigdm or diffpir")
+        p.add_argument("--output", "-o", type=str, default="params.json", help="the params.json to write")
+    else:
+        p.add_argument("--samplers", type=list[str], default=list(ANALYZED), help="samplers to analyse")
+        p.add_argument("--sweep", type=list[int], default=[], help="also design at these step counts (W2 vs steps)")
+        p.add_argument("--output", "-o", type=str, default="runs/analyze", help="output folder")
+    return p
+
+
+def _parse(prog: str, tune: bool, argv: list[str]):
+    from ..restore.options import one_line
+
+    try:
+        cfg = _parser(prog, tune).parse_args(argv)
+    except Exception as exc:  # noqa: BLE001
+        raise ZSGuideError(one_line(str(exc))) from None
+    if cfg.ckpt_path is None:
+        raise ZSGuideError("--ckpt_path is required (a checkpoint written by 'python -m zsguide fit')")
+    if not cfg.sigma_y >= 0:
+        raise ZSGuideError(f"--sigma_y must be >= 0, got {cfg.sigma_y!r}")
+    if cfg.steps < 1:
+        raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
+    return cfg
+
+
+def _setup(cfg):
+    from ..checkpoint import load_score_module
+    from ..operators import make_operator
+    from .service import diagonal_problem
+
+    module, meta = load_score_module(cfg.ckpt_path)
+    operator = make_operator(cfg.task, tuple(meta["image_shape"]), 0, [0], **dict(cfg.task_params or {}))
+    sigma_net = 2 * cfg.sigma_y
+    return module, operator, sigma_net, diagonal_problem(module.surrogate, operator, sigma_net, cfg.task)
+
+
+def _pixel_units(c: dict) -> dict:
+    return {k: float(v) / UNIT for k, v in c.items()}
+
+
+def run_tune(argv: list[str]) -> None:
+    from ..samplers import get_sampler
+    from .service import designed_schedule
+
+    cfg = _parse("python -m zsguide tune", True, argv)
+    module, operator, sigma_net, _ = _setup(cfg)
+    sampler = get_sampler(cfg.sampler)
+    heuristic = sampler.heuristic(cfg.task, cfg.steps, module.schedule, spacing=cfg.spacing)
+    t0 = time.perf_counter()
+    r = designed_schedule(module.surrogate, operator, sigma_net, module.schedule, heuristic, cfg.task,
+                          mse_weight=cfg.mse_weight)
+    r.params.provenance.update({"task_params": dict(cfg.task_params or {}), "sigma_y": cfg.sigma_y})
+    out = Path(cfg.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    r.params.save(out)
+    h, d = _pixel_units(r.heuristic), _pixel_units(r.designed)
+    print(f"tune: {cfg.sampler} on {cfg.task}, {cfg.steps} steps, sigma_y {cfg.sigma_y}: avg W2^2 {h['avg_w2']:.3e} -> "
+          f"{d['avg_w2']:.3e}, MSE {h['mse']:.3e} -> {d['mse']:.3e} (per pixel, [0, 1] units), "
+          f"{time.perf_counter() - t0:.1f} s\nwrote {out}")
+
+
+def run_analyze(argv: list[str]) -> None:
+    from ..samplers import get_sampler
+    from .diagonal import criteria, transfer
+    from .figures import schedule_figure, steps_figure, transfer_figure
+    from .service import designed_schedule
+
+    cfg = _parse("python -m zsguide analyze", False, argv)
+    for name in cfg.samplers:
+        if name not in ANALYZED:
+            raise ZSGuideError(f"analyze has no closed form for sampler {name!r} yet; choose from {', '.join(ANALYZED)}")
+    t0 = time.perf_counter()
+    module, operator, sigma_net, problem = _setup(cfg)
+    abar, dims = module.schedule.alphas_cumprod, problem.lam.numel()
+    post = problem.posterior()
+    mmse = float(post.v.sum()) / dims / UNIT
+    result = {"task": cfg.task, "task_params": dict(cfg.task_params or {}), "steps": cfg.steps, "sigma_y": cfg.sigma_y,
+              "units": "per pixel, squared, [0, 1] pixel units", "surrogate_digest": module.surrogate.digest(),
+              "references": {"posterior_sampler_mse": 2 * mmse, "mmse": mmse}, "samplers": {}}
+    transfers, schedules = {}, {}
+    for name in cfg.samplers:
+        sampler = get_sampler(name)
+        heur = sampler.heuristic(cfg.task, cfg.steps, module.schedule, spacing=cfg.spacing)
+        designed = heur if name == "oracle" else designed_schedule(
+            module.surrogate, operator, sigma_net, module.schedule, heur, cfg.task, mse_weight=cfg.mse_weight).params
+        entry = {}
+        for label, params in (("heuristic", heur), ("spectral", designed)):
+            tr = transfer(name, problem, params, abar)
+            entry[label] = _pixel_units(criteria(problem, tr, dims))
+            transfers[(name, label)] = tr
+        result["samplers"][name] = entry
+        schedules[name] = {cfg.steps: (heur, designed)}
+        for n in cfg.sweep:
+            if name == "oracle":
+                continue
+            h = sampler.heuristic(cfg.task, n, module.schedule, spacing=cfg.spacing)
+            r = designed_schedule(module.surrogate, operator, sigma_net, module.schedule, h, cfg.task,
+                                  mse_weight=cfg.mse_weight)
+            schedules[name][n] = (h, r.params)
+            entry.setdefault("sweep", {})[str(n)] = {"heuristic": _pixel_units(r.heuristic),
+                                                     "spectral": _pixel_units(r.designed)}
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    transfer_figure(problem, transfers, out / "transfer_functions.png")
+    schedule_figure(schedules, out / "designed_schedules.png")
+    if cfg.sweep:
+        steps_figure(result, out / "w2_vs_steps.png")
+    result["wall_time_s"] = time.perf_counter() - t0
+    (out / "analysis.json").write_text(json.dumps(result, indent=2))
+    lines = [f"analyze: {cfg.task}, {cfg.steps} steps, sigma_y {cfg.sigma_y} (per pixel, squared, [0, 1] units)",
+             f"references: posterior sampler MSE {2 * mmse:.3e}, MMSE {mmse:.3e}",
+             f"{'sampler':8s} {'avgW2 heur':>11s} {'avgW2 spec':>11s} {'MSE heur':>10s} {'MSE spec':>10s} "
+             f"{'perc heur':>10s} {'perc spec':>10s}"]
+    for name, e in result["samplers"].items():
+        h, s = e["heuristic"], e["spectral"]
+        lines.append(f"{name:8s} {h['avg_w2']:11.3e} {s['avg_w2']:11.3e} {h['mse']:10.3e} {s['mse']:10.3e} "
+                     f"{h['perception_w2']:10.3e} {s['perception_w2']:10.3e}")
+    print("\n".join(lines) + f"\nwrote {out} ({result['wall_time_s']:.1f} s)")

@@ -1,0 +1,75 @@
+"""Figures of ``analyze``: transfer functions, designed schedules against t, averaged W2 against the step count."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..surrogate import radial_average  # noqa: E402
+
+
+def transfer_figure(problem, transfers: dict, path: Path) -> None:
+    """Radially averaged |B_k| against |W_k| (top) and v_k against sigma_post,k^2 (bottom), luminance channel."""
+    post = problem.posterior()
+    names = sorted({name for name, _ in transfers})
+    fig, axes = plt.subplots(2, len(names), figsize=(3.2 * len(names), 6), squeeze=False)
+    f, w = radial_average(post.B.abs()[:1])
+    _, vp = radial_average(post.v[:1])
+    for j, name in enumerate(names):
+        for label, style in (("heuristic", "--"), ("spectral", "-")):
+            tr = transfers.get((name, label))
+            if tr is None:
+                continue
+            axes[0, j].plot(f, radial_average(tr.B.abs()[:1])[1][0], style, label=label)
+            axes[1, j].semilogy(f, radial_average(tr.v[:1].clamp(min=1e-12))[1][0], style, label=label)
+        axes[0, j].plot(f, w[0], "k:", label="posterior W")
+        axes[1, j].semilogy(f, vp[0].clamp(min=1e-12), "k:", label="posterior var")
+        axes[0, j].set_title(name)
+        axes[1, j].set_xlabel("|f| (cycles / pixel)")
+    axes[0, 0].set_ylabel("|B_k| (gain on y)")
+    axes[1, 0].set_ylabel("v_k (output variance given y)")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def schedule_figure(schedules: dict, path: Path) -> None:
+    """Each sampler's knobs against t: heuristic (dashed) and designed (solid), one colour per step count."""
+    rows = [(name, knob) for name, per_steps in schedules.items() for knob in next(iter(per_steps.values()))[0].values]
+    fig, axes = plt.subplots(1, max(len(rows), 1), figsize=(3.2 * max(len(rows), 1), 3), squeeze=False)
+    for ax, (name, knob) in zip(axes[0], rows):
+        for k, (steps, (heur, designed)) in enumerate(sorted(schedules[name].items())):
+            colour = f"C{k}"
+            ax.plot(heur.timesteps, heur.values[knob], "--", color=colour, lw=1)
+            ax.plot(designed.timesteps, designed.values[knob], "-", color=colour, label=f"{steps} steps")
+        ax.set_title(f"{name}: {knob}")
+        ax.set_xlabel("t")
+        if knob in ("lam", "lambda_scale", "weight", "eta_b"):
+            ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def steps_figure(result: dict, path: Path) -> None:
+    """Averaged W2^2 against the number of steps, heuristic (dashed) and designed (solid)."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for k, (name, e) in enumerate(result["samplers"].items()):
+        sweep = e.get("sweep")
+        if not sweep:
+            continue
+        steps = sorted(int(n) for n in sweep)
+        ax.loglog(steps, [sweep[str(n)]["heuristic"]["avg_w2"] for n in steps], "--o", color=f"C{k}", ms=3)
+        ax.loglog(steps, [sweep[str(n)]["spectral"]["avg_w2"] for n in steps], "-o", color=f"C{k}", ms=3, label=name)
+    ax.set_xlabel("steps")
+    ax.set_ylabel("avg W2^2 per pixel ([0, 1] units)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
