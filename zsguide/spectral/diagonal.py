@@ -22,6 +22,7 @@ import torch
 
 from ..samplers.base import ParamSchedule
 from ..samplers.diffpir import DiffPIR
+from ..samplers.svd import effective_singulars
 
 
 @dataclass
@@ -45,9 +46,8 @@ class DiagonalProblem:
     @classmethod
     def from_operator(cls, lam: torch.Tensor, operator, sigma: float) -> DiagonalProblem:
         h = operator.symbol[0, 0].to(torch.complex128)
-        s = h.abs()
-        s = torch.where(s > operator.rcond * s.max(), s, torch.zeros_like(s))
-        return cls(lam.to(torch.float64), h, float(sigma), s)
+        s, _ = effective_singulars(operator, h.real)  # the samplers' own truncation (operator.rcond)
+        return cls(lam.to(torch.float64), h, float(sigma), s[0, 0])
 
     def posterior(self) -> Transfer:
         """``W_k = lam conj(h) / (|h|^2 lam + sigma^2)``, ``sigma_post^2 = lam sigma^2 / (|h|^2 lam + sigma^2)``."""
