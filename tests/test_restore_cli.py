@@ -291,7 +291,6 @@ def small_ckpt(tmp_path_factory):
         (["--ckpt_path", "{tmp}/nope.ckpt"], ["nope.ckpt", "does not exist"]),
         (["--input", "{tmp}/nope.png"], ["nope.png", "does not exist"]),
         (["--input", "{tmp}/big.npy"], ["big.npy", "16x16", "4x4"]),
-        (["--params", "spectral"], ["--params spectral", "'sr4'"]),
         (["--num_images", "17"], ["--num_images 17", "16 images"]),
         (["--steps", "x"], ["--steps", "'x'"]),
         (["--lpips_weights", "{tmp}/none.pth"], ["none.pth"]),
@@ -392,5 +391,10 @@ def test_analyze_and_tune(ckpt, tmp_path, capsys):
                                  "--output", tmp_path / "r", *QUIET)
     assert rc == 0, cap.err[-2000:]
     assert json.loads((tmp_path / "r" / "params.json").read_text())["provenance"]["source"] == "spectral"
-    rc = main(["analyze", "--ckpt_path", str(ckpt), "--task", "sr2", "--output", str(tmp_path / "x")])
-    assert rc == 2 and "'sr2'" in capsys.readouterr().err
+    for task in ("sr2", "inpaint_random"):  # block and dense structures: the oracle is exact, DPS is designed
+        rc = main(["analyze", "--ckpt_path", str(ckpt), "--task", task, "--steps", "4", "--samplers", "[dps, oracle]",
+                   "--output", str(tmp_path / task)])
+        assert rc == 0, capsys.readouterr().err[-2000:]
+        a = json.loads((tmp_path / task / "analysis.json").read_text())
+        assert a["samplers"]["oracle"]["heuristic"]["avg_w2"] < 1e-9
+        assert a["samplers"]["dps"]["spectral"]["avg_w2"] <= a["samplers"]["dps"]["heuristic"]["avg_w2"]

@@ -1,17 +1,23 @@
 """PiGDM (Song et al. 2023, "Pseudoinverse-Guided Diffusion Models for Inverse Problems"), exact for SVD operators.
 
-PiGDM approximates ``p(y | x_t) ~ N(H x0_hat, r_t^2 H H^T + sigma^2 I)`` with ``r_t^2 = 1 - abar_t`` and guides with
-its score ``g = (d x0_hat / d x_t)^T H^T (r_t^2 H H^T + sigma^2 I)^{-1} (y - H x0_hat)`` (a vector-Jacobian product
-through the denoiser). By Tweedie, ``E[x0 | x_t, y] = x0_hat + (1 - abar_t) / sqrt(abar_t) * grad log p(y | x_t)``,
-so the guided estimate is
+PiGDM approximates ``p(y | x_t) ~ N(H x0_hat, r_t^2 H H^T + sigma^2 I)`` with ``r_t^2 = 1 - abar_t`` (the VP form of
+the paper's ``sigma_t^2 / (1 + sigma_t^2)``, unit-variance data) and guides with the vector-Jacobian product through
+the denoiser
 
-    x0_y = x0_hat + w_t (1 - abar_t) / sqrt(abar_t) g,     then the DDIM step from x0_y (base.py),
+    g = (d x0_hat / d x_t)^T r_t^2 H^T (r_t^2 H H^T + sigma^2 I)^{-1} (y - H x0_hat),
+
+added to the unguided DDIM step (Algorithm 1 and the reference implementations, NVlabs/RED-diff ``algos/pgdm.py``
+with its default ``awd``, probabilists/azula ``guidance/pgdm.py``):
+
+    x_{t-1} = DDIM(x0_hat; eta) + w_t sqrt(abar_{t-1} abar_t) g          (abar_{t-1} := 1 at the last step),
 
 with ``H^T (r^2 H H^T + sigma^2)^{-1} = V diag(s / (r^2 s^2 + sigma^2)) U^T`` computed exactly in the SVD basis.
-Under a Gaussian prior this is the gain ``G_t = s_t H^T (H r_t^2 H^T + sigma^2)^{-1}``: ``r_t^2`` in place of the
-true ``s_t`` inside the inverse (theory.md §4). Heuristic defaults: guidance weight ``w = 1``, ``eta = 1`` (the
-paper's DDPM-like setting), 100 steps. The paper adds ``sqrt(abar_t) g`` to ``x_{t-1}`` directly; the Tweedie form used
-here is the same guidance expressed on ``x0``, which keeps every method in one template.
+``g`` is ``r_t^2`` times the approximate likelihood score. Moving ``x0`` by the full Tweedie amount
+``(1 - abar_t) / sqrt(abar_t)`` times the score instead (an earlier version of this file) is ``1 / abar_t`` times
+larger at high t and diverges on natural-image priors, where the prior variance per frequency exceeds 1: the closed
+form showed it (docs/benchmarks.md). Under a Gaussian prior the guidance is the gain ``r_t^2`` in place of the true
+``s_t`` (theory.md §4); the method is not an exact posterior sampler (its output variance is too small).
+Heuristic defaults: guidance weight ``w = 1``, ``eta = 1`` (the paper's DDPM-like setting), 100 steps.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ class PiGDM(Sampler):
     name = "pigdm"
     knobs = ("weight", "eta")
     needs_grad = True
-    reference = "Song et al. 2023 (PiGDM): weight 1, r_t^2 = 1 - abar_t, eta = 1, 100 steps"
+    reference = "Song et al. 2023 (PiGDM; NVlabs/RED-diff pgdm): weight 1, r_t^2 = 1 - abar_t, eta = 1, 100 steps"
 
     def heuristic_values(self, task: str, steps: int) -> dict:
         return {"weight": 1.0, "eta": 1.0}
@@ -41,7 +47,8 @@ class PiGDM(Sampler):
             c0, cy = operator.Vt(x0.detach()), operator.Ut(y)
             s, _ = effective_singulars(operator, c0.real)
             r2 = 1 - a_t
-            v = operator.V(safe_ratio(s, r2 * s * s + sigma**2) * (cy - s * c0))
+            v = operator.V(safe_ratio(r2 * s, r2 * s * s + sigma**2) * (cy - s * c0))
             (g,) = torch.autograd.grad(x0, xg, grad_outputs=v.to(x0.dtype))
-        x0_y = x0.detach() + w * (1 - a_t) / math.sqrt(a_t) * g
-        return ddim_from_estimate(x, x0_y, a_t, a_prev, eta, lambda: noise("z")), x0_y
+        x0 = x0.detach()
+        x_prev = ddim_from_estimate(x, x0, a_t, a_prev, eta, lambda: noise("z")) + w * math.sqrt(a_prev * a_t) * g
+        return x_prev, x0 + w * math.sqrt(a_t) * g  # the guided estimate the step implies (for callbacks)

@@ -22,21 +22,21 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from ..errors import ZSGuideError
 
 UNIT = 4.0  # network-unit squared quantities -> [0, 1] pixel units
-ANALYZED = ("ddrm", "ddnm", "pigdm", "diffpir", "oracle")
+ANALYZED = ("ddrm", "ddnm", "pigdm", "dps", "diffpir", "oracle")
 
 
 def _parser(prog: str, tune: bool) -> ArgumentParser:
     p = ArgumentParser(prog=prog, exit_on_error=False, default_meta=False)
     p.add_argument("--config", action=ActionConfigFile)
     p.add_argument("--ckpt_path", "--ckpt", type=Optional[str], default=None, help="checkpoint from fit (required)")
-    p.add_argument("--task", type=str, default="deblur_gaussian", help="task (circulant ones so far: deblur_*)")
+    p.add_argument("--task", type=str, default="deblur_gaussian", help="task: blur, super-resolution or inpainting (see restore)")
     p.add_argument("--task_params", type=dict[str, Any], default={}, help="task parameters, as for restore")
     p.add_argument("--steps", type=int, default=20, help="sampling steps")
     p.add_argument("--spacing", type=Optional[str], default=None, help="timestep spacing (default: the sampler's)")
     p.add_argument("--sigma_y", type=float, default=0.01, help="measurement noise std, [0, 1] pixel units")
     p.add_argument("--mse_weight", type=float, default=0.0, help="objective: avg W2^2 + mse_weight * MSE")
     if tune:
-        p.add_argument("--sampler", type=str, default="ddrm", help="ddrm, ddnm, pigdm or diffpir")
+        p.add_argument("--sampler", type=str, default="ddrm", help="ddrm, ddnm, pigdm, dps or diffpir")
         p.add_argument("--output", "-o", type=str, default="params.json", help="the params.json to write")
     else:
         p.add_argument("--samplers", type=list[str], default=list(ANALYZED), help="samplers to analyse")
@@ -64,12 +64,12 @@ def _parse(prog: str, tune: bool, argv: list[str]):
 def _setup(cfg):
     from ..checkpoint import load_score_module
     from ..operators import make_operator
-    from .service import diagonal_problem
+    from .service import block_problem
 
     module, meta = load_score_module(cfg.ckpt_path)
     operator = make_operator(cfg.task, tuple(meta["image_shape"]), 0, [0], **dict(cfg.task_params or {}))
     sigma_net = 2 * cfg.sigma_y
-    return module, operator, sigma_net, diagonal_problem(module.surrogate, operator, sigma_net, cfg.task)
+    return module, operator, sigma_net, block_problem(module.surrogate, operator, sigma_net)
 
 
 def _pixel_units(c: dict) -> dict:
@@ -81,12 +81,12 @@ def run_tune(argv: list[str]) -> None:
     from .service import designed_schedule
 
     cfg = _parse("python -m zsguide tune", True, argv)
-    module, operator, sigma_net, _ = _setup(cfg)
+    module, operator, sigma_net, problem = _setup(cfg)
     sampler = get_sampler(cfg.sampler)
     heuristic = sampler.heuristic(cfg.task, cfg.steps, module.schedule, spacing=cfg.spacing)
     t0 = time.perf_counter()
     r = designed_schedule(module.surrogate, operator, sigma_net, module.schedule, heuristic, cfg.task,
-                          mse_weight=cfg.mse_weight)
+                          mse_weight=cfg.mse_weight, problem=problem)
     r.params.provenance.update({"task_params": dict(cfg.task_params or {}), "sigma_y": cfg.sigma_y})
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -99,9 +99,10 @@ def run_tune(argv: list[str]) -> None:
 
 def run_analyze(argv: list[str]) -> None:
     from ..samplers import get_sampler
-    from .diagonal import criteria, transfer
+    from .criteria import Criteria
     from .figures import schedule_figure, steps_figure, transfer_figure
     from .service import designed_schedule
+    from .transfer import transfer
 
     cfg = _parse("python -m zsguide analyze", False, argv)
     for name in cfg.samplers:
@@ -109,22 +110,23 @@ def run_analyze(argv: list[str]) -> None:
             raise ZSGuideError(f"analyze has no closed form for sampler {name!r} yet; choose from {', '.join(ANALYZED)}")
     t0 = time.perf_counter()
     module, operator, sigma_net, problem = _setup(cfg)
-    abar, dims = module.schedule.alphas_cumprod, problem.lam.numel()
-    post = problem.posterior()
-    mmse = float(post.v.sum()) / dims / UNIT
+    abar, criteria = module.schedule.alphas_cumprod, Criteria(problem)
+    refs = _pixel_units(criteria.references())
+    mmse = refs["mmse"]
     result = {"task": cfg.task, "task_params": dict(cfg.task_params or {}), "steps": cfg.steps, "sigma_y": cfg.sigma_y,
               "units": "per pixel, squared, [0, 1] pixel units", "surrogate_digest": module.surrogate.digest(),
-              "references": {"posterior_sampler_mse": 2 * mmse, "mmse": mmse}, "samplers": {}}
+              "structure": problem.structure, "reduction": problem.note or None, "references": refs, "samplers": {}}
     transfers, schedules = {}, {}
     for name in cfg.samplers:
         sampler = get_sampler(name)
         heur = sampler.heuristic(cfg.task, cfg.steps, module.schedule, spacing=cfg.spacing)
         designed = heur if name == "oracle" else designed_schedule(
-            module.surrogate, operator, sigma_net, module.schedule, heur, cfg.task, mse_weight=cfg.mse_weight).params
+            module.surrogate, operator, sigma_net, module.schedule, heur, cfg.task, mse_weight=cfg.mse_weight,
+            problem=problem, criteria=criteria).params
         entry = {}
         for label, params in (("heuristic", heur), ("spectral", designed)):
             tr = transfer(name, problem, params, abar)
-            entry[label] = _pixel_units(criteria(problem, tr, dims))
+            entry[label] = _pixel_units(criteria(tr))
             transfers[(name, label)] = tr
         result["samplers"][name] = entry
         schedules[name] = {cfg.steps: (heur, designed)}
@@ -133,7 +135,7 @@ def run_analyze(argv: list[str]) -> None:
                 continue
             h = sampler.heuristic(cfg.task, n, module.schedule, spacing=cfg.spacing)
             r = designed_schedule(module.surrogate, operator, sigma_net, module.schedule, h, cfg.task,
-                                  mse_weight=cfg.mse_weight)
+                                  mse_weight=cfg.mse_weight, problem=problem, criteria=criteria)
             schedules[name][n] = (h, r.params)
             entry.setdefault("sweep", {})[str(n)] = {"heuristic": _pixel_units(r.heuristic),
                                                      "spectral": _pixel_units(r.designed)}
@@ -146,7 +148,8 @@ def run_analyze(argv: list[str]) -> None:
     result["wall_time_s"] = time.perf_counter() - t0
     (out / "analysis.json").write_text(json.dumps(result, indent=2))
     lines = [f"analyze: {cfg.task}, {cfg.steps} steps, sigma_y {cfg.sigma_y} (per pixel, squared, [0, 1] units)",
-             f"references: posterior sampler MSE {2 * mmse:.3e}, MMSE {mmse:.3e}",
+             f"references: posterior sampler MSE {2 * mmse:.3e}, MMSE {mmse:.3e}"
+             + (f"\n{problem.note}" if problem.note else ""),
              f"{'sampler':8s} {'avgW2 heur':>11s} {'avgW2 spec':>11s} {'MSE heur':>10s} {'MSE spec':>10s} "
              f"{'perc heur':>10s} {'perc spec':>10s}"]
     for name, e in result["samplers"].items():

@@ -4,11 +4,12 @@
 Parameterisation (smooth in the step index, well conditioned): with ``u_i = 2 i / (N - 1) - 1`` and Legendre
 polynomials ``P_j`` (j < ``degree`` + 1), each knob is
 
-    bounded in [0, 1] (``eta``, ``zeta``):  knob_i = sigmoid(logit(h_i) + sum_j theta_j P_j(u_i))
+    bounded in [0, 1] (``eta``; DiffPIR's ``zeta``):  knob_i = sigmoid(logit(h_i) + sum_j theta_j P_j(u_i))
     positive (the rest):                    knob_i = h_i exp(sum_j theta_j P_j(u_i))
 
 around the heuristic ``h`` (clipped into [1e-3, 1 - 1e-3] for the logit), so ``theta = 0`` is the heuristic itself:
-the warm start. The objective is ``avg_W2^2 + mse_weight * MSE`` (``mse_weight`` trades fidelity against sampling the
+the warm start. Because ``u`` is normalised, the coefficients ``theta`` of a design at a neighbouring step count
+are a second warm start (``warm_theta``); the better of the two starts is used. The objective is ``avg_W2^2 + mse_weight * MSE`` (``mse_weight`` trades fidelity against sampling the
 posterior), minimised by L-BFGS with a strong-Wolfe line search; if the search ends worse than the heuristic (or not
 finite), the heuristic is returned, so a designed schedule is never worse on its own objective.
 """
@@ -20,9 +21,14 @@ from dataclasses import dataclass
 import torch
 
 from ..samplers.base import ParamSchedule
-from .diagonal import DiagonalProblem, criteria, transfer
+from .criteria import Criteria
+from .problem import BlockProblem
+from .transfer import transfer
 
-BOUNDED = ("eta", "zeta")
+
+def bounded(method: str, knob: str) -> bool:
+    """Knobs that live in [0, 1]: every ``eta`` and DiffPIR's ``zeta`` (DPS's ``zeta`` is a positive step size)."""
+    return knob == "eta" or (method == "diffpir" and knob == "zeta")
 
 
 def legendre_basis(steps: int, degree: int) -> torch.Tensor:
@@ -39,14 +45,15 @@ class DesignResult:
     params: ParamSchedule
     heuristic: dict[str, float]
     designed: dict[str, float]
+    theta: dict[str, list[float]]
 
 
-def _knob_values(theta: dict[str, torch.Tensor], base: dict[str, torch.Tensor], basis: torch.Tensor):
+def _knob_values(method, theta: dict[str, torch.Tensor], base: dict[str, torch.Tensor], basis: torch.Tensor):
     out = {}
     for k, h in base.items():
         if k not in theta:
             out[k] = h
-        elif k in BOUNDED:
+        elif bounded(method, k):
             hc = h.clamp(1e-3, 1 - 1e-3)
             out[k] = torch.sigmoid(torch.log(hc / (1 - hc)) + theta[k] @ basis)
         else:
@@ -54,28 +61,35 @@ def _knob_values(theta: dict[str, torch.Tensor], base: dict[str, torch.Tensor], 
     return out
 
 
-def design_diagonal(
-    method: str, problem: DiagonalProblem, heuristic: ParamSchedule, abar: torch.Tensor, *,
+def design(
+    method: str, problem: BlockProblem, heuristic: ParamSchedule, abar: torch.Tensor, *,
     knobs: tuple[str, ...] | None = None, degree: int = 3, mse_weight: float = 0.0, max_iter: int = 60,
+    warm_theta: dict[str, list[float]] | None = None, criteria: Criteria | None = None,
 ) -> DesignResult:
-    """Design ``method``'s knobs (all of them unless ``knobs`` is given) for a circulant problem."""
+    """Design ``method``'s knobs (all of them unless ``knobs`` is given) for ``problem``."""
     base = {k: torch.tensor(v, dtype=torch.float64) for k, v in heuristic.values.items()}
     names = tuple(knobs) if knobs is not None else tuple(base)
     basis = legendre_basis(heuristic.steps, degree)
-    theta = {k: torch.zeros(degree + 1, dtype=torch.float64, requires_grad=True) for k in names}
-    dims = problem.lam.numel()
+    crit = criteria if criteria is not None else Criteria(problem)
 
     def objective(vals) -> tuple[torch.Tensor, dict]:
-        c = criteria(problem, transfer(method, problem, heuristic, abar, vals), dims)
+        c = crit(transfer(method, problem, heuristic, abar, vals))
         return c["avg_w2"] + mse_weight * c["mse"], c
 
     with torch.no_grad():
-        _, c0 = objective(base)
+        loss0, c0 = objective(base)
+        start = {k: torch.zeros(degree + 1, dtype=torch.float64) for k in names}
+        if warm_theta and set(warm_theta) >= set(names) and all(len(warm_theta[k]) == degree + 1 for k in names):
+            cand = {k: torch.tensor(warm_theta[k], dtype=torch.float64) for k in names}
+            loss_w, _ = objective(_knob_values(method, cand, base, basis))
+            if bool(torch.isfinite(loss_w)) and loss_w < loss0:
+                start = cand
+    theta = {k: v.clone().requires_grad_(True) for k, v in start.items()}
     opt = torch.optim.LBFGS(list(theta.values()), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss, _ = objective(_knob_values(theta, base, basis))
+        loss, _ = objective(_knob_values(method, theta, base, basis))
         loss.backward()
         grads_ok = all(bool(torch.isfinite(t.grad).all()) for t in theta.values())
         if not (bool(torch.isfinite(loss)) and grads_ok):  # a trial point off the cliff: reject it
@@ -86,15 +100,17 @@ def design_diagonal(
 
     opt.step(closure)
     with torch.no_grad():
-        vals = _knob_values(theta, base, basis)
+        vals = _knob_values(method, theta, base, basis)
         loss1, c1 = objective(vals)
-        loss0 = c0["avg_w2"] + mse_weight * c0["mse"]
         finite = all(bool(torch.isfinite(v).all()) for v in vals.values()) and bool(torch.isfinite(loss1))
+        thetas = {k: [float(x) for x in v] for k, v in theta.items()}
         if not finite or loss1 > loss0:  # never return something worse than the warm start
-            vals, c1 = base, c0
+            vals, c1, thetas = base, c0, {k: [0.0] * (degree + 1) for k in names}
     values = {k: [float(x) for x in v] for k, v in vals.items()}
     provenance = {"source": "spectral", "objective": "avg_w2" + (f" + {mse_weight} mse" if mse_weight else ""),
                   "degree": degree, "heuristic_reference": heuristic.provenance.get("reference", "")}
+    if problem.note:
+        provenance["reduction"] = problem.note
     params = ParamSchedule(heuristic.method, heuristic.task, heuristic.steps, heuristic.spacing,
                            list(heuristic.timesteps), values, provenance)
-    return DesignResult(params, {k: float(v) for k, v in c0.items()}, {k: float(v) for k, v in c1.items()})
+    return DesignResult(params, {k: float(v) for k, v in c0.items()}, {k: float(v) for k, v in c1.items()}, thetas)

@@ -13,25 +13,34 @@ from ..surrogate import radial_average  # noqa: E402
 
 
 def transfer_figure(problem, transfers: dict, path: Path) -> None:
-    """Radially averaged |B_k| against |W_k| (top) and v_k against sigma_post,k^2 (bottom), luminance channel."""
-    post = problem.posterior()
+    """Radially averaged, luminance channel, per frequency: the power of the output mean ``diag(B Cov[y] B^H)``
+    against the posterior mean's ``diag(W Cov[y] W^H)`` (top; for blur this is ``|B_k|^2 E|y_k|^2`` against
+    ``|W_k|^2 E|y_k|^2``) and the output variance given y ``diag(V)`` against ``diag(Sigma_post)`` (bottom)."""
+    W, post = problem.posterior()
+    ey = problem.y_cov()
+
+    def mean_power(B):
+        return problem.frequency_diagonal(B @ ey @ B.mH if B.shape[-1] > 1 else B * ey * B.conj().mT)
+
     names = sorted({name for name, _ in transfers})
     fig, axes = plt.subplots(2, len(names), figsize=(3.2 * len(names), 6), squeeze=False)
-    f, w = radial_average(post.B.abs()[:1])
-    _, vp = radial_average(post.v[:1])
+    f, w = radial_average(mean_power(W)[:1])
+    _, vp = radial_average(problem.frequency_diagonal(post)[:1])
     for j, name in enumerate(names):
         for label, style in (("heuristic", "--"), ("spectral", "-")):
             tr = transfers.get((name, label))
             if tr is None:
                 continue
-            axes[0, j].plot(f, radial_average(tr.B.abs()[:1])[1][0], style, label=label)
-            axes[1, j].semilogy(f, radial_average(tr.v[:1].clamp(min=1e-12))[1][0], style, label=label)
-        axes[0, j].plot(f, w[0], "k:", label="posterior W")
-        axes[1, j].semilogy(f, vp[0].clamp(min=1e-12), "k:", label="posterior var")
+            axes[0, j].loglog(f[1:], radial_average(mean_power(tr.B)[:1])[1][0][1:].clamp(min=1e-12), style,
+                              label=label)
+            axes[1, j].loglog(f[1:], radial_average(problem.frequency_diagonal(tr.V)[:1])[1][0][1:].clamp(min=1e-12),
+                              style, label=label)
+        axes[0, j].loglog(f[1:], w[0][1:].clamp(min=1e-12), "k:", label="posterior")
+        axes[1, j].loglog(f[1:], vp[0][1:].clamp(min=1e-12), "k:", label="posterior")
         axes[0, j].set_title(name)
         axes[1, j].set_xlabel("|f| (cycles / pixel)")
-    axes[0, 0].set_ylabel("|B_k| (gain on y)")
-    axes[1, 0].set_ylabel("v_k (output variance given y)")
+    axes[0, 0].set_ylabel("power of the output mean")
+    axes[1, 0].set_ylabel("output variance given y")
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

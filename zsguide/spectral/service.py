@@ -1,10 +1,16 @@
 """Designed schedules on demand, cached: what ``restore --params spectral``, ``analyze`` and ``tune`` share.
 
 A design is a pure function of (surrogate, operator, sigma, VP schedule, sampler, steps, spacing, objective), so it is
-cached under a key hashing exactly those: the surrogate digest, the operator's Fourier symbol, sigma (network units),
-the schedule's parameters, the sampler, its heuristic timesteps and values (the warm start), the objective (MSE weight)
-and the parameterisation degree. The cache is a folder of JSON files (``$ZSGUIDE_CACHE``, default
+cached under a key hashing exactly those: the surrogate digest, the block problem the operator defines (its singular
+values, measured coordinates, structure and any dimension reduction), sigma (network units), the schedule's
+parameters, the sampler, its heuristic timesteps and values (the warm start), the objective (MSE weight) and the
+parameterisation degree. Designs of the same problem at other step counts share a "family" hash; the nearest one's
+coefficients are the second warm start (design.py). The cache is a folder of JSON files (``$ZSGUIDE_CACHE``, default
 ``~/.cache/zsguide/designs``); a corrupt entry is ignored and rewritten.
+
+Operators drawn per image (random masks, motion kernels) are designed on the first image's operator: for random
+masks the statistics are the same for every image; for motion blur it is one representative kernel (recorded in the
+provenance).
 """
 
 from __future__ import annotations
@@ -18,59 +24,96 @@ import torch
 
 from ..errors import ZSGuideError
 from ..samplers.base import ParamSchedule
-from .design import DesignResult, design_diagonal
-from .diagonal import DiagonalProblem
+from .design import DesignResult, design
+from .problem import BlockProblem, problem_for
 
-DESIGNABLE = ("ddrm", "ddnm", "pigdm", "diffpir")
+DESIGNABLE = ("ddrm", "ddnm", "pigdm", "dps", "diffpir")
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("ZSGUIDE_CACHE", Path.home() / ".cache" / "zsguide")) / "designs"
 
 
-def diagonal_problem(surrogate, operator, sigma_net: float, task: str) -> DiagonalProblem:
-    if operator.structure != "fourier_diagonal" or operator.batch_size != 1:
-        raise ZSGuideError(f"spectral design is available so far for blur shared by every image (deblur_gaussian, "
-                           f"deblur_uniform, deblur_kernel); task {task!r} is not one of them")
-    return DiagonalProblem.from_operator(surrogate.spectrum.detach().cpu(), operator, sigma_net)
+def block_problem(surrogate, operator, sigma_net: float) -> BlockProblem:
+    """The spectral engine's problem for ``operator`` (problem.py), with one-line errors."""
+    try:
+        return problem_for(surrogate, operator, sigma_net)
+    except ZSGuideError as exc:
+        raise ZSGuideError(f"spectral engine: {exc}") from None
 
 
-def design_key(surrogate, operator, sigma_net: float, schedule, heuristic: ParamSchedule, mse_weight: float,
-               degree: int) -> str:
+def _digest(parts: dict, tensors: list[torch.Tensor]) -> str:
     h = hashlib.sha256()
-    symbol = operator.symbol.detach().cpu().to(torch.complex128).numpy()
-    h.update(symbol.tobytes())
-    h.update(json.dumps({"surrogate": surrogate.digest(), "sigma": round(float(sigma_net), 12),
-                         "schedule": schedule.to_dict(), "method": heuristic.method, "steps": heuristic.steps,
-                         "spacing": heuristic.spacing, "timesteps": heuristic.timesteps, "warm": heuristic.values,
-                         "mse_weight": mse_weight, "degree": degree, "rcond": operator.rcond}, sort_keys=True).encode())
-    return h.hexdigest()[:24]
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(json.dumps(parts, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def design_keys(surrogate, problem: BlockProblem, schedule, heuristic: ParamSchedule, mse_weight: float,
+                degree: int) -> tuple[str, str]:
+    """``(family, key)``: the family ignores the step count (for warm starts across step counts)."""
+    family = _digest({"surrogate": surrogate.digest(), "sigma": round(problem.sigma, 12), "structure": problem.structure,
+                      "grid": list(problem.grid), "factor": problem.factor, "note": problem.note,
+                      "schedule": schedule.to_dict(), "method": heuristic.method, "spacing": heuristic.spacing,
+                      "mse_weight": mse_weight, "degree": degree},
+                     [problem.s.to(torch.float64), problem.s_eff.to(torch.float64), problem.measured])
+    key = _digest({"family": family, "steps": heuristic.steps, "timesteps": heuristic.timesteps,
+                   "warm": heuristic.values}, [])
+    return family, key
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        d = json.loads(path.read_text())
+        d["params"] = ParamSchedule.from_dict(d["params"])
+        return d
+    except (OSError, ValueError, KeyError, ZSGuideError):
+        return None  # a corrupt entry: design again and overwrite it
+
+
+def _neighbour_theta(method: str, task: str, family: str, steps: int) -> dict | None:
+    """Coefficients of the cached design of the same family at the nearest other step count."""
+    best = None
+    for path in cache_dir().glob(f"{method}-{task}-*-{family}-*.json"):
+        try:
+            n = int(path.name.split("-")[-3])
+        except ValueError:
+            continue
+        if n != steps and (best is None or abs(n - steps) < abs(best[0] - steps)):
+            best = (n, path)
+    if best is None:
+        return None
+    d = _read(best[1])
+    return None if d is None else d.get("theta")
 
 
 def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic: ParamSchedule, task: str, *,
-                      mse_weight: float = 0.0, degree: int = 3, use_cache: bool = True) -> DesignResult:
+                      mse_weight: float = 0.0, degree: int = 3, use_cache: bool = True,
+                      problem: BlockProblem | None = None, criteria=None) -> DesignResult:
     """The designed schedule for ``heuristic``'s sampler and steps (from the cache when it is there)."""
     if heuristic.method not in DESIGNABLE:
-        raise ZSGuideError(f"spectral design has no closed form for sampler {heuristic.method!r} yet; "
+        raise ZSGuideError(f"spectral design has no knobs to design for sampler {heuristic.method!r}; "
                            f"choose one of {', '.join(DESIGNABLE)}")
-    problem = diagonal_problem(surrogate, operator, sigma_net, task)
-    key = design_key(surrogate, operator, sigma_net, schedule, heuristic, mse_weight, degree)
-    path = cache_dir() / f"{heuristic.method}-{task}-{heuristic.steps}-{key}.json"
+    problem = problem if problem is not None else block_problem(surrogate, operator, sigma_net)
+    family, key = design_keys(surrogate, problem, schedule, heuristic, mse_weight, degree)
+    path = cache_dir() / f"{heuristic.method}-{task}-{heuristic.steps}-{family}-{key}.json"
     if use_cache and path.is_file():
-        try:
-            d = json.loads(path.read_text())
-            return DesignResult(ParamSchedule.from_dict(d["params"]), d["heuristic"], d["designed"])
-        except (ValueError, KeyError, ZSGuideError):
-            pass  # a corrupt entry: design again and overwrite it
-    result = design_diagonal(heuristic.method, problem, heuristic, schedule.alphas_cumprod, mse_weight=mse_weight,
-                             degree=degree)
+        d = _read(path)
+        if d is not None:
+            return DesignResult(d["params"], d["heuristic"], d["designed"], d.get("theta", {}))
+    warm = _neighbour_theta(heuristic.method, task, family, heuristic.steps) if use_cache else None
+    result = design(heuristic.method, problem, heuristic, schedule.alphas_cumprod, mse_weight=mse_weight,
+                    degree=degree, warm_theta=warm, criteria=criteria)
     result.params.provenance.update({"surrogate_digest": surrogate.digest(), "sigma_network": float(sigma_net),
                                      "cache_key": key, "predicted_heuristic": result.heuristic,
                                      "predicted_designed": result.designed})
+    if getattr(operator, "batch_size", 1) > 1:
+        result.params.provenance["operator"] = "designed on the first image's operator (drawn per image)"
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"params": result.params.to_dict(), "heuristic": result.heuristic,
-                                   "designed": result.designed}))
+                                   "designed": result.designed, "theta": result.theta}))
         tmp.replace(path)
     return result

@@ -1,0 +1,72 @@
+"""The criteria of theory.md §5 for a block problem, per pixel (divided by ``problem.dims``), network units.
+
+With ``Cov[eta] = H Sigma H^H + sigma^2 D`` (D: the measured coordinates) and the posterior ``N(W eta, Sigma_post)``:
+
+    avg W2^2 to the posterior = tr((B - W) Cov[eta] (B - W)^H) + tr(V + Sigma_post - 2 (Sigma_post^1/2 V
+                                Sigma_post^1/2)^1/2)
+    MSE to the truth          = tr((I - B H) Sigma (I - B H)^H) + sigma^2 tr(B D B^H) + tr V
+    perception W2^2 to prior  = W2^2(N(0, B Cov[eta] B^H + V), N(0, Sigma))  (the output marginal over y)
+
+References (theory.md §3): the ideal posterior sampler has MSE ``2 tr Sigma_post`` and avg W2 0; the MMSE estimator
+has MSE ``tr Sigma_post``. For 1 x 1 blocks these are the per-frequency sums of the diagonal formulas.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .problem import BlockProblem, eig_fn
+from .transfer import Transfer, mm, sqrt_pos
+
+
+def _tr(M: torch.Tensor) -> torch.Tensor:
+    return M.diagonal(dim1=-2, dim2=-1).real.sum()
+
+
+def _sqrt_psd(M: torch.Tensor) -> torch.Tensor:
+    """``M^{1/2}`` of a Hermitian PSD field (eigenvalues clamped at 0)."""
+    if M.shape[-1] == 1:
+        return sqrt_pos(M.real).to(M.dtype)
+    e, Q = torch.linalg.eigh(M)
+    return eig_fn(e, Q, e.clamp(min=0).sqrt())
+
+
+def _tr_sqrt(M: torch.Tensor) -> torch.Tensor:
+    """``tr M^{1/2}`` of a Hermitian PSD field (differentiable)."""
+    if M.shape[-1] == 1:
+        return sqrt_pos(M.real).sum()
+    return sqrt_pos(torch.linalg.eigvalsh(0.5 * (M + M.mH))).sum()
+
+
+def w2_squared(V: torch.Tensor, S_half: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+    """``W2^2(N(0, V), N(0, S)) = tr(V + S - 2 (S^1/2 V S^1/2)^1/2)`` summed over blocks."""
+    return _tr(V) + _tr(S) - 2 * _tr_sqrt(mm(mm(S_half, V), S_half))
+
+
+class Criteria:
+    """Precomputes the posterior and the square roots once per problem; ``__call__`` evaluates a transfer."""
+
+    def __init__(self, p: BlockProblem) -> None:
+        self.p = p
+        self.W, self.post = p.posterior()
+        self.post_half = _sqrt_psd(self.post)
+        self.prior_half = p.fn(lambda e: e.sqrt())
+        self.ey = p.y_cov()
+        self.H = p.H()
+        self.I = torch.eye(p.n, dtype=p.dtype)
+
+    def references(self) -> dict[str, float]:
+        """Per pixel, network units: the posterior sampler's MSE (2 tr Sigma_post) and the MMSE (tr Sigma_post)."""
+        mmse = float(_tr(self.post)) / self.p.dims
+        return {"posterior_sampler_mse": 2 * mmse, "mmse": mmse}
+
+    def __call__(self, out: Transfer) -> dict[str, torch.Tensor]:
+        p, B, V = self.p, out.B, out.V
+        D = B - self.W
+        w2 = _tr(mm(mm(D, self.ey), D.mH)) + w2_squared(V, self.post_half, self.post)
+        R = self.I - mm(B, self.H)
+        Dm = p.noise_cov()
+        mse = _tr(mm(mm(R, p.Sigma), R.mH)) + _tr(mm(mm(B, Dm), B.mH)) + _tr(V)
+        marg = mm(mm(B, self.ey), B.mH) + V
+        perc = w2_squared(marg, self.prior_half, p.Sigma)
+        return {"avg_w2": w2 / p.dims, "mse": mse / p.dims, "perception_w2": perc / p.dims}

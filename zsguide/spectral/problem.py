@@ -1,0 +1,255 @@
+"""The Gaussian problem in block form: what every closed form of the spectral engine is computed on.
+
+Under the surrogate (theory.md §2) and a linear operator, there is an orthonormal basis in which the prior covariance
+and the operator are block diagonal. Inside each block the engine works in the coordinates of the operator's own SVD
+(the basis the samplers work in), ``xi = V^H x_block`` and ``eta = U^H y_block``, where the operator is
+
+    H_bar = U^H H V = [diag(s) 0]   (m x n, m <= n),
+
+so a problem is fully described per block by the prior covariance ``Sigma = V^H Sigma_0 V`` (n x n, Hermitian), the
+true singular values ``s`` (m), the samplers' truncated ones ``s_eff`` (the operator's ``rcond`` cut, exactly as
+``samplers/svd.effective_singulars``), and ``measured`` (m; 0 where a coordinate carries no measurement, e.g. a missing
+pixel). Three structures (theory.md §4, "Operators that are not circulant"):
+
+    blur (circulant)        1 x 1 blocks: one per decorrelated channel and frequency, ``s = |h_k|``;
+    super-resolution (x s)  s^2 x s^2 blocks: the s^2 high-resolution frequencies that alias onto one low-resolution
+                            frequency, one measured coordinate per block (``s = |R|``, R the block's row);
+    inpainting (mask)       one dense block per decorrelated channel in the pixel basis (``s = mask``; the mask is
+                            shared by the channels, so the colour transform commutes with it). Exact up to
+                            ``max_dense`` pixels per channel (default 16 x 16 = 256); above that the problem is the
+                            exact marginal law on a centred ``crop`` x ``crop`` window (the stationary prior restricted
+                            to the window, the mask cropped with it): the stated dimension reduction, recorded in
+                            ``note``.
+
+Any SVD is valid: the samplers treat equal singular values alike and white noise is white in every orthonormal
+basis, so the output law does not depend on which singular vectors are chosen. Signals are centred (the surrogate
+mean moves only through the same affine maps). All tensors are float64 (complex128 in Fourier blocks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from einops import rearrange
+
+from ..errors import ZSGuideError
+from ..surrogate import apply_colour
+
+_ALIAS = "... (s1 p) (s2 q) -> ... p q (s1 s2)"
+_UNALIAS = "... p q (s1 s2) -> ... (s1 p) (s2 q)"
+MAX_DENSE = 256  # pixels per channel solved exactly for masks (16 x 16)
+CROP = 16  # the window used above that
+
+
+def truncate(s: torch.Tensor, rcond: float) -> torch.Tensor:
+    """The samplers' effective singular values: ``s`` where ``s > rcond * max(s)``, else 0 (operators/base.py)."""
+    return torch.where(s > rcond * s.max(), s, torch.zeros_like(s))
+
+
+def eig_fn(evals: torch.Tensor, evecs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``Q diag(values) Q^H`` from an eigendecomposition (``values`` shaped like ``evals``)."""
+    if evecs.shape[-1] == 1:
+        return values[..., None].to(evecs.dtype)
+    return (evecs * values[..., None, :].to(evecs.dtype)) @ evecs.mH
+
+
+def embed(vec: torch.Tensor, n: int) -> torch.Tensor:
+    """The n x m matrix ``[diag(vec); 0]`` (``vec`` has m entries)."""
+    m = vec.shape[-1]
+    d = torch.diag_embed(vec)
+    if n == m:
+        return d
+    return torch.cat([d, torch.zeros(*vec.shape[:-1], n - m, m, dtype=vec.dtype, device=vec.device)], dim=-2)
+
+
+def pad(vec: torch.Tensor, n: int) -> torch.Tensor:
+    """``vec`` (m entries) padded with zeros to n entries."""
+    m = vec.shape[-1]
+    if n == m:
+        return vec
+    return torch.cat([vec, torch.zeros(*vec.shape[:-1], n - m, dtype=vec.dtype, device=vec.device)], dim=-1)
+
+
+@dataclass
+class BlockProblem:
+    """One Gaussian inverse problem, block by block (shapes: leading batch dims ``...`` index the blocks)."""
+
+    Sigma: torch.Tensor  # (..., n, n) prior covariance in SVD coordinates
+    s: torch.Tensor  # (..., m) true singular values
+    s_eff: torch.Tensor  # (..., m) the samplers' truncated singular values
+    measured: torch.Tensor  # (..., m) 1 where the coordinate carries a measurement
+    sigma: float  # measurement noise std (network units)
+    dims: int  # real dimensions the per-pixel criteria average over (channels x pixels modelled)
+    structure: str  # "fourier_diagonal", "fourier_block" or "pixel_mask"
+    norm_scale: float = 1.0  # (full image size) / (modelled size): DPS's residual norm is over the whole image
+    Vh: torch.Tensor | None = None  # (..., n, n): xi = Vh x_block (None: identity)
+    U: torch.Tensor | None = None  # (..., m, m): eta = U^H y_block (None: identity)
+    factor: int = 1  # super-resolution factor (alias layout)
+    grid: tuple[int, int] = (0, 0)  # (H, W) modelled
+    note: str = ""
+    evals: torch.Tensor = field(init=False, repr=False)
+    evecs: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.n == 1:
+            self.evals, self.evecs = self.Sigma[..., 0].real, torch.ones_like(self.Sigma)
+        else:
+            self.evals, self.evecs = torch.linalg.eigh(self.Sigma)
+            self.evals = self.evals.clamp(min=0)
+
+    @property
+    def n(self) -> int:
+        return self.Sigma.shape[-1]
+
+    @property
+    def m(self) -> int:
+        return self.s.shape[-1]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.Sigma.dtype
+
+    def fn(self, f) -> torch.Tensor:
+        """``f(Sigma)`` for a scalar function ``f`` applied to the eigenvalues."""
+        return eig_fn(self.evals, self.evecs, f(self.evals))
+
+    def H(self) -> torch.Tensor:
+        """``H_bar = [diag(s) 0]`` (..., m, n)."""
+        return embed(self.s.to(self.dtype), self.n).mT
+
+    def noise_cov(self) -> torch.Tensor:
+        """Measurement noise covariance in eta coordinates, ``sigma^2 diag(measured)`` (..., m, m)."""
+        return torch.diag_embed((self.sigma**2 * self.measured).to(self.dtype))
+
+    def y_cov(self) -> torch.Tensor:
+        """``Cov[eta] = H Sigma H^H + sigma^2 diag(measured)`` (centred)."""
+        H = self.H()
+        return H @ self.Sigma @ H.mH + self.noise_cov()
+
+    def gram(self, S: torch.Tensor) -> torch.Tensor:
+        """``H S H^H + sigma^2 I`` (..., m, m); where ``s = 0`` and ``sigma = 0``, 1 on the diagonal instead of 0, so
+        it stays invertible (those coordinates get zero gain: their ``H`` rows are zero)."""
+        H = self.H()
+        d = torch.full_like(self.s, self.sigma**2)
+        if self.sigma == 0:
+            d = d + (self.s == 0).to(d.dtype)
+        return H @ S @ H.mH + torch.diag_embed(d.to(self.dtype))
+
+    def gain(self, S: torch.Tensor) -> torch.Tensor:
+        """The Kalman gain ``S H^H (H S H^H + sigma^2 I)^{-1}`` (..., n, m) for a Hermitian ``S``."""
+        return torch.linalg.solve(self.gram(S), self.H() @ S).mH
+
+    def posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W, Sigma_post)``: ``W = Sigma H^H (H Sigma H^H + sigma^2 I)^{-1}``, ``Sigma_post = Sigma - W H Sigma``
+        (theory.md §3; unmeasured coordinates have ``H`` rows of zeros, hence zero columns of ``W``)."""
+        W = self.gain(self.Sigma)
+        post = self.Sigma - W @ self.H() @ self.Sigma
+        return W, 0.5 * (post + post.mH)
+
+    # --- back to images ----------------------------------------------------------------------------------------
+
+    def to_original(self, M: torch.Tensor) -> torch.Tensor:
+        """An n x n block matrix field in the original basis (Fourier frequencies, or pixels): ``Vh^H M Vh``."""
+        return M if self.Vh is None else self.Vh.mH @ M @ self.Vh
+
+    def eta(self, y: torch.Tensor, surrogate) -> torch.Tensor:
+        """Measurement coordinates ``eta = U^H y_block`` (B, ..., m) of a batch of measurements (network units)."""
+        if self.structure == "pixel_mask":
+            u = apply_colour(surrogate.Q.to(y), y.to(torch.float64))
+            r0, c0 = (u.shape[-2] - self.grid[0]) // 2, (u.shape[-1] - self.grid[1]) // 2
+            u = u[..., r0:r0 + self.grid[0], c0:c0 + self.grid[1]].flatten(-2)
+            return u * self.measured
+        y_hat = surrogate.to_spectral(y.to(torch.float64), centre=False)[..., None]  # (B, C, h, w, 1)
+        return (self.U.conj().mT @ y_hat[..., None])[..., 0]
+
+    def to_layout(self, xi: torch.Tensor) -> torch.Tensor:
+        """SVD coordinates (B, ..., n) back to the original layout: spectra (B, C, H, W) for Fourier structures,
+        decorrelated pixels (B, C, H, W) of the modelled window for masks."""
+        x = xi if self.Vh is None else (self.Vh.mH @ xi[..., None])[..., 0]
+        if self.structure == "fourier_diagonal":
+            return x[..., 0]
+        if self.structure == "fourier_block":
+            return rearrange(x, _UNALIAS, s1=self.factor, s2=self.factor)
+        return x.reshape(*x.shape[:-1], *self.grid)
+
+    def diagonal_map(self, M: torch.Tensor) -> torch.Tensor:
+        """The per-frequency (blur, super-resolution) or per-pixel (masks) diagonal of ``M``, shaped (C, H, W)."""
+        d = torch.diagonal(self.to_original(M), dim1=-2, dim2=-1).real
+        if self.structure == "fourier_diagonal":
+            return d[..., 0]
+        if self.structure == "fourier_block":
+            return rearrange(d, _UNALIAS, s1=self.factor, s2=self.factor)
+        return d.reshape(*d.shape[:-1], *self.grid)
+
+
+    def frequency_diagonal(self, M: torch.Tensor) -> torch.Tensor:
+        """The per-frequency diagonal (C, H, W) of ``M`` (for masks: on the modelled window's DFT grid)."""
+        if self.structure != "pixel_mask":
+            return self.diagonal_map(M)
+        h, w = self.grid
+        F = torch.kron(dft_matrix(h), dft_matrix(w))
+        return torch.diagonal(F @ M.to(F.dtype) @ F.mH, dim1=-2, dim2=-1).real.reshape(*M.shape[:-2], h, w)
+
+
+def dft_matrix(n: int) -> torch.Tensor:
+    """The unitary DFT matrix of size n (complex128)."""
+    k = torch.arange(n, dtype=torch.float64)
+    return torch.exp(-2j * torch.pi * torch.outer(k, k) / n) / n**0.5
+
+
+# --- builders -----------------------------------------------------------------------------------------------------
+
+
+def circulant_covariance(lam: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """The covariance ``F^H diag(lam) F`` between pixels ``(rows[i], cols[i])`` and ``(rows[j], cols[j])``:
+    ``r[(rows_i - rows_j) mod H, (cols_i - cols_j) mod W]`` with ``r = ifft2(lam)`` (lam: (C, H, W))."""
+    H, W = lam.shape[-2:]
+    r = torch.fft.ifft2(lam.to(torch.complex128)).real
+    dr = (rows[:, None] - rows[None, :]) % H
+    dc = (cols[:, None] - cols[None, :]) % W
+    return r[..., dr, dc]
+
+
+def problem_for(surrogate, operator, sigma: float, *, max_dense: int = MAX_DENSE, crop: int = CROP) -> BlockProblem:
+    """The block problem of ``operator`` (its first image's operator when it has one per image) under ``surrogate``
+    with noise ``sigma`` (network units)."""
+    lam = surrogate.spectrum.detach().cpu().to(torch.float64)
+    C, Hh, Ww = lam.shape
+    rcond = float(operator.rcond)
+    structure = operator.structure
+    if structure == "fourier_diagonal":
+        h = operator.symbol[0, 0].detach().cpu().to(torch.complex128).expand(C, Hh, Ww)
+        s = h.abs()
+        phase = torch.where(s > 0, h / torch.where(s > 0, s, 1.0), torch.ones_like(h))
+        return BlockProblem(lam.to(torch.complex128)[..., None, None], s[..., None], truncate(s, rcond)[..., None],
+                            torch.ones_like(s)[..., None], float(sigma), C * Hh * Ww, structure,
+                            U=phase[..., None, None], grid=(Hh, Ww))
+    if structure == "fourier_block":
+        f = operator.factor
+        R = operator.fourier_blocks()[0, 0].detach().cpu().to(torch.complex128)  # (h, w, f^2)
+        U, S, Vh = torch.linalg.svd(R[..., None, :], full_matrices=True)  # (h,w,1,1), (h,w,1), (h,w,n,n)
+        lam_al = rearrange(lam, _ALIAS, s1=f, s2=f).to(torch.complex128)  # (C, h, w, n)
+        Sigma = Vh @ (lam_al[..., :, None] * Vh.mH)
+        Sigma = 0.5 * (Sigma + Sigma.mH)
+        S = S.expand(C, *S.shape)
+        return BlockProblem(Sigma, S, truncate(S, rcond), torch.ones_like(S), float(sigma), C * Hh * Ww, structure,
+                            Vh=Vh.expand(C, *Vh.shape), U=U.expand(C, *U.shape), factor=f, grid=(Hh, Ww))
+    if structure == "pixel_mask":
+        mask = operator.mask[0].detach().cpu().to(torch.float64)  # (1 or C, H, W)
+        if mask.shape[0] > 1 and not bool((mask == mask[:1]).all()):
+            raise ZSGuideError("the spectral engine needs an inpainting mask shared by all channels")
+        mask = mask[0]
+        note, (r0, c0, hh, ww) = "", (0, 0, Hh, Ww)
+        if Hh * Ww > max_dense:
+            hh, ww = min(crop, Hh), min(crop, Ww)
+            r0, c0 = (Hh - hh) // 2, (Ww - ww) // 2
+            note = (f"dimension reduction: exact law on the centred {hh}x{ww} window of the {Hh}x{Ww} image "
+                    f"(stationary prior restricted to the window, mask cropped with it)")
+        rows = torch.arange(r0, r0 + hh).repeat_interleave(ww)
+        cols = torch.arange(c0, c0 + ww).repeat(hh)
+        Sigma = circulant_covariance(lam, rows, cols)  # (C, n, n)
+        m = mask[rows, cols].expand(C, hh * ww)
+        return BlockProblem(Sigma, m, truncate(m, rcond), m, float(sigma), C * hh * ww, structure,
+                            norm_scale=(Hh * Ww) / (hh * ww), grid=(hh, ww), note=note)
+    raise ZSGuideError(f"the spectral engine has no closed form for operators of structure {structure!r}")

@@ -1,0 +1,197 @@
+"""Closed-form transfer of every sampler: its output law given y, ``N(B eta, V)``, block by block (problem.py).
+
+With the analytic denoiser ``x0_hat = C_t x_t``, ``C_t = sqrt(abar) Sigma (abar Sigma + (1 - abar) I)^{-1}``
+(theory.md §3; a matrix per block), every sampler step is affine (theory.md §4):
+
+    x' = A x + b eta + e,   e ~ N(0, E)      =>   B' = A B + b,   V' = A V A^H + E,
+
+starting from ``x_T ~ N(0, I)`` (``B = 0``, ``V = I``). After the last step the output given the measurement is
+``N(B eta, V)``: ``B`` is to be compared with the posterior's ``W`` and ``V`` with ``Sigma_post``. The per-step
+``(A, b, E)`` below mirror zsguide/samplers/*.py line by line in the SVD coordinates ``xi = V^H x``, ``eta = U^H y``,
+where ``H_bar = [diag(s) 0]``: every diagonal operation of a sampler (its cases per singular value) is a diagonal
+matrix, the denoiser and its Jacobian are ``C_t`` (Hermitian), and fresh white noise has covariance I.
+
+DPS is linear once its residual norm ``||y - H x0_hat||`` is replaced by its closed-form expectation: at each step
+``rho_t^2 = E||y - H x0_hat||^2 = tr((I - H C B) Cov[eta] (I - H C B)^H) + tr(H C V C^H H^H)`` summed over every
+block (times ``norm_scale`` when the problem is a reduced window), and the step uses ``rho_t`` in place of the norm.
+The norm of a high-dimensional residual concentrates around ``rho_t``, so this is the large-image limit. Given one
+measurement ``eta`` (``transfer(..., eta=...)``) the expectation is conditional on it instead,
+``||(I - H C B) eta||^2 + tr(H C V C^H H^H)``: the law given that y, which the Monte Carlo test checks.
+
+``tests/test_spectral_transfer.py`` checks all of it against Monte Carlo runs of the real sampler code. Everything is
+float64 and differentiable in the knobs (the designer's variables).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..samplers.base import ParamSchedule
+from ..samplers.diffpir import DiffPIR
+from .problem import BlockProblem, embed, pad
+
+METHODS = ("ddrm", "ddnm", "pigdm", "dps", "diffpir", "oracle")
+
+
+@dataclass
+class Transfer:
+    """Output law given y, per block: ``N(B eta, V)``, ``B`` (..., n, m), ``V`` (..., n, n)."""
+
+    B: torch.Tensor
+    V: torch.Tensor
+
+
+def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Batched matrix product, elementwise when the inner dimension is 1 (blur's 1 x 1 blocks: no matmul overhead)."""
+    return a * b if a.shape[-1] == 1 else a @ b
+
+
+def sqrt_pos(x) -> torch.Tensor:
+    """``sqrt(max(x, 0))`` with a finite gradient everywhere (0 where clamped), for the designer's autograd."""
+    return torch.as_tensor(x, dtype=torch.float64).clamp(min=1e-300).sqrt()
+
+
+def _col(v: torch.Tensor) -> torch.Tensor:
+    """A vector as a diagonal scaling from the left: ``diag(v) M == _col(v) * M``."""
+    return v[..., :, None]
+
+
+def _eye(p: BlockProblem) -> torch.Tensor:
+    return torch.eye(p.n, dtype=p.dtype)
+
+
+def _ddim(X, Y, E0, p: BlockProblem, a_t: float, a_prev: float, eta):
+    """Compose ``x0_y = X x + Y eta + N(0, E0)`` with the DDIM step of samplers/base.py."""
+    if a_prev >= 1.0:
+        return X, Y, E0
+    s = eta * math.sqrt(max((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev), 0.0))
+    c_eps = sqrt_pos(1 - a_prev - s * s)
+    k1 = math.sqrt(a_prev) - c_eps * math.sqrt(a_t / (1 - a_t))
+    k2 = c_eps / math.sqrt(1 - a_t)
+    E = k1 * k1 * E0 + s * s * _eye(p) if torch.is_tensor(E0) else s * s * _eye(p)
+    return k1 * X + k2 * _eye(p), k1 * Y, E
+
+
+def _zero_b(p: BlockProblem) -> torch.Tensor:
+    return torch.zeros(*p.s.shape[:-1], p.n, p.m, dtype=p.dtype)
+
+
+def _safe_inv(v: torch.Tensor) -> torch.Tensor:
+    return torch.where(v > 0, 1 / torch.where(v > 0, v, torch.ones_like(v)), torch.zeros_like(v))
+
+
+def _ddrm_init(p: BlockProblem, a_T: float):
+    sn = math.sqrt((1 - a_T) / a_T)
+    s = pad(p.s_eff, p.n)
+    large = s * sn > p.sigma
+    inv = _safe_inv(s)
+    B = embed(torch.where(large, inv, torch.zeros_like(s))[..., : p.m], p.n).to(p.dtype) * math.sqrt(a_T)
+    var = torch.where(large, (sn**2 - (p.sigma * inv) ** 2).clamp(min=0), torch.full_like(s, sn**2)) * a_T
+    return B, torch.diag_embed(var.to(p.dtype))
+
+
+def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None):
+    """``(A, b, E)`` of one step of ``method`` (see the module docstring and samplers/<method>.py)."""
+    sig, n, m = p.sigma, p.n, p.m
+    s = pad(p.s_eff, n)
+    eps_x = (_eye(p) - math.sqrt(a_t) * C) / math.sqrt(1 - a_t)  # eps_hat = eps_x x
+    if method == "ddrm":
+        eta, eta_b = value("eta"), value("eta_b")
+        r = math.sqrt(a_prev)
+        sn = math.sqrt((1 - a_prev) / a_prev)
+        tilde, std = sqrt_pos(1 - eta**2) * sn, eta * sn
+        inv = _safe_inv(s)
+        cb, ca = s * sn > sig, (s > 0) & (s * sn < sig)
+        sig_safe = sig if sig > 0 else 1.0
+        alpha = torch.where(cb, 1 - eta_b, torch.where(ca, 1 - tilde * s / sig_safe, torch.ones_like(s)))
+        beta = torch.where(cb | ca, torch.zeros_like(s), tilde * torch.ones_like(s))
+        bcoef = torch.where(cb, eta_b * inv, torch.where(ca, tilde / sig_safe * torch.ones_like(s),
+                                                         torch.zeros_like(s)))
+        e2 = torch.where(cb, (sn**2 - (eta_b * sig * inv) ** 2).clamp(min=0), std**2 * torch.ones_like(s))
+        A = r * (_col(alpha.to(p.dtype)) * C + _col(beta.to(p.dtype)) * eps_x)
+        return A, r * embed(bcoef[..., :m].to(p.dtype), n), a_prev * torch.diag_embed(e2.to(p.dtype))
+    if method == "ddnm":
+        eta, mult = value("eta"), value("lambda_scale")
+        a, st = math.sqrt(a_prev), math.sqrt(1 - a_prev)
+        ones = torch.ones_like(s)
+        d1, d2, lam_t = st * eta * ones, st * sqrt_pos(1 - eta**2) * ones, ones
+        inv = _safe_inv(s)
+        if sig > 0:
+            thresh = a * sig * inv
+            low, high = (s > 0) & (st < thresh), (s > 0) & (st > thresh)
+            lam_t = torch.where(low, s * st * sqrt_pos(1 - eta**2) / (a * sig) if a > 0 else ones, ones)
+            d2 = torch.where(low | high, torch.zeros_like(s), d2)
+            d1 = torch.where(high, (st**2 - thresh**2).clamp(min=0).sqrt(), d1)
+        g = mult * lam_t * (s > 0).to(s.dtype)
+        X, Y = _col((1 - g).to(p.dtype)) * C, embed((g * inv)[..., :m].to(p.dtype), n)
+        if a_prev >= 1.0:
+            return X, Y, 0.0
+        return a * X + _col(d2.to(p.dtype)) * eps_x, a * Y, torch.diag_embed((d1 * d1).to(p.dtype))
+    if method == "pigdm":
+        w, eta = value("weight"), value("eta")
+        r2 = 1 - a_t
+        q = r2 * s * _safe_inv((r2 * s * s + sig**2) * (s > 0))  # r^2 s / (r^2 s^2 + sigma^2) on the kept range
+        k = w * math.sqrt(min(a_prev, 1.0) * a_t)
+        Ch = C.mH  # g = C^H diag(q) (eta - diag(s) C x), added as k g after the DDIM step
+        A, _, E = _ddim(C, _zero_b(p), 0.0, p, a_t, a_prev, eta)
+        return A - k * mm(Ch, _col((q * s).to(p.dtype)) * C), k * Ch[..., :, :m] * q[..., None, :m].to(p.dtype), E
+    if method == "diffpir":
+        lam_k, zeta = value("lam"), value("zeta")
+        rho = DiffPIR.rho(lam_k, sig, a_t)
+        den = s * s + rho
+        X, Y = _col((rho / den).to(p.dtype)) * C, embed((s / den)[..., :m].to(p.dtype), n)
+        if a_prev >= 1.0:
+            return X, Y, 0.0
+        zeta = zeta.clamp(0.0, 1.0)
+        k2 = math.sqrt(1 - a_prev) * (1 - zeta).sqrt() / math.sqrt(1 - a_t)
+        k1 = math.sqrt(a_prev) - k2 * math.sqrt(a_t)
+        return k1 * X + k2 * _eye(p), k1 * Y, (1 - a_prev) * zeta * _eye(p)
+    if method == "oracle":
+        eta = value("eta")
+        S = p.fn(lambda e: (1 - a_t) * e / (a_t * e + 1 - a_t))  # Cov[x0 | x_t]
+        K = p.gain(S)
+        IKH = _eye(p) - mm(K, p.H())
+        E0 = mm(mm(IKH, S), IKH.mH) + sig**2 * mm(K, K.mH)
+        return _ddim(mm(IKH, C), K, 0.5 * (E0 + E0.mH), p, a_t, a_prev, eta)
+    if method == "dps":
+        zeta, eta = value("zeta"), value("eta")
+        H = p.H()
+        HC = mm(H, C)
+        R = torch.eye(m, dtype=p.dtype) - mm(HC, B)  # residual = R eta - H C w
+        mean_part = (mm(mm(R, p.y_cov()), R.mH).diagonal(dim1=-2, dim2=-1).real.sum() if y_coords is None
+                     else (R @ y_coords[..., None].to(p.dtype)).abs().square().sum())
+        r2 = (mean_part + mm(mm(HC, V), HC.mH).diagonal(dim1=-2, dim2=-1).real.sum()) * p.norm_scale
+        gain = zeta / sqrt_pos(r2)
+        G = HC.mH  # (H C)^H = C^H H^H: the vector-Jacobian product of the residual
+        A, _, E = _ddim(C, _zero_b(p), 0.0, p, a_t, a_prev, eta)
+        return A - gain * mm(G, HC), gain * G, E
+    raise ValueError(f"no closed form for sampler {method!r}; known: {', '.join(METHODS)}")
+
+
+def transfer(method: str, p: BlockProblem, params: ParamSchedule, abar: torch.Tensor,
+             knobs: dict[str, torch.Tensor] | None = None, eta: torch.Tensor | None = None) -> Transfer:
+    """The closed-form ``(B, V)`` of ``method`` run with ``params`` (its timesteps and per-step knobs).
+
+    ``eta`` (optional, one measurement's coordinates (..., m)) conditions DPS's residual-norm expectation on it; the
+    other samplers' laws given y do not depend on y beyond ``B eta``.
+
+    ``knobs`` (optional) overrides ``params.values`` with tensors of per-step values, through which the result is
+    differentiable (the designer's variables).
+    """
+    taus = params.timesteps
+    vals = knobs if knobs is not None else {k: torch.tensor(v, dtype=torch.float64) for k, v in params.values.items()}
+    B = _zero_b(p)
+    V = torch.eye(p.n, dtype=p.dtype).expand(*p.s.shape[:-1], p.n, p.n)
+    if method == "ddrm":
+        B, V = _ddrm_init(p, float(abar[taus[0]]))
+    for i, t in enumerate(taus):
+        a_t = float(abar[t])
+        a_prev = float(abar[taus[i + 1]]) if i + 1 < len(taus) else 1.0
+        C = p.fn(lambda e, a=a_t: math.sqrt(a) * e / (a * e + 1 - a))
+        A, b, E = _step(method, p, C, a_t, a_prev, lambda k, i=i: vals[k][i], B, V, eta)
+        B = mm(A, B) + b
+        V = mm(mm(A, V), A.mH) + E
+    return Transfer(B, 0.5 * (V + V.mH))
