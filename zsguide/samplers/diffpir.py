@@ -53,7 +53,7 @@ class DiffPIR(Sampler):
         rho = self.rho(lam, sigma, a_t)
         c0, cy = operator.Vt(x0), operator.Ut(y)
         s, _ = effective_singulars(operator, c0.real)
-        x0_y = operator.V((s * cy + rho * c0) / (s * s + rho))
+        x0_y = operator.V(torch.where(s > 0, (s * cy + rho * c0) / (s * s + rho), c0))  # (s = 0: x0_hat, any rho)
         if a_prev >= 1.0:
             return x0_y, x0_y
         eps = (x - math.sqrt(a_t) * x0_y) / math.sqrt(1 - a_t)

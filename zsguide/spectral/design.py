@@ -5,7 +5,7 @@ Parameterisation (smooth in the step index, well conditioned): with ``u_i = 2 i 
 polynomials ``P_j`` (j < ``degree`` + 1), each knob is
 
     bounded in [0, 1] (``eta``; DiffPIR's ``zeta``):  knob_i = sigmoid(logit(h_i) + sum_j theta_j P_j(u_i))
-    positive (the rest):                    knob_i = h_i exp(sum_j theta_j P_j(u_i))
+    positive (the rest):                    knob_i = h_i exp(clamp(sum_j theta_j P_j(u_i), -12, 12))
 
 around the heuristic ``h`` (clipped into [1e-3, 1 - 1e-3] for the logit), so ``theta = 0`` is the heuristic itself:
 the warm start. Because ``u`` is normalised, the coefficients ``theta`` of a design at a neighbouring step count
@@ -24,6 +24,9 @@ from ..samplers.base import ParamSchedule
 from .criteria import Criteria
 from .problem import BlockProblem
 from .transfer import transfer
+
+
+LOG_RANGE = 12.0  # positive knobs stay within a factor e^12 (~1.6e5) of the heuristic: no under/overflow in float32
 
 
 def bounded(method: str, knob: str) -> bool:
@@ -57,7 +60,7 @@ def _knob_values(method, theta: dict[str, torch.Tensor], base: dict[str, torch.T
             hc = h.clamp(1e-3, 1 - 1e-3)
             out[k] = torch.sigmoid(torch.log(hc / (1 - hc)) + theta[k] @ basis)
         else:
-            out[k] = h * torch.exp(theta[k] @ basis)
+            out[k] = h * torch.exp((theta[k] @ basis).clamp(-LOG_RANGE, LOG_RANGE))
     return out
 
 

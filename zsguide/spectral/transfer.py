@@ -141,8 +141,9 @@ def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None):
     if method == "diffpir":
         lam_k, zeta = value("lam"), value("zeta")
         rho = DiffPIR.rho(lam_k, sig, a_t)
-        den = s * s + rho
-        X, Y = _col((rho / den).to(p.dtype)) * C, embed((s / den)[..., :m].to(p.dtype), n)
+        den = torch.where(s > 0, s * s + rho, torch.ones_like(s))
+        keep = torch.where(s > 0, rho / den, torch.ones_like(s))  # the sampler keeps x0_hat where s = 0
+        X, Y = _col(keep.to(p.dtype)) * C, embed((s / den)[..., :m].to(p.dtype), n)
         if a_prev >= 1.0:
             return X, Y, 0.0
         zeta = zeta.clamp(0.0, 1.0)
