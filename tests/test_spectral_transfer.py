@@ -103,14 +103,19 @@ def test_oracle_transfer_is_the_posterior(task):
 
 
 def test_inpainting_reduction_is_the_window_marginal():
-    """Above 16 x 16 a mask problem is the exact law on the centred window: its prior covariance equals the dense
-    circulant covariance of the full image restricted to the window's pixels."""
+    """Above 16 x 16 a mask problem is the exact law on a 16 x 16 window that keeps the mask's measured fraction: its
+    prior covariance equals the empirical covariance of the image's pixels in that window (20000 Gaussian fields, 5
+    standard errors), and its mask is the image's mask there; a centred box hole does not swallow the window."""
     sur = GaussianSurrogate(1, 32, 32)
     sur.set(torch.zeros(1, dtype=torch.float64), gaussian_field_spectrum(1, 32, 0.3, 2.0, 1 / 32))
     op = make_operator("inpaint_random", sur.shape, 0, [0])
     p = problem_for(sur, op, SIGMA)
-    assert p.grid == (16, 16) and p.note and p.norm_scale == 4
-    x = sur.sample(20000, torch.Generator().manual_seed(1))[:, 0, 8:24, 8:24].flatten(1)
+    (r0, c0), mask = p.origin, op.mask[0, 0]
+    assert p.grid == (16, 16) and p.note and p.norm_scale == pytest.approx(float(mask.sum() / p.s[0].sum()))
+    x = sur.sample(20000, torch.Generator().manual_seed(1))[:, 0, r0:r0 + 16, c0:c0 + 16].flatten(1)
     emp = x.T @ x / x.shape[0]
     assert (emp - p.Sigma[0]).abs().max() < 5 * p.Sigma[0].diagonal().max() * math.sqrt(2 / x.shape[0])
-    assert torch.equal(p.s[0], op.mask[0, 0, 8:24, 8:24].flatten())
+    assert torch.equal(p.s[0], mask[r0:r0 + 16, c0:c0 + 16].flatten())
+    assert abs(float(p.s[0].mean()) - float(mask.mean())) < 0.01
+    box = problem_for(sur, make_operator("inpaint_box", sur.shape, 0, [0]), SIGMA)
+    assert float(box.s.mean()) == pytest.approx(0.75)  # the whole image keeps 75%; a centred window would keep 0%

@@ -51,4 +51,4 @@ class PiGDM(Sampler):
             (g,) = torch.autograd.grad(x0, xg, grad_outputs=v.to(x0.dtype))
         x0 = x0.detach()
         x_prev = ddim_from_estimate(x, x0, a_t, a_prev, eta, lambda: noise("z")) + w * math.sqrt(a_prev * a_t) * g
-        return x_prev, x0 + w * math.sqrt(a_t) * g  # the guided estimate the step implies (for callbacks)
+        return x_prev, x0 + w * math.sqrt(a_t) * g  # for callbacks: x0_hat moved by the guidance (exact at the last step)

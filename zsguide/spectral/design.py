@@ -7,8 +7,8 @@ polynomials ``P_j`` (j < ``degree`` + 1), each knob is
     bounded in [0, 1] (``eta``; DiffPIR's ``zeta``):  knob_i = sigmoid(logit(h_i) + sum_j theta_j P_j(u_i))
     positive (the rest):                    knob_i = h_i exp(clamp(sum_j theta_j P_j(u_i), -12, 12))
 
-around the heuristic ``h`` (clipped into [1e-3, 1 - 1e-3] for the logit), so ``theta = 0`` is the heuristic itself:
-the warm start. Because ``u`` is normalised, the coefficients ``theta`` of a design at a neighbouring step count
+around the heuristic ``h`` (clipped into [1e-3, 1 - 1e-3] for the logit), so ``theta = 0`` is the heuristic itself
+(or its clipped value, for a heuristic of exactly 0 or 1): the warm start. Because ``u`` is normalised, the coefficients ``theta`` of a design at a neighbouring step count
 are a second warm start (``warm_theta``); the better of the two starts is used. The objective is ``avg_W2^2 + mse_weight * MSE`` (``mse_weight`` trades fidelity against sampling the
 posterior), minimised by L-BFGS with a strong-Wolfe line search; if the search ends worse than the heuristic (or not
 finite), the heuristic is returned, so a designed schedule is never worse on its own objective.
@@ -76,7 +76,11 @@ def design(
     crit = criteria if criteria is not None else Criteria(problem)
 
     def objective(vals) -> tuple[torch.Tensor, dict]:
-        c = crit(transfer(method, problem, heuristic, abar, vals))
+        try:
+            c = crit(transfer(method, problem, heuristic, abar, vals))
+        except torch.linalg.LinAlgError:  # a trial point whose covariances are not finite: infinitely bad
+            inf = torch.tensor(float("inf"), dtype=torch.float64)
+            return inf, {"avg_w2": inf, "mse": inf, "perception_w2": inf}
         return c["avg_w2"] + mse_weight * c["mse"], c
 
     with torch.no_grad():
@@ -93,6 +97,10 @@ def design(
     def closure():
         opt.zero_grad()
         loss, _ = objective(_knob_values(method, theta, base, basis))
+        if not loss.requires_grad:  # the objective failed (LinAlgError): reject the trial point
+            for t in theta.values():
+                t.grad = torch.zeros_like(t)
+            return loss
         loss.backward()
         grads_ok = all(bool(torch.isfinite(t.grad).all()) for t in theta.values())
         if not (bool(torch.isfinite(loss)) and grads_ok):  # a trial point off the cliff: reject it

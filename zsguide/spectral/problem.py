@@ -87,6 +87,7 @@ class BlockProblem:
     U: torch.Tensor | None = None  # (..., m, m): eta = U^H y_block (None: identity)
     factor: int = 1  # super-resolution factor (alias layout)
     grid: tuple[int, int] = (0, 0)  # (H, W) modelled
+    origin: tuple[int, int] = (0, 0)  # top-left pixel of the modelled window (masks)
     note: str = ""
     evals: torch.Tensor = field(init=False, repr=False)
     evecs: torch.Tensor = field(init=False, repr=False)
@@ -157,7 +158,7 @@ class BlockProblem:
         """Measurement coordinates ``eta = U^H y_block`` (B, ..., m) of a batch of measurements (network units)."""
         if self.structure == "pixel_mask":
             u = apply_colour(surrogate.Q.to(y), y.to(torch.float64))
-            r0, c0 = (u.shape[-2] - self.grid[0]) // 2, (u.shape[-1] - self.grid[1]) // 2
+            r0, c0 = self.origin
             u = u[..., r0:r0 + self.grid[0], c0:c0 + self.grid[1]].flatten(-2)
             return u * self.measured
         y_hat = surrogate.to_spectral(y.to(torch.float64), centre=False)[..., None]  # (B, C, h, w, 1)
@@ -211,6 +212,20 @@ def circulant_covariance(lam: torch.Tensor, rows: torch.Tensor, cols: torch.Tens
     return r[..., dr, dc]
 
 
+def _matching_window(mask: torch.Tensor, hh: int, ww: int) -> tuple[int, int]:
+    """The top-left corner of the hh x ww window whose kept fraction is closest to the whole mask's (ties: the
+    window nearest the centre), so a reduced problem keeps the mask's statistics (a centred window would lie wholly
+    inside a centred box hole)."""
+    H, W = mask.shape
+    frac = float(mask.mean())
+    sums = torch.nn.functional.avg_pool2d(mask[None, None], (hh, ww), stride=1)[0, 0]  # (H-hh+1, W-ww+1)
+    r = torch.arange(sums.shape[0], dtype=torch.float64)[:, None] - (H - hh) / 2
+    c = torch.arange(sums.shape[1], dtype=torch.float64)[None, :] - (W - ww) / 2
+    score = (sums - frac).abs() * 1e6 + (r.square() + c.square())  # fraction first, then distance to the centre
+    k = int(score.argmin())
+    return k // sums.shape[1], k % sums.shape[1]
+
+
 def problem_for(surrogate, operator, sigma: float, *, max_dense: int = MAX_DENSE, crop: int = CROP) -> BlockProblem:
     """The block problem of ``operator`` (its first image's operator when it has one per image) under ``surrogate``
     with noise ``sigma`` (network units)."""
@@ -243,13 +258,18 @@ def problem_for(surrogate, operator, sigma: float, *, max_dense: int = MAX_DENSE
         note, (r0, c0, hh, ww) = "", (0, 0, Hh, Ww)
         if Hh * Ww > max_dense:
             hh, ww = min(crop, Hh), min(crop, Ww)
-            r0, c0 = (Hh - hh) // 2, (Ww - ww) // 2
-            note = (f"dimension reduction: exact law on the centred {hh}x{ww} window of the {Hh}x{Ww} image "
-                    f"(stationary prior restricted to the window, mask cropped with it)")
+            r0, c0 = _matching_window(mask, hh, ww)
+            note = (f"dimension reduction: exact law on the {hh}x{ww} window at ({r0}, {c0}) of the {Hh}x{Ww} image "
+                    f"(stationary prior restricted to the window, mask cropped with it; window chosen to keep the "
+                    f"mask's measured fraction {float(mask.mean()):.3f}: "
+                    f"{float(mask[r0:r0 + hh, c0:c0 + ww].mean()):.3f})")
         rows = torch.arange(r0, r0 + hh).repeat_interleave(ww)
         cols = torch.arange(c0, c0 + ww).repeat(hh)
         Sigma = circulant_covariance(lam, rows, cols)  # (C, n, n)
         m = mask[rows, cols].expand(C, hh * ww)
+        if not bool(m.any()):
+            raise ZSGuideError(f"the inpainting mask keeps no pixel of the {hh}x{ww} window the spectral engine "
+                               f"models; nothing to design for")
         return BlockProblem(Sigma, m, truncate(m, rcond), m, float(sigma), C * hh * ww, structure,
-                            norm_scale=(Hh * Ww) / (hh * ww), grid=(hh, ww), note=note)
+                            norm_scale=float(mask.sum() / m[0].sum()), grid=(hh, ww), origin=(r0, c0), note=note)
     raise ZSGuideError(f"the spectral engine has no closed form for operators of structure {structure!r}")

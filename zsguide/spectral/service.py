@@ -5,7 +5,8 @@ cached under a key hashing exactly those: the surrogate digest, the block proble
 values, measured coordinates, structure and any dimension reduction), sigma (network units), the schedule's
 parameters, the sampler, its heuristic timesteps and values (the warm start), the objective (MSE weight) and the
 parameterisation degree. Designs of the same problem at other step counts share a "family" hash; the nearest one's
-coefficients are the second warm start (design.py). The cache is a folder of JSON files (``$ZSGUIDE_CACHE``, default
+coefficients are the second warm start (design.py; the better start is used, and the provenance lists the candidates,
+so a design can depend on which neighbours were cached). The cache is a folder of JSON files (``$ZSGUIDE_CACHE``, default
 ``~/.cache/zsguide/designs``); a corrupt entry is ignored and rewritten.
 
 Operators drawn per image (random masks, motion kernels) are designed on the first image's operator: for random
@@ -27,6 +28,7 @@ from ..samplers.base import ParamSchedule
 from .design import DesignResult, design
 from .problem import BlockProblem, problem_for
 
+ENGINE_VERSION = 2  # bump when the closed forms or the designer change what a design is
 DESIGNABLE = ("ddrm", "ddnm", "pigdm", "dps", "diffpir")
 
 
@@ -36,10 +38,7 @@ def cache_dir() -> Path:
 
 def block_problem(surrogate, operator, sigma_net: float) -> BlockProblem:
     """The spectral engine's problem for ``operator`` (problem.py), with one-line errors."""
-    try:
-        return problem_for(surrogate, operator, sigma_net)
-    except ZSGuideError as exc:
-        raise ZSGuideError(f"spectral engine: {exc}") from None
+    return problem_for(surrogate, operator, sigma_net)
 
 
 def _digest(parts: dict, tensors: list[torch.Tensor]) -> str:
@@ -56,8 +55,10 @@ def design_keys(surrogate, problem: BlockProblem, schedule, heuristic: ParamSche
     family = _digest({"surrogate": surrogate.digest(), "sigma": round(problem.sigma, 12), "structure": problem.structure,
                       "grid": list(problem.grid), "factor": problem.factor, "note": problem.note,
                       "schedule": schedule.to_dict(), "method": heuristic.method, "spacing": heuristic.spacing,
-                      "mse_weight": mse_weight, "degree": degree},
-                     [problem.s.to(torch.float64), problem.s_eff.to(torch.float64), problem.measured])
+                      "mse_weight": mse_weight, "degree": degree, "engine": ENGINE_VERSION,
+                      "origin": list(problem.origin)},
+                     [problem.s.to(torch.float64), problem.s_eff.to(torch.float64), problem.measured,
+                      problem.Sigma.to(torch.complex128)])
     key = _digest({"family": family, "steps": heuristic.steps, "timesteps": heuristic.timesteps,
                    "warm": heuristic.values}, [])
     return family, key
@@ -67,8 +68,11 @@ def _read(path: Path) -> dict | None:
     try:
         d = json.loads(path.read_text())
         d["params"] = ParamSchedule.from_dict(d["params"])
+        d["heuristic"] = {k: float(v) for k, v in d["heuristic"].items()}
+        d["designed"] = {k: float(v) for k, v in d["designed"].items()}
+        d["theta"] = {k: [float(x) for x in v] for k, v in d.get("theta", {}).items()}
         return d
-    except (OSError, ValueError, KeyError, ZSGuideError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ZSGuideError):
         return None  # a corrupt entry: design again and overwrite it
 
 
@@ -80,12 +84,12 @@ def _neighbour_theta(method: str, task: str, family: str, steps: int) -> dict | 
             n = int(path.name.split("-")[-3])
         except ValueError:
             continue
-        if n != steps and (best is None or abs(n - steps) < abs(best[0] - steps)):
+        if n != steps and (best is None or (abs(n - steps), n) < (abs(best[0] - steps), best[0])):
             best = (n, path)
     if best is None:
         return None
     d = _read(best[1])
-    return None if d is None else d.get("theta")
+    return None if d is None else {"steps": best[0], "theta": d["theta"]}
 
 
 def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic: ParamSchedule, task: str, *,
@@ -104,7 +108,9 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
             return DesignResult(d["params"], d["heuristic"], d["designed"], d.get("theta", {}))
     warm = _neighbour_theta(heuristic.method, task, family, heuristic.steps) if use_cache else None
     result = design(heuristic.method, problem, heuristic, schedule.alphas_cumprod, mse_weight=mse_weight,
-                    degree=degree, warm_theta=warm, criteria=criteria)
+                    degree=degree, warm_theta=warm["theta"] if warm else None, criteria=criteria)
+    result.params.provenance["warm_start_candidates"] = ["heuristic"] + ([f"design at {warm['steps']} steps"]
+                                                                          if warm else [])
     result.params.provenance.update({"surrogate_digest": surrogate.digest(), "sigma_network": float(sigma_net),
                                      "cache_key": key, "predicted_heuristic": result.heuristic,
                                      "predicted_designed": result.designed})
@@ -112,7 +118,7 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
         result.params.provenance["operator"] = "designed on the first image's operator (drawn per image)"
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"params": result.params.to_dict(), "heuristic": result.heuristic,
                                    "designed": result.designed, "theta": result.theta}))
         tmp.replace(path)
