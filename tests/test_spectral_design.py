@@ -10,7 +10,9 @@ from zsguide.data.gaussian import gaussian_field_spectrum
 from zsguide.diffusion.denoisers import AnalyticDenoiser
 from zsguide.diffusion.schedule import VPSchedule
 from zsguide.operators import make_operator
+from zsguide.errors import ZSGuideError
 from zsguide.samplers import get_sampler
+from zsguide.samplers.base import ParamSchedule
 from zsguide.spectral.design import design, legendre_basis
 from zsguide.spectral.problem import problem_for
 from zsguide.spectral.service import designed_schedule
@@ -79,3 +81,29 @@ def test_designed_schedule_runs_as_predicted(task):
     assert abs(float(per_image.mean()) - designed.designed["mse"]) < 3 * se
     assert designed.designed["avg_w2"] < designed.heuristic["avg_w2"]
     assert transfer("diffpir", prob, designed.params, SCHED.alphas_cumprod).V.shape == prob.Sigma.shape
+
+
+def test_per_frequency_variant_beats_the_scalar_design_and_runs_as_predicted(tmp_path):
+    """DiffPIR's lam per radial frequency band (4 bands) on blur, warm-started from the scalar design: lower avg W2
+    than the scalar design, and the real sampler with that schedule (N = 1000 truths) has the closed form's MSE
+    within 3 standard errors. The per-band schedule survives a params.json round trip."""
+    N, sigma = 1000, 0.1
+    sur, op, prob = _setup("deblur_gaussian", sigma=sigma)
+    h = get_sampler("diffpir").heuristic("deblur_gaussian", 10, SCHED)
+    scalar = design("diffpir", prob, h, SCHED.alphas_cumprod, max_iter=20)
+    banded = design("diffpir", prob, h, SCHED.alphas_cumprod, max_iter=20, bands={"lam": 4}, warm_theta=scalar.theta)
+    assert banded.designed["avg_w2"] < scalar.designed["avg_w2"], (scalar.designed, banded.designed)
+    assert len(banded.params.values["lam"][0]) == 4
+    banded.params.save(tmp_path / "p.json")
+    params = ParamSchedule.load(tmp_path / "p.json")
+    assert params.values == banded.params.values
+    x = sur.sample(N, torch.Generator().manual_seed(6))
+    idx = list(range(N))
+    y = op.measure(x, sigma, op.noise_for(1, idx, dtype=torch.float64))
+    out = get_sampler("diffpir").run(AnalyticDenoiser(sur, SCHED), op, y, sigma, params, seed=2, indices=idx)
+    per_image = (out - x).square().flatten(1).mean(1)
+    se = float(per_image.std()) / math.sqrt(N)
+    assert abs(float(per_image.mean()) - banded.designed["mse"]) < 3 * se
+    sr = make_operator("sr2", sur.shape, 0, [0])
+    with pytest.raises(ZSGuideError, match="per-frequency 'lam' needs a circulant"):
+        get_sampler("diffpir").run(AnalyticDenoiser(sur, SCHED), sr, sr.A(x[:1]), sigma, params, seed=2, indices=[0])

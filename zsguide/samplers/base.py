@@ -33,7 +33,8 @@ from ..seeding import randn_per_image
 
 @dataclass
 class ParamSchedule:
-    """A sampler's per-step parameters: ``values[knob][i]`` applies at step i (time ``timesteps[i]``, decreasing)."""
+    """A sampler's per-step parameters: ``values[knob][i]`` applies at step i (time ``timesteps[i]``, decreasing); a
+    value that is a list gives the knob per radial frequency band (samplers/bands.py; DiffPIR's ``lam`` on blur)."""
 
     method: str
     task: str
@@ -51,11 +52,15 @@ class ParamSchedule:
             if len(vals) != self.steps:
                 raise ZSGuideError(f"parameter schedule for {self.method}: knob {knob!r} has {len(vals)} values, "
                                    f"expected {self.steps}")
-            if not all(math.isfinite(v) for v in vals):
+            if not all(math.isfinite(v) for v in _flat(vals)):
                 raise ZSGuideError(f"parameter schedule for {self.method}: knob {knob!r} has non-finite values")
 
     def value(self, knob: str, step: int) -> float:
-        return float(self.values[knob][step])
+        v = self.values[knob][step]
+        if isinstance(v, (list, tuple)):
+            raise ZSGuideError(f"parameter schedule for {self.method}: knob {knob!r} is given per frequency band, "
+                               f"which {self.method} does not take")
+        return float(v)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,7 +69,7 @@ class ParamSchedule:
     def from_dict(cls, d: dict) -> ParamSchedule:
         try:
             return cls(d["method"], d["task"], int(d["steps"]), d["spacing"], [int(t) for t in d["timesteps"]],
-                       {k: [float(v) for v in vs] for k, vs in d["values"].items()}, d.get("provenance", {}))
+                       {k: [_floats(v) for v in vs] for k, vs in d["values"].items()}, d.get("provenance", {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise ZSGuideError(f"malformed parameter schedule: {type(exc).__name__}: {exc}") from None
 
@@ -81,6 +86,16 @@ class ParamSchedule:
         except json.JSONDecodeError as exc:
             raise ZSGuideError(f"parameter file {str(path)!r} is not valid JSON: {exc}") from None
         return cls.from_dict(d)
+
+
+def _floats(v):
+    """A knob's value at one step: a float, or a list of floats (one per frequency band)."""
+    return [float(x) for x in v] if isinstance(v, (list, tuple)) else float(v)
+
+
+def _flat(vals):
+    for v in vals:
+        yield from (v if isinstance(v, (list, tuple)) else [v])
 
 
 StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]  # (step, t, x_t, x0_y)

@@ -14,6 +14,7 @@ then ``x_{t-1} = sqrt(abar_{t-1}) x0_y + sqrt(1 - abar_{t-1}) (sqrt(1 - zeta) ep
 ``eps' = (x_t - sqrt(abar_t) x0_y) / sqrt(1 - abar_t)``. Heuristic defaults, from the reference repo's run
 loops (which multiply the base values: ``lambdas = [lambda_ * i for i in range(7, 8)]``, ``zeta * 3`` in its deblurring script): ``lam = 7``,
 ``zeta`` 0.3 for deblurring, 0.25 for super-resolution (its SR script), 1.0 for inpainting; quadratic step spacing.
+``lam`` may be given per radial frequency band on blur (the designer's per-frequency variant; samplers/bands.py).
 The last step returns the final data-consistent estimate ``x0_y`` (the reference returns the state at t = 0, one
 denoise-and-project earlier).
 """
@@ -24,6 +25,7 @@ import math
 
 import torch
 
+from .bands import expand_bands
 from .base import Sampler
 from .svd import effective_singulars
 
@@ -47,11 +49,12 @@ class DiffPIR(Sampler):
         return lam * max(sigma / 2, SIGMA_FLOOR) ** 2 * a_t / (1 - a_t)
 
     def step(self, denoiser, operator, y, sigma, params, i, t, a_t, a_prev, x, noise, surrogate):
-        lam, zeta = params.value("lam", i), params.value("zeta", i)
+        zeta = params.value("zeta", i)
         with torch.no_grad():
             x0 = denoiser.x0(x, t)
-        rho = self.rho(lam, sigma, a_t)
         c0, cy = operator.Vt(x0), operator.Ut(y)
+        lam = expand_bands(params.values["lam"][i], operator, c0, self.name, "lam")  # a float, or per frequency
+        rho = self.rho(lam, sigma, a_t)
         s, _ = effective_singulars(operator, c0.real)
         x0_y = operator.V(torch.where(s > 0, (s * cy + rho * c0) / (s * s + rho), c0))  # (s = 0: x0_hat, any rho)
         if a_prev >= 1.0:

@@ -35,6 +35,8 @@ def _parser(prog: str, tune: bool) -> ArgumentParser:
     p.add_argument("--spacing", type=Optional[str], default=None, help="timestep spacing (default: the sampler's)")
     p.add_argument("--sigma_y", type=float, default=0.01, help="measurement noise std, [0, 1] pixel units")
     p.add_argument("--mse_weight", type=float, default=0.0, help="objective: avg W2^2 + mse_weight * MSE")
+    p.add_argument("--frequency_bands", type=int, default=0,
+                   help="per-frequency variant: DiffPIR's lam per radial band (blur tasks); 0 = one value per step")
     if tune:
         p.add_argument("--sampler", type=str, default="ddrm", help="ddrm, ddnm, pigdm, dps or diffpir")
         p.add_argument("--output", "-o", type=str, default="params.json", help="the params.json to write")
@@ -58,6 +60,8 @@ def _parse(prog: str, tune: bool, argv: list[str]):
         raise ZSGuideError(f"--sigma_y must be >= 0, got {cfg.sigma_y!r}")
     if cfg.steps < 1:
         raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
+    if cfg.frequency_bands < 0:
+        raise ZSGuideError(f"--frequency_bands must be >= 0, got {cfg.frequency_bands}")
     return cfg
 
 
@@ -86,7 +90,7 @@ def run_tune(argv: list[str]) -> None:
     heuristic = sampler.heuristic(cfg.task, cfg.steps, module.schedule, spacing=cfg.spacing)
     t0 = time.perf_counter()
     r = designed_schedule(module.surrogate, operator, sigma_net, module.schedule, heuristic, cfg.task,
-                          mse_weight=cfg.mse_weight, problem=problem)
+                          mse_weight=cfg.mse_weight, problem=problem, bands=cfg.frequency_bands)
     r.params.provenance.update({"task_params": dict(cfg.task_params or {}), "sigma_y": cfg.sigma_y})
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +126,7 @@ def run_analyze(argv: list[str]) -> None:
         heur = sampler.heuristic(cfg.task, cfg.steps, module.schedule, spacing=cfg.spacing)
         designed = heur if name == "oracle" else designed_schedule(
             module.surrogate, operator, sigma_net, module.schedule, heur, cfg.task, mse_weight=cfg.mse_weight,
-            problem=problem, criteria=criteria).params
+            problem=problem, criteria=criteria, bands=cfg.frequency_bands if name == "diffpir" else 0).params
         entry = {}
         for label, params in (("heuristic", heur), ("spectral", designed)):
             tr = transfer(name, problem, params, abar)

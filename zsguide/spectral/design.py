@@ -52,24 +52,33 @@ class DesignResult:
 
 
 def _knob_values(method, theta: dict[str, torch.Tensor], base: dict[str, torch.Tensor], basis: torch.Tensor):
+    """Knob schedules from coefficients: ``theta[k]`` (degree + 1) gives one value per step, (degree + 1, bands) one
+    value per step and frequency band (shape (steps, bands))."""
     out = {}
     for k, h in base.items():
         if k not in theta:
             out[k] = h
-        elif bounded(method, k):
-            hc = h.clamp(1e-3, 1 - 1e-3)
-            out[k] = torch.sigmoid(torch.log(hc / (1 - hc)) + theta[k] @ basis)
+            continue
+        z = theta[k].T @ basis if theta[k].ndim == 1 else (theta[k].T @ basis).T  # (steps,) or (steps, bands)
+        hh = h if theta[k].ndim == 1 else h[:, None]
+        if bounded(method, k):
+            hc = hh.clamp(1e-3, 1 - 1e-3)
+            out[k] = torch.sigmoid(torch.log(hc / (1 - hc)) + z)
         else:
-            out[k] = h * torch.exp((theta[k] @ basis).clamp(-LOG_RANGE, LOG_RANGE))
+            out[k] = hh * torch.exp(z.clamp(-LOG_RANGE, LOG_RANGE))
     return out
 
 
 def design(
     method: str, problem: BlockProblem, heuristic: ParamSchedule, abar: torch.Tensor, *,
     knobs: tuple[str, ...] | None = None, degree: int = 3, mse_weight: float = 0.0, max_iter: int = 60,
-    warm_theta: dict[str, list[float]] | None = None, criteria: Criteria | None = None,
+    warm_theta: dict[str, list] | None = None, criteria: Criteria | None = None,
+    bands: dict[str, int] | None = None,
 ) -> DesignResult:
-    """Design ``method``'s knobs (all of them unless ``knobs`` is given) for ``problem``."""
+    """Design ``method``'s knobs (all of them unless ``knobs`` is given) for ``problem``; ``bands`` (e.g.
+    ``{"lam": 8}``) designs those knobs per radial frequency band (the per-frequency variant). A scalar warm start
+    for a per-band knob is broadcast over its bands."""
+    bands = dict(bands or {})
     base = {k: torch.tensor(v, dtype=torch.float64) for k, v in heuristic.values.items()}
     names = tuple(knobs) if knobs is not None else tuple(base)
     basis = legendre_basis(heuristic.steps, degree)
@@ -85,9 +94,20 @@ def design(
 
     with torch.no_grad():
         loss0, c0 = objective(base)
-        start = {k: torch.zeros(degree + 1, dtype=torch.float64) for k in names}
-        if warm_theta and set(warm_theta) >= set(names) and all(len(warm_theta[k]) == degree + 1 for k in names):
-            cand = {k: torch.tensor(warm_theta[k], dtype=torch.float64) for k in names}
+        start = {k: torch.zeros(degree + 1, *([bands[k]] if k in bands else []), dtype=torch.float64)
+                 for k in names}
+        cand = None
+        if warm_theta and set(warm_theta) >= set(names):
+            cand = {}
+            for k in names:
+                t = torch.tensor(warm_theta[k], dtype=torch.float64)
+                if t.ndim == 1 and start[k].ndim == 2 and len(t) == degree + 1:
+                    t = t[:, None].expand_as(start[k]).clone()
+                if t.shape != start[k].shape:
+                    cand = None
+                    break
+                cand[k] = t
+        if cand is not None:
             loss_w, _ = objective(_knob_values(method, cand, base, basis))
             if bool(torch.isfinite(loss_w)) and loss_w < loss0:
                 start = cand
@@ -114,12 +134,14 @@ def design(
         vals = _knob_values(method, theta, base, basis)
         loss1, c1 = objective(vals)
         finite = all(bool(torch.isfinite(v).all()) for v in vals.values()) and bool(torch.isfinite(loss1))
-        thetas = {k: [float(x) for x in v] for k, v in theta.items()}
+        thetas = {k: v.tolist() for k, v in theta.items()}
         if not finite or loss1 > loss0:  # never return something worse than the warm start
-            vals, c1, thetas = base, c0, {k: [0.0] * (degree + 1) for k in names}
-    values = {k: [float(x) for x in v] for k, v in vals.items()}
+            vals, c1, thetas = base, c0, {k: torch.zeros_like(v).tolist() for k, v in theta.items()}
+    values = {k: v.tolist() for k, v in vals.items()}
     provenance = {"source": "spectral", "objective": "avg_w2" + (f" + {mse_weight} mse" if mse_weight else ""),
                   "degree": degree, "heuristic_reference": heuristic.provenance.get("reference", "")}
+    if bands:
+        provenance["frequency_bands"] = bands
     if problem.note:
         provenance["reduction"] = problem.note
     params = ParamSchedule(heuristic.method, heuristic.task, heuristic.steps, heuristic.spacing,

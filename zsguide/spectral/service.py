@@ -50,13 +50,13 @@ def _digest(parts: dict, tensors: list[torch.Tensor]) -> str:
 
 
 def design_keys(surrogate, problem: BlockProblem, schedule, heuristic: ParamSchedule, mse_weight: float,
-                degree: int) -> tuple[str, str]:
+                degree: int, bands: int = 0) -> tuple[str, str]:
     """``(family, key)``: the family ignores the step count (for warm starts across step counts)."""
     family = _digest({"surrogate": surrogate.digest(), "sigma": round(problem.sigma, 12), "structure": problem.structure,
                       "grid": list(problem.grid), "factor": problem.factor, "note": problem.note,
                       "schedule": schedule.to_dict(), "method": heuristic.method, "spacing": heuristic.spacing,
                       "mse_weight": mse_weight, "degree": degree, "engine": ENGINE_VERSION,
-                      "origin": list(problem.origin)},
+                      "origin": list(problem.origin), "frequency_bands": bands},
                      [problem.s.to(torch.float64), problem.s_eff.to(torch.float64), problem.measured,
                       problem.Sigma.to(torch.complex128)])
     key = _digest({"family": family, "steps": heuristic.steps, "timesteps": heuristic.timesteps,
@@ -94,21 +94,31 @@ def _neighbour_theta(method: str, task: str, family: str, steps: int) -> dict | 
 
 def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic: ParamSchedule, task: str, *,
                       mse_weight: float = 0.0, degree: int = 3, use_cache: bool = True,
-                      problem: BlockProblem | None = None, criteria=None) -> DesignResult:
-    """The designed schedule for ``heuristic``'s sampler and steps (from the cache when it is there)."""
+                      problem: BlockProblem | None = None, criteria=None, bands: int = 0) -> DesignResult:
+    """The designed schedule for ``heuristic``'s sampler and steps (from the cache when it is there). ``bands`` > 0:
+    the per-frequency variant (DiffPIR's ``lam`` per radial band on circulant operators), warm-started from the
+    scalar design."""
     if heuristic.method not in DESIGNABLE:
         raise ZSGuideError(f"spectral design has no knobs to design for sampler {heuristic.method!r}; "
                            f"choose one of {', '.join(DESIGNABLE)}")
     problem = problem if problem is not None else block_problem(surrogate, operator, sigma_net)
-    family, key = design_keys(surrogate, problem, schedule, heuristic, mse_weight, degree)
+    if bands and (heuristic.method != "diffpir" or problem.structure != "fourier_diagonal"):
+        raise ZSGuideError(f"per-frequency design (frequency_bands {bands}) exists for DiffPIR's lam on blur tasks, "
+                           f"not for {heuristic.method} on a {problem.structure} operator")
+    family, key = design_keys(surrogate, problem, schedule, heuristic, mse_weight, degree, bands)
     path = cache_dir() / f"{heuristic.method}-{task}-{heuristic.steps}-{family}-{key}.json"
     if use_cache and path.is_file():
         d = _read(path)
         if d is not None:
             return DesignResult(d["params"], d["heuristic"], d["designed"], d.get("theta", {}))
     warm = _neighbour_theta(heuristic.method, task, family, heuristic.steps) if use_cache else None
+    if bands and warm is None:  # start from the scalar design, broadcast over the bands
+        scalar = designed_schedule(surrogate, operator, sigma_net, schedule, heuristic, task, mse_weight=mse_weight,
+                                   degree=degree, use_cache=use_cache, problem=problem, criteria=criteria)
+        warm = {"steps": f"{heuristic.steps} (scalar design)", "theta": scalar.theta}
     result = design(heuristic.method, problem, heuristic, schedule.alphas_cumprod, mse_weight=mse_weight,
-                    degree=degree, warm_theta=warm["theta"] if warm else None, criteria=criteria)
+                    degree=degree, warm_theta=warm["theta"] if warm else None, criteria=criteria,
+                    bands={"lam": bands} if bands else None)
     result.params.provenance["warm_start_candidates"] = ["heuristic"] + ([f"design at {warm['steps']} steps"]
                                                                           if warm else [])
     result.params.provenance.update({"surrogate_digest": surrogate.digest(), "sigma_network": float(sigma_net),

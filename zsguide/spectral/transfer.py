@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..samplers.bands import radial_bands
 from ..samplers.base import ParamSchedule
 from ..samplers.diffpir import DiffPIR
 from .problem import BlockProblem, embed, pad
@@ -140,6 +141,10 @@ def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None):
         return A - k * mm(Ch, _col((q * s).to(p.dtype)) * C), k * Ch[..., :, :m] * q[..., None, :m].to(p.dtype), E
     if method == "diffpir":
         lam_k, zeta = value("lam"), value("zeta")
+        if lam_k.ndim == 1:  # per radial frequency band (blur): expand to the blocks' frequency grid
+            if p.structure != "fourier_diagonal":
+                raise ValueError("per-frequency DiffPIR lam needs a circulant problem")
+            lam_k = lam_k[radial_bands(*p.grid, lam_k.numel())][..., None]
         rho = DiffPIR.rho(lam_k, sig, a_t)
         den = torch.where(s > 0, s * s + rho, torch.ones_like(s))
         keep = torch.where(s > 0, rho / den, torch.ones_like(s))  # the sampler keeps x0_hat where s = 0
