@@ -59,7 +59,7 @@ def _knob_values(method, theta: dict[str, torch.Tensor], base: dict[str, torch.T
         if k not in theta:
             out[k] = h
             continue
-        z = theta[k].T @ basis if theta[k].ndim == 1 else (theta[k].T @ basis).T  # (steps,) or (steps, bands)
+        z = theta[k] @ basis if theta[k].ndim == 1 else (theta[k].T @ basis).T  # (steps,) or (steps, bands)
         hh = h if theta[k].ndim == 1 else h[:, None]
         if bounded(method, k):
             hc = hh.clamp(1e-3, 1 - 1e-3)
