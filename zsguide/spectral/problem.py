@@ -164,25 +164,22 @@ class BlockProblem:
         y_hat = surrogate.to_spectral(y.to(torch.float64), centre=False)[..., None]  # (B, C, h, w, 1)
         return (self.U.conj().mT @ y_hat[..., None])[..., 0]
 
+    def _grid(self, v: torch.Tensor) -> torch.Tensor:
+        """Per-block vectors (..., n) in the original basis -> the image grid (..., C, H, W)."""
+        if self.structure == "fourier_diagonal":
+            return v[..., 0]
+        if self.structure == "fourier_block":
+            return rearrange(v, _UNALIAS, s1=self.factor, s2=self.factor)
+        return v.reshape(*v.shape[:-1], *self.grid)
+
     def to_layout(self, xi: torch.Tensor) -> torch.Tensor:
         """SVD coordinates (B, ..., n) back to the original layout: spectra (B, C, H, W) for Fourier structures,
         decorrelated pixels (B, C, H, W) of the modelled window for masks."""
-        x = xi if self.Vh is None else (self.Vh.mH @ xi[..., None])[..., 0]
-        if self.structure == "fourier_diagonal":
-            return x[..., 0]
-        if self.structure == "fourier_block":
-            return rearrange(x, _UNALIAS, s1=self.factor, s2=self.factor)
-        return x.reshape(*x.shape[:-1], *self.grid)
+        return self._grid(xi if self.Vh is None else (self.Vh.mH @ xi[..., None])[..., 0])
 
     def diagonal_map(self, M: torch.Tensor) -> torch.Tensor:
         """The per-frequency (blur, super-resolution) or per-pixel (masks) diagonal of ``M``, shaped (C, H, W)."""
-        d = torch.diagonal(self.to_original(M), dim1=-2, dim2=-1).real
-        if self.structure == "fourier_diagonal":
-            return d[..., 0]
-        if self.structure == "fourier_block":
-            return rearrange(d, _UNALIAS, s1=self.factor, s2=self.factor)
-        return d.reshape(*d.shape[:-1], *self.grid)
-
+        return self._grid(torch.diagonal(self.to_original(M), dim1=-2, dim2=-1).real)
 
     def frequency_diagonal(self, M: torch.Tensor) -> torch.Tensor:
         """The per-frequency diagonal (C, H, W) of ``M`` (for masks: on the modelled window's DFT grid)."""
