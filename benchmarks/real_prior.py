@@ -22,6 +22,9 @@ Flag: ``worse_both`` when spectral has a lower PSNR *and* a higher Frechet dista
 
     # the full grid on a CUDA machine (64 held-out patches, 20 and 100 steps):
     python benchmarks/real_prior.py --device cuda --out benchmarks/results/real_prior.json
+    # designs inside a trust region (every knob within a factor 2 of its heuristic), reusing the heuristic cells:
+    python benchmarks/real_prior.py --trust_factor 2 --heuristic_from benchmarks/results/real_prior.json \
+        --out benchmarks/results/real_prior_trust2.json
     # a tiny CPU check:
     python benchmarks/real_prior.py --device cpu --samplers diffpir --tasks deblur_gaussian --steps 20 \\
         --num_images 16 --out benchmarks/results/real_prior_cpu_smoke.json
@@ -56,7 +59,11 @@ from zsguide.evaluation.perception import (  # noqa: E402
 SAMPLERS = ("ddrm", "ddnm", "pigdm", "dps", "diffpir", "oracle")
 TASKS = ("deblur_gaussian", "sr4", "inpaint_random")
 STEPS = (20, 100)
-PARAMS = ("heuristic", "spectral")
+
+
+def spectral_label(trust: float | None) -> str:
+    """The spectral column's name: ``spectral``, or ``spectral_trust<T>`` for a design inside a trust region."""
+    return "spectral" if trust is None else f"spectral_trust{trust:g}"
 FEATURES = "per channel: log power in min(H, W) // 4 radial rings, mean, std (perception.py)"
 
 
@@ -101,7 +108,9 @@ def last_error_line(text: str) -> str:
 def restore_command(args, sampler: str, task: str, steps: int, params: str, out: Path) -> list[str]:
     accelerator = "gpu" if args.device == "cuda" else "cpu"
     return [sys.executable, "-m", "zsguide", "restore", "--ckpt_path", str(args.ckpt), "--task", task,
-            "--sampler", sampler, "--steps", str(steps), "--params", params, "--sigma_y", str(args.sigma_y),
+            "--sampler", sampler, "--steps", str(steps), "--params", params.split("_trust")[0],
+            *(["--trust_factor", str(args.trust_factor)] if params.startswith("spectral_trust") else []),
+            "--sigma_y", str(args.sigma_y),
             "--seed", str(args.seed), "--num_images", str(args.num_images), "--batch_size", str(args.batch_size),
             "--denoiser", args.denoiser, "--output", str(out), "--trainer.accelerator", accelerator,
             "--trainer.devices", "1", "--trainer.precision", "32-true", "--trainer.enable_progress_bar", "false"]
@@ -213,7 +222,7 @@ def table(results: dict, args) -> str:
             for steps in args.steps:
                 cells = results["cells"]
                 h = cells.get(cell_key(sampler, task, steps, "heuristic"))
-                s = cells.get(cell_key(sampler, task, steps, "spectral"))
+                s = cells.get(cell_key(sampler, task, steps, spectral_label(args.trust_factor)))
                 cmp = results["comparisons"].get(cell_key(sampler, task, steps, "cmp"))
                 if cmp:
                     dp = f"{cmp['d_psnr']:+.2f} ({cmp.get('d_psnr_paired_se', float('nan')):.2f})"
@@ -243,6 +252,11 @@ def main() -> None:
     ap.add_argument("--workdir", default="runs/benchmarks/real_prior", help="restore outputs, one folder per cell")
     ap.add_argument("--out", default="benchmarks/results/real_prior.json")
     ap.add_argument("--retry_timeouts", action="store_true")
+    ap.add_argument("--trust_factor", type=float, default=None,
+                    help="design inside a trust region (restore --trust_factor T): the spectral column becomes "
+                         "spectral_trust<T>; use its own --out")
+    ap.add_argument("--heuristic_from", default=None,
+                    help="a results file of the same settings whose finished heuristic cells are reused")
     args = ap.parse_args()
     if args.num_images < 2:
         ap.error("--num_images must be >= 2 (a Frechet distance needs two images per set)")
@@ -262,6 +276,13 @@ def main() -> None:
         if results.get("settings", settings_of(args)) != settings_of(args):
             ap.error(f"{out_path} holds results for other settings ({results['settings']}); give another --out")
     results["settings"] = settings_of(args)
+    if args.heuristic_from:
+        other = json.loads(Path(args.heuristic_from).read_text())
+        if other.get("settings") != settings_of(args):
+            ap.error(f"--heuristic_from {args.heuristic_from} holds results for other settings")
+        for key, cell in other["cells"].items():
+            if key.endswith("/heuristic") and cell.get("status") == "ok":
+                results["cells"].setdefault(key, cell)
     results["config"] = {"checkpoint": args.ckpt, "device": args.device, "num_images": args.num_images,
                          "sigma_y": args.sigma_y, "noise_convention": "pixel", "seed": args.seed,
                          "denoiser": args.denoiser, "batch_size": args.batch_size, "bootstrap": args.bootstrap,
@@ -280,7 +301,7 @@ def main() -> None:
     for sampler in args.samplers:
         for task in args.tasks:
             for steps in args.steps:
-                for params in PARAMS:
+                for params in ("heuristic", spectral_label(args.trust_factor)):
                     key = cell_key(sampler, task, steps, params)
                     old = results["cells"].get(key)
                     if old and old.get("settings") == settings and (
@@ -295,7 +316,7 @@ def main() -> None:
                              if cell["status"] == "ok" else f"{cell['status']}: {cell.get('message')}")
                     print(f"[done] {key} ({cell['seconds']} s): {brief}", flush=True)
                 h = results["cells"].get(cell_key(sampler, task, steps, "heuristic"))
-                s = results["cells"].get(cell_key(sampler, task, steps, "spectral"))
+                s = results["cells"].get(cell_key(sampler, task, steps, spectral_label(args.trust_factor)))
                 cmp_key = cell_key(sampler, task, steps, "cmp")
                 if h and s and h["status"] == s["status"] == "ok":
                     results["comparisons"][cmp_key] = compare(h, s, args.bootstrap)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from zsguide.checkpoint import load_score_module
+from zsguide.checkpoint import load_gaussian_prior, load_score_module
 from zsguide.data import ImageDataModule
 from zsguide.surrogate import SpectrumAccumulator
 
@@ -38,6 +38,10 @@ def test_checkpoint_round_trip_and_surrogate(fitted, tmp_path):
     module, meta = load_score_module(run / "checkpoints" / "last.ckpt")
     assert meta["image_shape"] == [3, 16, 16] and meta["data"]["name"] == "gaussian" and meta["data"]["seed"] == 0
     assert meta["schedule"]["num_timesteps"] == 1000 and meta["surrogate_digest"] == module.surrogate.digest()
+    # the light loader of analyze and tune (no network): the same surrogate and schedule
+    prior = load_gaussian_prior(run / "checkpoints" / "last.ckpt")
+    assert prior.surrogate.digest() == module.surrogate.digest() and prior.schedule == module.schedule
+    assert torch.equal(prior.surrogate.spectrum, module.surrogate.spectrum)
     # the stored surrogate is the one of the training split
     dm = ImageDataModule(name="gaussian", image_size=16, n_train=64)
     acc = SpectrumAccumulator(3, 16, 16)

@@ -107,3 +107,37 @@ def test_per_frequency_variant_beats_the_scalar_design_and_runs_as_predicted(tmp
     sr = make_operator("sr2", sur.shape, 0, [0])
     with pytest.raises(ZSGuideError, match="per-frequency 'lam' needs a circulant"):
         get_sampler("diffpir").run(AnalyticDenoiser(sur, SCHED), sr, sr.A(x[:1]), sigma, params, seed=2, indices=[0])
+
+
+@pytest.mark.parametrize("method", ["ddrm", "pigdm"])
+def test_trust_region_keeps_every_knob_near_the_heuristic(method, tmp_path, monkeypatch):
+    """With ``trust`` T, every positive knob stays in [h / T, T h] and every bounded knob's odds within a factor T of
+    the heuristic's, the design is still no worse than the heuristic, and it is cached apart from the unconstrained
+    design (another key)."""
+    monkeypatch.setenv("ZSGUIDE_CACHE", str(tmp_path))
+    sur, op, prob = _setup("deblur_gaussian")
+    h = get_sampler(method).heuristic("deblur_gaussian", 10, SCHED)
+    free = designed_schedule(sur, op, 0.1, SCHED, h, "deblur_gaussian")
+    T = 1.5
+    tight = designed_schedule(sur, op, 0.1, SCHED, h, "deblur_gaussian", trust=T)
+    assert tight.designed["avg_w2"] <= tight.heuristic["avg_w2"]
+    assert tight.designed["avg_w2"] >= free.designed["avg_w2"] - 1e-12  # a constrained optimum cannot beat the free one
+    assert tight.params.provenance["trust_factor"] == T
+    assert tight.params.provenance["cache_key"] != free.params.provenance["cache_key"]
+    moved = 0.0
+    for k, hv in h.values.items():
+        hk = torch.tensor(hv, dtype=torch.float64)
+        v = torch.tensor(tight.params.values[k], dtype=torch.float64)
+        if k == "eta":
+            hc = hk.clamp(1e-3, 1 - 1e-3)
+            ratio = (v / (1 - v)) / (hc / (1 - hc))
+        else:
+            ratio = v / hk
+        assert bool((ratio <= T * (1 + 1e-9)).all() and (ratio >= (1 - 1e-9) / T).all()), (k, ratio)
+        moved = max(moved, float(ratio.log().abs().max()))
+    assert moved > 0.05, "the trust-region design should still move the knobs"
+    free_ratio = max(float((torch.tensor(free.params.values[k]) / torch.tensor(v)).log().abs().max())
+                     for k, v in h.values.items() if k != "eta")
+    assert free_ratio > math.log(T), "this case must be one the trust region actually constrains"
+    with pytest.raises(ZSGuideError, match="trust factor"):
+        designed_schedule(sur, op, 0.1, SCHED, h, "deblur_gaussian", trust=1.0)

@@ -8,6 +8,7 @@ A checkpoint written by ``python -m zsguide fit`` holds, besides Lightning's usu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,3 +41,32 @@ def load_score_module(path: str | Path, map_location: str | torch.device = "cpu"
     module.load_state_dict(ckpt["state_dict"])
     module.surrogate.require_fitted()
     return module.to(map_location).eval(), ckpt["zsguide"] | {"data": ckpt.get("datamodule_hyper_parameters")}
+
+
+@dataclass
+class GaussianPrior:
+    """What the spectral engine needs from a checkpoint: the fitted surrogate, the VP schedule, the metadata."""
+
+    surrogate: "GaussianSurrogate"  # noqa: F821 (imported lazily)
+    schedule: "VPSchedule"  # noqa: F821
+    meta: dict
+
+
+def load_gaussian_prior(path: str | Path) -> GaussianPrior:
+    """The Gaussian surrogate and VP schedule stored in ``path``, without building the network: ``analyze`` and
+    ``tune`` never import Lightning or the UNet (the same surrogate digest and schedule as :func:`load_score_module`,
+    tested)."""
+    from .diffusion.schedule import VPSchedule
+    from .surrogate import GaussianSurrogate
+
+    ckpt = read_checkpoint(path)
+    meta = ckpt["zsguide"]
+    try:
+        surrogate = GaussianSurrogate(*meta["image_shape"])
+        surrogate.load_state_dict({k.removeprefix("surrogate."): v for k, v in ckpt["state_dict"].items()
+                                   if k.startswith("surrogate.")})
+        schedule = VPSchedule(**meta["schedule"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ZSGuideError(f"checkpoint {str(path)!r} has no readable surrogate or schedule: {exc}") from None
+    surrogate.require_fitted()
+    return GaussianPrior(surrogate, schedule, meta | {"data": ckpt.get("datamodule_hyper_parameters")})

@@ -22,7 +22,7 @@ USAGE = (
     "  test      denoise check of a checkpoint against its surrogate (--config ... --ckpt_path ...)\n"
     "  validate  validation loss of a checkpoint\n"
     "  restore   restore images with a sampler (--ckpt_path ... --task sr4 --sampler ddrm; configs/restore/)\n"
-    "  analyze   closed-form comparison of the samplers with the posterior, heuristic vs designed (blur tasks)\n"
+    "  analyze   closed-form comparison of the samplers with the posterior, heuristic vs designed (every task)\n"
     "  tune      design one sampler's schedule into a params.json for restore --params FILE\n"
     "Run 'python -m zsguide <command> --help' for the options of a command."
 )

@@ -11,13 +11,12 @@ Parse errors become one :class:`~zsguide.errors.ZSGuideError` line (jsonargparse
 from __future__ import annotations
 
 import inspect
-import re
 import typing
 from typing import Any, Optional, Union
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
-from ..errors import ZSGuideError
+from ..errors import ZSGuideError, one_line
 
 DENOISERS = ("network", "analytic")
 NOISE_CONVENTIONS = ("pixel", "network")
@@ -50,7 +49,10 @@ def build_parser() -> ArgumentParser:
                    help="timestep spacing for --params heuristic: uniform or quadratic (default: the sampler's)")
     p.add_argument("--params", type=str, default="heuristic",
                    help="parameter schedule: heuristic (the peers' defaults), spectral (designed on the checkpoint's "
-                        "surrogate; blur so far), or a params.json written by a previous run")
+                        "surrogate, cached), or a params.json written by a previous run")
+    p.add_argument("--trust_factor", type=Optional[float], default=None,
+                   help="with --params spectral: keep every designed knob within this factor (> 1) of its heuristic "
+                        "(odds for knobs in [0, 1]); default: unconstrained")
     p.add_argument("--sigma_y", "--noise", type=float, default=0.01,
                    help="measurement noise std (pixel units [0, 1] unless --noise_convention network)")
     p.add_argument("--noise_convention", type=str, default="pixel",
@@ -103,25 +105,6 @@ def parse(argv: list[str]) -> Namespace:
         raise
     except Exception as exc:  # jsonargparse's ArgumentError (and YAML errors from --config)
         raise ZSGuideError(one_line(str(exc))) from None
-
-
-def one_line(message: str) -> str:
-    """jsonargparse's multi-line message as one line: 'Parser key "x": ...' becomes '--x: ...'."""
-    message = re.sub(r"<class '([\w.]+)'>", r"\1", message)
-    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
-    if not lines:
-        return "invalid arguments"
-    head = lines[0]
-    if head.startswith('Parser key "') and head.endswith('":'):
-        key = head[len('Parser key "'):-2]
-        given = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Given value:")), None)
-        detail = next((ln.lstrip("- ") for ln in lines[1:] if ln.startswith(("Expected", "- Expected"))), lines[1:2])
-        detail = detail if isinstance(detail, str) else " ".join(detail)
-        if given is None and "Got value:" in detail:
-            detail, given = (part.strip() for part in detail.split("Got value:", 1))
-            detail = detail.rstrip(".")
-        return f"invalid value for --{key}" + (f": {given!r}" if given is not None else "") + f" ({detail})"
-    return "; ".join(lines)
 
 
 def config_to_dict(cfg: Namespace) -> dict:

@@ -98,6 +98,11 @@ def make_plan(cfg: Namespace) -> RestorePlan:
         raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.num_samples > 1 and cfg.input is None:
         raise ZSGuideError("--num_samples > 1 needs --input (test images are restored once each)")
+    if cfg.trust_factor is not None:
+        if cfg.params != "spectral":
+            raise ZSGuideError(f"--trust_factor applies to --params spectral only (got --params {cfg.params!r})")
+        if not (math.isfinite(cfg.trust_factor) and cfg.trust_factor > 1):
+            raise ZSGuideError(f"--trust_factor must be a finite number > 1, got {cfg.trust_factor!r}")
     task_params_given = dict(cfg.task_params or {})
     defaults = task_defaults(cfg.task)  # unknown task -> error listing the valid ones
     sampler = get_sampler(cfg.sampler)  # unknown sampler -> error listing the valid ones
@@ -218,7 +223,8 @@ def _spectral_schedule(cfg: Namespace, sampler, module, operator, sigma_net: flo
         heuristic.provenance = {"source": "spectral", "objective": "exact already (the oracle)"}
         return heuristic
     try:
-        return designed_schedule(module.surrogate, operator, sigma_net, module.schedule, heuristic, cfg.task).params
+        return designed_schedule(module.surrogate, operator, sigma_net, module.schedule, heuristic, cfg.task,
+                                 trust=cfg.trust_factor).params
     except ZSGuideError as exc:
         raise ZSGuideError(f"--params spectral: {exc}") from None
 

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from ..errors import ZSGuideError
+from ..errors import ZSGuideError, one_line
 
 UNIT = 4.0  # network-unit squared quantities -> [0, 1] pixel units
 ANALYZED = ("ddrm", "ddnm", "pigdm", "dps", "diffpir", "oracle")
@@ -37,6 +37,9 @@ def _parser(prog: str, tune: bool) -> ArgumentParser:
     p.add_argument("--mse_weight", type=float, default=0.0, help="objective: avg W2^2 + mse_weight * MSE")
     p.add_argument("--frequency_bands", type=int, default=0,
                    help="per-frequency variant: DiffPIR's lam per radial band (blur tasks); 0 = one value per step")
+    p.add_argument("--trust_factor", type=Optional[float], default=None,
+                   help="keep every designed knob within this factor (> 1) of its heuristic (odds for knobs in [0, 1]); "
+                        "default: unconstrained")
     if tune:
         p.add_argument("--sampler", type=str, default="ddrm", help="ddrm, ddnm, pigdm, dps or diffpir")
         p.add_argument("--output", "-o", type=str, default="params.json", help="the params.json to write")
@@ -48,8 +51,6 @@ def _parser(prog: str, tune: bool) -> ArgumentParser:
 
 
 def _parse(prog: str, tune: bool, argv: list[str]):
-    from ..restore.options import one_line
-
     try:
         cfg = _parser(prog, tune).parse_args(argv)
     except Exception as exc:  # noqa: BLE001
@@ -62,18 +63,20 @@ def _parse(prog: str, tune: bool, argv: list[str]):
         raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.frequency_bands < 0:
         raise ZSGuideError(f"--frequency_bands must be >= 0, got {cfg.frequency_bands}")
+    if cfg.trust_factor is not None and not cfg.trust_factor > 1:
+        raise ZSGuideError(f"--trust_factor must be > 1 (or left out for an unconstrained design), got {cfg.trust_factor!r}")
     return cfg
 
 
 def _setup(cfg):
-    from ..checkpoint import load_score_module
+    from ..checkpoint import load_gaussian_prior
     from ..operators import make_operator
     from .service import block_problem
 
-    module, meta = load_score_module(cfg.ckpt_path)
-    operator = make_operator(cfg.task, tuple(meta["image_shape"]), 0, [0], **dict(cfg.task_params or {}))
+    prior = load_gaussian_prior(cfg.ckpt_path)  # surrogate and schedule only: no network, no Lightning import
+    operator = make_operator(cfg.task, tuple(prior.meta["image_shape"]), 0, [0], **dict(cfg.task_params or {}))
     sigma_net = 2 * cfg.sigma_y
-    return module, operator, sigma_net, block_problem(module.surrogate, operator, sigma_net)
+    return prior, operator, sigma_net, block_problem(prior.surrogate, operator, sigma_net)
 
 
 def _pixel_units(c: dict) -> dict:
@@ -85,12 +88,13 @@ def run_tune(argv: list[str]) -> None:
     from .service import designed_schedule
 
     cfg = _parse("python -m zsguide tune", True, argv)
-    module, operator, sigma_net, problem = _setup(cfg)
+    prior, operator, sigma_net, problem = _setup(cfg)
     sampler = get_sampler(cfg.sampler)
-    heuristic = sampler.heuristic(cfg.task, cfg.steps, module.schedule, spacing=cfg.spacing)
+    heuristic = sampler.heuristic(cfg.task, cfg.steps, prior.schedule, spacing=cfg.spacing)
     t0 = time.perf_counter()
-    r = designed_schedule(module.surrogate, operator, sigma_net, module.schedule, heuristic, cfg.task,
-                          mse_weight=cfg.mse_weight, problem=problem, bands=cfg.frequency_bands)
+    r = designed_schedule(prior.surrogate, operator, sigma_net, prior.schedule, heuristic, cfg.task,
+                          mse_weight=cfg.mse_weight, problem=problem, bands=cfg.frequency_bands,
+                          trust=cfg.trust_factor)
     r.params.provenance.update({"task_params": dict(cfg.task_params or {}), "sigma_y": cfg.sigma_y})
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -113,20 +117,22 @@ def run_analyze(argv: list[str]) -> None:
         if name not in ANALYZED:
             raise ZSGuideError(f"analyze has no closed form for sampler {name!r} yet; choose from {', '.join(ANALYZED)}")
     t0 = time.perf_counter()
-    module, operator, sigma_net, problem = _setup(cfg)
-    abar, criteria = module.schedule.alphas_cumprod, Criteria(problem)
+    prior, operator, sigma_net, problem = _setup(cfg)
+    abar, criteria = prior.schedule.alphas_cumprod, Criteria(problem)
     refs = _pixel_units(criteria.references())
     mmse = refs["mmse"]
     result = {"task": cfg.task, "task_params": dict(cfg.task_params or {}), "steps": cfg.steps, "sigma_y": cfg.sigma_y,
-              "units": "per pixel, squared, [0, 1] pixel units", "surrogate_digest": module.surrogate.digest(),
+              "trust_factor": cfg.trust_factor,
+              "units": "per pixel, squared, [0, 1] pixel units", "surrogate_digest": prior.surrogate.digest(),
               "structure": problem.structure, "reduction": problem.note or None, "references": refs, "samplers": {}}
     transfers, schedules = {}, {}
     for name in cfg.samplers:
         sampler = get_sampler(name)
-        heur = sampler.heuristic(cfg.task, cfg.steps, module.schedule, spacing=cfg.spacing)
+        heur = sampler.heuristic(cfg.task, cfg.steps, prior.schedule, spacing=cfg.spacing)
         designed = heur if name == "oracle" else designed_schedule(
-            module.surrogate, operator, sigma_net, module.schedule, heur, cfg.task, mse_weight=cfg.mse_weight,
-            problem=problem, criteria=criteria, bands=cfg.frequency_bands if name == "diffpir" else 0).params
+            prior.surrogate, operator, sigma_net, prior.schedule, heur, cfg.task, mse_weight=cfg.mse_weight,
+            problem=problem, criteria=criteria, bands=cfg.frequency_bands if name == "diffpir" else 0,
+            trust=cfg.trust_factor).params
         entry = {}
         for label, params in (("heuristic", heur), ("spectral", designed)):
             tr = transfer(name, problem, params, abar)
@@ -137,9 +143,10 @@ def run_analyze(argv: list[str]) -> None:
         for n in cfg.sweep:
             if name == "oracle":
                 continue
-            h = sampler.heuristic(cfg.task, n, module.schedule, spacing=cfg.spacing)
-            r = designed_schedule(module.surrogate, operator, sigma_net, module.schedule, h, cfg.task,
-                                  mse_weight=cfg.mse_weight, problem=problem, criteria=criteria)
+            h = sampler.heuristic(cfg.task, n, prior.schedule, spacing=cfg.spacing)
+            r = designed_schedule(prior.surrogate, operator, sigma_net, prior.schedule, h, cfg.task,
+                                  mse_weight=cfg.mse_weight, problem=problem, criteria=criteria,
+                                  trust=cfg.trust_factor)
             schedules[name][n] = (h, r.params)
             entry.setdefault("sweep", {})[str(n)] = {"heuristic": _pixel_units(r.heuristic),
                                                      "spectral": _pixel_units(r.designed)}

@@ -8,7 +8,14 @@ polynomials ``P_j`` (j < ``degree`` + 1), each knob is
     positive (the rest):                    knob_i = h_i exp(clamp(sum_j theta_j P_j(u_i), -12, 12))
 
 around the heuristic ``h`` (clipped into [1e-3, 1 - 1e-3] for the logit), so ``theta = 0`` is the heuristic itself
-(or its clipped value, for a heuristic of exactly 0 or 1): the warm start. Because ``u`` is normalised, the coefficients ``theta`` of a design at a neighbouring step count
+(or its clipped value, for a heuristic of exactly 0 or 1): the warm start.
+
+Trust region (``trust`` = T > 1, optional): the offset ``z = sum_j theta_j P_j(u_i)`` is replaced by
+``L tanh(z / L)`` with ``L = log T``, so every positive knob stays within a factor T of its heuristic
+(``h / T <= knob <= T h``) and every bounded knob's odds ``knob / (1 - knob)`` within a factor T of the heuristic's;
+the map is the identity to first order at ``theta = 0``, so the warm start and its gradient are unchanged. The
+closed forms are exact only for the Gaussian surrogate; a real network's denoiser can diverge under knobs far from
+the values it was tuned with (docs/benchmarks.md, real prior), and T bounds how far the design may go. Because ``u`` is normalised, the coefficients ``theta`` of a design at a neighbouring step count
 are a second warm start (``warm_theta``); the better of the two starts is used. The objective is ``avg_W2^2 + mse_weight * MSE`` (``mse_weight`` trades fidelity against sampling the
 posterior), minimised by L-BFGS with a strong-Wolfe line search; if the search ends worse than the heuristic (or not
 finite), the heuristic is returned, so a designed schedule is never worse on its own objective.
@@ -16,6 +23,7 @@ finite), the heuristic is returned, so a designed schedule is never worse on its
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -51,7 +59,17 @@ class DesignResult:
     theta: dict[str, list[float]]
 
 
-def _knob_values(method, theta: dict[str, torch.Tensor], base: dict[str, torch.Tensor], basis: torch.Tensor):
+def _offset(z: torch.Tensor, trust: float | None) -> torch.Tensor:
+    """The knob's log (or log-odds) offset from its heuristic: ``z`` clamped to +-LOG_RANGE, or ``L tanh(z / L)``
+    with ``L = log(trust)`` inside a trust region."""
+    if trust is None:
+        return z.clamp(-LOG_RANGE, LOG_RANGE)
+    L = min(math.log(trust), LOG_RANGE)
+    return L * torch.tanh(z / L)
+
+
+def _knob_values(method, theta: dict[str, torch.Tensor], base: dict[str, torch.Tensor], basis: torch.Tensor,
+                 trust: float | None = None):
     """Knob schedules from coefficients: ``theta[k]`` (degree + 1) gives one value per step, (degree + 1, bands) one
     value per step and frequency band (shape (steps, bands))."""
     out = {}
@@ -63,9 +81,9 @@ def _knob_values(method, theta: dict[str, torch.Tensor], base: dict[str, torch.T
         hh = h if theta[k].ndim == 1 else h[:, None]
         if bounded(method, k):
             hc = hh.clamp(1e-3, 1 - 1e-3)
-            out[k] = torch.sigmoid(torch.log(hc / (1 - hc)) + z)
+            out[k] = torch.sigmoid(torch.log(hc / (1 - hc)) + (z if trust is None else _offset(z, trust)))
         else:
-            out[k] = hh * torch.exp(z.clamp(-LOG_RANGE, LOG_RANGE))
+            out[k] = hh * torch.exp(_offset(z, trust))
     return out
 
 
@@ -73,11 +91,14 @@ def design(
     method: str, problem: BlockProblem, heuristic: ParamSchedule, abar: torch.Tensor, *,
     knobs: tuple[str, ...] | None = None, degree: int = 3, mse_weight: float = 0.0, max_iter: int = 60,
     warm_theta: dict[str, list] | None = None, criteria: Criteria | None = None,
-    bands: dict[str, int] | None = None,
+    bands: dict[str, int] | None = None, trust: float | None = None,
 ) -> DesignResult:
     """Design ``method``'s knobs (all of them unless ``knobs`` is given) for ``problem``; ``bands`` (e.g.
     ``{"lam": 8}``) designs those knobs per radial frequency band (the per-frequency variant). A scalar warm start
-    for a per-band knob is broadcast over its bands."""
+    for a per-band knob is broadcast over its bands. ``trust`` (> 1): keep every knob within that factor of its
+    heuristic (its odds, for knobs in [0, 1]; see the module docstring)."""
+    if trust is not None and not (math.isfinite(trust) and trust > 1):
+        raise ValueError(f"trust factor must be a finite number > 1, got {trust!r}")
     bands = dict(bands or {})
     base = {k: torch.tensor(v, dtype=torch.float64) for k, v in heuristic.values.items()}
     names = tuple(knobs) if knobs is not None else tuple(base)
@@ -108,7 +129,7 @@ def design(
                     break
                 cand[k] = t
         if cand is not None:
-            loss_w, _ = objective(_knob_values(method, cand, base, basis))
+            loss_w, _ = objective(_knob_values(method, cand, base, basis, trust))
             if bool(torch.isfinite(loss_w)) and loss_w < loss0:
                 start = cand
     theta = {k: v.clone().requires_grad_(True) for k, v in start.items()}
@@ -116,7 +137,7 @@ def design(
 
     def closure():
         opt.zero_grad()
-        loss, _ = objective(_knob_values(method, theta, base, basis))
+        loss, _ = objective(_knob_values(method, theta, base, basis, trust))
         if not loss.requires_grad:  # the objective failed (LinAlgError): reject the trial point
             for t in theta.values():
                 t.grad = torch.zeros_like(t)
@@ -131,7 +152,7 @@ def design(
 
     opt.step(closure)
     with torch.no_grad():
-        vals = _knob_values(method, theta, base, basis)
+        vals = _knob_values(method, theta, base, basis, trust)
         loss1, c1 = objective(vals)
         finite = all(bool(torch.isfinite(v).all()) for v in vals.values()) and bool(torch.isfinite(loss1))
         thetas = {k: v.tolist() for k, v in theta.items()}
@@ -142,6 +163,8 @@ def design(
                   "degree": degree, "heuristic_reference": heuristic.provenance.get("reference", "")}
     if bands:
         provenance["frequency_bands"] = bands
+    if trust is not None:
+        provenance["trust_factor"] = trust
     if problem.note:
         provenance["reduction"] = problem.note
     params = ParamSchedule(heuristic.method, heuristic.task, heuristic.steps, heuristic.spacing,

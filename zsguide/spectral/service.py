@@ -3,8 +3,8 @@
 A design is a pure function of (surrogate, operator, sigma, VP schedule, sampler, steps, spacing, objective), so it is
 cached under a key hashing exactly those: the surrogate digest, the block problem the operator defines (its singular
 values, measured coordinates, structure and any dimension reduction), sigma (network units), the schedule's
-parameters, the sampler, its heuristic timesteps and values (the warm start), the objective (MSE weight) and the
-parameterisation degree. Designs of the same problem at other step counts share a "family" hash; the nearest one's
+parameters, the sampler, its heuristic timesteps and values (the warm start), the objective (MSE weight), the
+parameterisation degree and the trust region. Designs of the same problem at other step counts share a "family" hash; the nearest one's
 coefficients are the second warm start (design.py; the better start is used, and the provenance lists the candidates,
 so a design can depend on which neighbours were cached). The cache is a folder of JSON files (``$ZSGUIDE_CACHE``, default
 ``~/.cache/zsguide/designs``); a corrupt entry is ignored and rewritten.
@@ -50,9 +50,11 @@ def _digest(parts: dict, tensors: list[torch.Tensor]) -> str:
 
 
 def design_keys(surrogate, problem: BlockProblem, schedule, heuristic: ParamSchedule, mse_weight: float,
-                degree: int, bands: int = 0) -> tuple[str, str]:
-    """``(family, key)``: the family ignores the step count (for warm starts across step counts)."""
-    family = _digest({"surrogate": surrogate.digest(), "sigma": round(problem.sigma, 12), "structure": problem.structure,
+                degree: int, bands: int = 0, trust: float | None = None) -> tuple[str, str]:
+    """``(family, key)``: the family ignores the step count (for warm starts across step counts). A trust region
+    enters the key only when one is set, so unconstrained designs keep their keys."""
+    parts = {"trust_factor": float(trust)} if trust is not None else {}
+    family = _digest({**parts, "surrogate": surrogate.digest(), "sigma": round(problem.sigma, 12), "structure": problem.structure,
                       "grid": list(problem.grid), "factor": problem.factor, "note": problem.note,
                       "schedule": schedule.to_dict(), "method": heuristic.method, "spacing": heuristic.spacing,
                       "mse_weight": mse_weight, "degree": degree, "engine": ENGINE_VERSION,
@@ -94,10 +96,11 @@ def _neighbour_theta(method: str, task: str, family: str, steps: int) -> dict | 
 
 def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic: ParamSchedule, task: str, *,
                       mse_weight: float = 0.0, degree: int = 3, use_cache: bool = True,
-                      problem: BlockProblem | None = None, criteria=None, bands: int = 0) -> DesignResult:
+                      problem: BlockProblem | None = None, criteria=None, bands: int = 0,
+                      trust: float | None = None) -> DesignResult:
     """The designed schedule for ``heuristic``'s sampler and steps (from the cache when it is there). ``bands`` > 0:
     the per-frequency variant (DiffPIR's ``lam`` per radial band on circulant operators), warm-started from the
-    scalar design."""
+    scalar design. ``trust`` (> 1): every knob within that factor of its heuristic (design.py)."""
     if heuristic.method not in DESIGNABLE:
         raise ZSGuideError(f"spectral design has no knobs to design for sampler {heuristic.method!r}; "
                            f"choose one of {', '.join(DESIGNABLE)}")
@@ -105,7 +108,9 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
     if bands and (heuristic.method != "diffpir" or problem.structure != "fourier_diagonal"):
         raise ZSGuideError(f"per-frequency design (frequency_bands {bands}) exists for DiffPIR's lam on blur tasks, "
                            f"not for {heuristic.method} on a {problem.structure} operator")
-    family, key = design_keys(surrogate, problem, schedule, heuristic, mse_weight, degree, bands)
+    if trust is not None and not trust > 1:
+        raise ZSGuideError(f"trust factor must be > 1 (a knob within that factor of its heuristic), got {trust!r}")
+    family, key = design_keys(surrogate, problem, schedule, heuristic, mse_weight, degree, bands, trust)
     path = cache_dir() / f"{heuristic.method}-{task}-{heuristic.steps}-{family}-{key}.json"
     if use_cache and path.is_file():
         d = _read(path)
@@ -114,11 +119,12 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
     warm = _neighbour_theta(heuristic.method, task, family, heuristic.steps) if use_cache else None
     if bands and warm is None:  # start from the scalar design, broadcast over the bands
         scalar = designed_schedule(surrogate, operator, sigma_net, schedule, heuristic, task, mse_weight=mse_weight,
-                                   degree=degree, use_cache=use_cache, problem=problem, criteria=criteria)
+                                   degree=degree, use_cache=use_cache, problem=problem, criteria=criteria,
+                                   trust=trust)
         warm = {"steps": f"{heuristic.steps} (scalar design)", "theta": scalar.theta}
     result = design(heuristic.method, problem, heuristic, schedule.alphas_cumprod, mse_weight=mse_weight,
                     degree=degree, warm_theta=warm["theta"] if warm else None, criteria=criteria,
-                    bands={"lam": bands} if bands else None)
+                    bands={"lam": bands} if bands else None, trust=trust)
     result.params.provenance["warm_start_candidates"] = ["heuristic"] + ([f"design at {warm['steps']} steps"]
                                                                           if warm else [])
     result.params.provenance.update({"surrogate_digest": surrogate.digest(), "sigma_network": float(sigma_net),
