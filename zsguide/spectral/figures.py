@@ -1,7 +1,8 @@
 """Figures of ``analyze``: transfer functions, designed schedules against t, averaged W2 against the step count.
 
-Layout is fixed margins (``_finish``), not ``tight_layout``: on log-log panels tight layout measures every tick
-label's extent and took about 9 s of a 23 s ``analyze`` run (docs/benchmarks.md, speed of the spectral CLI)."""
+Drawn for speed (``_finish``): fixed margins instead of ``tight_layout`` (which measures every tick label's extent
+and took about 9 s of a 23 s ``analyze`` run, docs/benchmarks.md), plain log tick labels instead of mathtext, and
+legends at a fixed corner instead of ``loc="best"``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import LogFormatter  # noqa: E402
 
 from ..surrogate import radial_average  # noqa: E402
 
@@ -19,6 +21,9 @@ def _finish(fig, path: Path) -> None:
     """Fixed margins (room for the tick and axis labels), minor ticks off, saved and closed."""
     for ax in fig.axes:
         ax.minorticks_off()
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":  # plain "1e-05" labels: no mathtext layout
+                axis.set_major_formatter(LogFormatter())
     fig.subplots_adjust(left=0.09, right=0.98, bottom=0.12, top=0.9, wspace=0.35, hspace=0.35)
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -53,7 +58,7 @@ def transfer_figure(problem, transfers: dict, path: Path) -> None:
         axes[1, j].set_xlabel("|f| (cycles / pixel)")
     axes[0, 0].set_ylabel("power of the output mean")
     axes[1, 0].set_ylabel("output variance given y")
-    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].legend(fontsize=7, loc="upper right")
     _finish(fig, path)
 
 
@@ -70,7 +75,7 @@ def schedule_figure(schedules: dict, path: Path) -> None:
         ax.set_xlabel("t")
         if knob in ("lam", "lambda_scale", "weight", "eta_b"):
             ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")
     _finish(fig, path)
 
 
@@ -86,5 +91,5 @@ def steps_figure(result: dict, path: Path) -> None:
         ax.loglog(steps, [sweep[str(n)]["spectral"]["avg_w2"] for n in steps], "-o", color=f"C{k}", ms=3, label=name)
     ax.set_xlabel("steps")
     ax.set_ylabel("avg W2^2 per pixel ([0, 1] units)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper right")
     _finish(fig, path)
