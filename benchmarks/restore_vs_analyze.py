@@ -8,6 +8,9 @@ first ``--masks`` images' masks (16x16: exact, no window reduction), with the sa
 from its params.json).
 
     python benchmarks/restore_vs_analyze.py --tasks sr2 inpaint_random --out benchmarks/results/restore_vs_analyze.json
+    # designs inside a trust region as well (rows spectral_trust2):
+    python benchmarks/restore_vs_analyze.py --tasks sr2 --samplers dps --trust_factor 2 \
+        --ckpt runs/benchmarks/restore_vs_analyze/gaussian16.ckpt
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ def main() -> None:
     ap.add_argument("--ckpt", default=None)
     ap.add_argument("--workdir", default="runs/benchmarks/restore_vs_analyze")
     ap.add_argument("--out", default="benchmarks/results/restore_vs_analyze.json")
+    ap.add_argument("--trust_factor", type=float, default=None,
+                    help="also run --params spectral --trust_factor T (rows labelled spectral_trust<T>)")
     args = ap.parse_args()
     import torch
 
@@ -70,14 +75,17 @@ def main() -> None:
                     for i in range(n_ops)]
         crits = [Criteria(p) for p in problems]
         for name in args.samplers:
-            for params in ("heuristic", "spectral"):
-                if (task, name, params) in done or (name == "oracle" and params == "spectral"):
+            labels = ["heuristic", "spectral"] + ([f"spectral_trust{args.trust_factor:g}"] if args.trust_factor else [])
+            for params in labels:
+                if (task, name, params) in done or (name == "oracle" and params.startswith("spectral")):
                     continue
                 run = work / f"{task}-{name}-{params}"
                 cmd = [sys.executable, "-m", "zsguide", "restore", "--ckpt_path", str(ckpt), "--task", task,
                        "--sampler", name, "--steps", str(args.steps), "--sigma_y", str(sigma_y), "--denoiser",
-                       "analytic", "--num_images", str(args.num_images), "--params", params, "--batch_size", "64",
-                       "--output", str(run)]
+                       "analytic", "--num_images", str(args.num_images), "--params", params.split("_trust")[0],
+                       "--batch_size", "64", "--output", str(run)]
+                if params.startswith("spectral_trust"):
+                    cmd += ["--trust_factor", str(args.trust_factor)]
                 proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(f"{task} {name} {params}: {proc.stderr.strip().splitlines()[-1:]}", flush=True)
