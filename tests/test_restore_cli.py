@@ -390,7 +390,7 @@ def test_analyze_and_tune(ckpt, tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err[-2000:]
     rc = main(["tune", "--ckpt_path", str(ckpt), *blur, "--trust_factor", "1", "--output", str(tmp_path / "bad.json")])
     err = capsys.readouterr().err
-    assert rc == 2 and "--trust_factor must be > 1" in err and "Traceback" not in err
+    assert rc == 2 and "--trust_factor must be a finite number > 1" in err and "Traceback" not in err
     assert not (tmp_path / "bad.json").exists()
     rc, cap = restore_in_process(capsys, "--ckpt_path", ckpt, *blur, "--sampler", "diffpir", "--num_images", "2",
                                  "--sigma_y", "0.05", "--denoiser", "analytic", "--params", tmp_path / "p.json",

@@ -13,6 +13,7 @@ posterior sampler has avg_w2 0 and MSE 2 mmse; the MMSE estimator has avg_w2 = M
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -63,8 +64,9 @@ def _parse(prog: str, tune: bool, argv: list[str]):
         raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.frequency_bands < 0:
         raise ZSGuideError(f"--frequency_bands must be >= 0, got {cfg.frequency_bands}")
-    if cfg.trust_factor is not None and not cfg.trust_factor > 1:
-        raise ZSGuideError(f"--trust_factor must be > 1 (or left out for an unconstrained design), got {cfg.trust_factor!r}")
+    if cfg.trust_factor is not None and not (math.isfinite(cfg.trust_factor) and cfg.trust_factor > 1):
+        raise ZSGuideError(f"--trust_factor must be a finite number > 1 (or left out for an unconstrained design), "
+                           f"got {cfg.trust_factor!r}")
     return cfg
 
 

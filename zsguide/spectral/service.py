@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -108,8 +109,9 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
     if bands and (heuristic.method != "diffpir" or problem.structure != "fourier_diagonal"):
         raise ZSGuideError(f"per-frequency design (frequency_bands {bands}) exists for DiffPIR's lam on blur tasks, "
                            f"not for {heuristic.method} on a {problem.structure} operator")
-    if trust is not None and not trust > 1:
-        raise ZSGuideError(f"trust factor must be > 1 (a knob within that factor of its heuristic), got {trust!r}")
+    if trust is not None and not (math.isfinite(trust) and trust > 1):
+        raise ZSGuideError(f"trust factor must be a finite number > 1 (a knob within that factor of its heuristic), "
+                           f"got {trust!r}")
     family, key = design_keys(surrogate, problem, schedule, heuristic, mse_weight, degree, bands, trust)
     path = cache_dir() / f"{heuristic.method}-{task}-{heuristic.steps}-{family}-{key}.json"
     if use_cache and path.is_file():
