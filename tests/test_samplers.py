@@ -88,6 +88,27 @@ def test_outputs_do_not_depend_on_the_batch(name):
     assert not torch.allclose(together[0], together[1])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("task", ["deblur_gaussian", "sr2", "inpaint_random"])
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_cuda_outputs_match_cpu(name, task):
+    """Every sampler on a CUDA device, in float64 with the analytic denoiser, gives the CPU's output: the noise comes
+    from (seed, index) whatever the device, so only rounding may differ (relative 1e-9 in float64). This is the
+    check that caught the oracle mixing a CPU tensor into the surrogate's CUDA spectrum."""
+    sur, indices = _surrogate(3, 16), [0, 5]
+    op = make_operator(task, sur.shape, seed=3, indices=indices)
+    x = torch.stack([sur.sample(1, torch.Generator().manual_seed(100 + i))[0] for i in indices])
+    y = op.measure(x, 0.05, op.noise_for(3, indices, dtype=torch.float64))
+    sampler = get_sampler(name)
+    params = sampler.heuristic(task, 5, SCHED)
+    cpu = sampler.run(AnalyticDenoiser(sur, SCHED), op, y, 0.05, params, seed=9, indices=indices, surrogate=sur)
+    sur_g = _surrogate(3, 16).to("cuda")
+    gpu = sampler.run(AnalyticDenoiser(sur_g, SCHED), op.to("cuda", torch.float64), y.cuda(), 0.05, params,
+                      seed=9, indices=indices, surrogate=sur_g)
+    assert gpu.is_cuda and gpu.dtype == cpu.dtype
+    assert torch.linalg.vector_norm(gpu.cpu() - cpu) <= 1e-9 * torch.linalg.vector_norm(cpu)
+
+
 def test_ddnm_is_measurement_consistent_without_noise():
     """DDNM's range-null-space step ends with x0 - A^+(A x0 - y), so A x_out = y exactly when sigma = 0."""
     sur = _surrogate(3, 8)

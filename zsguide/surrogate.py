@@ -194,18 +194,18 @@ class GaussianSurrogate(nn.Module):
         the dtype of ``x_t``.
         """
         self.require_fitted()
-        a = abar.to(torch.float64).reshape(-1, 1, 1, 1)
-        xd = x_t.to(torch.float64)
+        a = torch.as_tensor(abar).to(self.spectrum.device, torch.float64).reshape(-1, 1, 1, 1)
+        xd = x_t.to(self.spectrum.device, torch.float64)
         mu = self.mean[:, None, None]
         centred = xd - a.sqrt() * mu
         lam = self.spectrum
         gain = a.sqrt() * lam / (a * lam + 1 - a)
         u_hat = torch.fft.fft2(apply_colour(self.Q, centred), norm="ortho")
         x0 = apply_colour(self.Q.T, torch.fft.ifft2(gain * u_hat, norm="ortho").real) + mu
-        return x0.to(x_t.dtype)
+        return x0.to(x_t.device, x_t.dtype)
 
     def posterior_variance(self, abar: torch.Tensor) -> torch.Tensor:
         """``s_{t,k} = Var[x0 | x_t]_k = (1 - abar) lambda_k / (abar lambda_k + 1 - abar)``, shape (..., C, H, W)."""
-        a = abar.to(torch.float64).reshape(-1, 1, 1, 1)
+        a = torch.as_tensor(abar).to(self.spectrum.device, torch.float64).reshape(-1, 1, 1, 1)
         lam = self.spectrum
         return (1 - a) * lam / (a * lam + 1 - a)
