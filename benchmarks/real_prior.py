@@ -62,7 +62,8 @@ STEPS = (20, 100)
 
 
 def spectral_label(trust: float | None) -> str:
-    """The spectral column's name: ``spectral``, or ``spectral_trust<T>`` for a design inside a trust region."""
+    """The spectral column's name: ``spectral`` (the unconstrained design, ``restore --trust_factor none``), or
+    ``spectral_trust<T>`` for a design inside a trust region (``--trust_factor T``; restore's default is T = 2)."""
     return "spectral" if trust is None else f"spectral_trust{trust:g}"
 FEATURES = "per channel: log power in min(H, W) // 4 radial rings, mean, std (perception.py)"
 
@@ -109,7 +110,8 @@ def restore_command(args, sampler: str, task: str, steps: int, params: str, out:
     accelerator = "gpu" if args.device == "cuda" else "cpu"
     return [sys.executable, "-m", "zsguide", "restore", "--ckpt_path", str(args.ckpt), "--task", task,
             "--sampler", sampler, "--steps", str(steps), "--params", params.split("_trust")[0],
-            *(["--trust_factor", str(args.trust_factor)] if params.startswith("spectral_trust") else []),
+            *(["--trust_factor", str(args.trust_factor) if params.startswith("spectral_trust") else "none"]
+              if params.startswith("spectral") else []),
             "--sigma_y", str(args.sigma_y),
             "--seed", str(args.seed), "--num_images", str(args.num_images), "--batch_size", str(args.batch_size),
             "--denoiser", args.denoiser, "--output", str(out), "--trainer.accelerator", accelerator,

@@ -2,7 +2,7 @@
 
 A `gaussian` checkpoint at 16x16x3 (its surrogate is what matters; fitted here on 4096 fields unless ``--ckpt``), the
 analytic denoiser, ``--num_images`` held-out Gaussian fields, sigma_y 0.05: for every sampler, heuristic and
-``--params spectral``, the closed-form MSE per pixel ([0, 1] units) against restore's ``mse_mean`` ± its standard
+``--params spectral`` (the unconstrained design, ``--trust_factor none``), the closed-form MSE per pixel ([0, 1] units) against restore's ``mse_mean`` ± its standard
 error. For ``inpaint_random`` every image has its own mask, so the prediction is the mean of the closed form over the
 first ``--masks`` images' masks (16x16: exact, no window reduction), with the same schedule (the one restore used, read
 from its params.json).
@@ -84,8 +84,8 @@ def main() -> None:
                        "--sampler", name, "--steps", str(args.steps), "--sigma_y", str(sigma_y), "--denoiser",
                        "analytic", "--num_images", str(args.num_images), "--params", params.split("_trust")[0],
                        "--batch_size", "64", "--output", str(run)]
-                if params.startswith("spectral_trust"):
-                    cmd += ["--trust_factor", str(args.trust_factor)]
+                if params.startswith("spectral"):  # "spectral": the unconstrained design (restore's default is 2)
+                    cmd += ["--trust_factor", str(args.trust_factor) if params.startswith("spectral_trust") else "none"]
                 proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(f"{task} {name} {params}: {proc.stderr.strip().splitlines()[-1:]}", flush=True)

@@ -383,14 +383,22 @@ def test_analyze_and_tune(ckpt, tmp_path, capsys):
     assert a["samplers"]["oracle"]["heuristic"]["avg_w2"] < 1e-12
     assert a["samplers"]["oracle"]["heuristic"]["mse"] == pytest.approx(ref["posterior_sampler_mse"], rel=1e-9)
     assert a["samplers"]["diffpir"]["spectral"]["avg_w2"] < a["samplers"]["diffpir"]["heuristic"]["avg_w2"]
+    assert a["trust_factor"] == 2.0  # the default trust region
     for fig in ("transfer_functions.png", "designed_schedules.png"):
         assert (tmp_path / "an" / fig).stat().st_size > 1000
     rc = main(["tune", "--ckpt_path", str(ckpt), *blur, "--steps", "6", "--sigma_y", "0.05", "--sampler", "diffpir",
                "--output", str(tmp_path / "p.json")])
     assert rc == 0, capsys.readouterr().err[-2000:]
+    assert json.loads((tmp_path / "p.json").read_text())["provenance"]["trust_factor"] == 2.0
+    rc = main(["tune", "--ckpt_path", str(ckpt), *blur, "--steps", "6", "--sigma_y", "0.05", "--sampler", "diffpir",
+               "--trust_factor", "none", "--output", str(tmp_path / "free.json")])
+    assert rc == 0, capsys.readouterr().err[-2000:]
+    free = json.loads((tmp_path / "free.json").read_text())["provenance"]
+    assert free["trust_factor"] is None  # unconstrained: the surrogate's optimum, no worse than the trust region's
+    assert free["predicted_designed"]["avg_w2"] <= a["samplers"]["diffpir"]["spectral"]["avg_w2"] * (1 + 1e-9)
     rc = main(["tune", "--ckpt_path", str(ckpt), *blur, "--trust_factor", "1", "--output", str(tmp_path / "bad.json")])
     err = capsys.readouterr().err
-    assert rc == 2 and "--trust_factor must be a finite number > 1" in err and "Traceback" not in err
+    assert rc == 2 and "--trust_factor must be a number > 1" in err and "got 1.0" in err and "Traceback" not in err
     assert not (tmp_path / "bad.json").exists()
     rc, cap = restore_in_process(capsys, "--ckpt_path", ckpt, *blur, "--sampler", "diffpir", "--num_images", "2",
                                  "--sigma_y", "0.05", "--denoiser", "analytic", "--params", tmp_path / "p.json",

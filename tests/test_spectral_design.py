@@ -15,7 +15,7 @@ from zsguide.samplers import get_sampler
 from zsguide.samplers.base import ParamSchedule
 from zsguide.spectral.design import design, legendre_basis
 from zsguide.spectral.problem import problem_for
-from zsguide.spectral.service import designed_schedule
+from zsguide.spectral.service import DEFAULT_TRUST_FACTOR, designed_schedule, resolve_trust_factor
 from zsguide.spectral.transfer import transfer
 from zsguide.surrogate import GaussianSurrogate
 
@@ -141,3 +141,17 @@ def test_trust_region_keeps_every_knob_near_the_heuristic(method, tmp_path, monk
     assert free_ratio > math.log(T), "this case must be one the trust region actually constrains"
     with pytest.raises(ZSGuideError, match="trust factor"):
         designed_schedule(sur, op, 0.1, SCHED, h, "deblur_gaussian", trust=1.0)
+
+
+def test_trust_factor_option_values():
+    """The command lines' --trust_factor: left out -> the default factor 2; 'none' / 'inf' (any case) or an infinite
+    float -> unconstrained (None); a number > 1, given as text or float -> that number; anything else -> one error
+    line naming the option and the value."""
+    assert resolve_trust_factor(None) == DEFAULT_TRUST_FACTOR == 2.0
+    for free in ("none", "None", "inf", "unconstrained", math.inf):
+        assert resolve_trust_factor(free) is None
+    assert resolve_trust_factor("3") == 3.0 and resolve_trust_factor(1.5) == 1.5
+    for bad in (1.0, 0.5, -2.0, math.nan, -math.inf, "abc", "1"):
+        with pytest.raises(ZSGuideError, match="--trust_factor must be a number > 1") as info:
+            resolve_trust_factor(bad)
+        assert f"got {bad!r}" in str(info.value)

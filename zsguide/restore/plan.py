@@ -98,11 +98,12 @@ def make_plan(cfg: Namespace) -> RestorePlan:
         raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.num_samples > 1 and cfg.input is None:
         raise ZSGuideError("--num_samples > 1 needs --input (test images are restored once each)")
-    if cfg.trust_factor is not None:
-        if cfg.params != "spectral":
-            raise ZSGuideError(f"--trust_factor applies to --params spectral only (got --params {cfg.params!r})")
-        if not (math.isfinite(cfg.trust_factor) and cfg.trust_factor > 1):
-            raise ZSGuideError(f"--trust_factor must be a finite number > 1, got {cfg.trust_factor!r}")
+    if cfg.trust_factor is not None and cfg.params != "spectral":
+        raise ZSGuideError(f"--trust_factor applies to --params spectral only (got --params {cfg.params!r})")
+    if cfg.params == "spectral":
+        from ..spectral.service import resolve_trust_factor
+
+        cfg.trust_factor = resolve_trust_factor(cfg.trust_factor)  # None from here on: unconstrained
     task_params_given = dict(cfg.task_params or {})
     defaults = task_defaults(cfg.task)  # unknown task -> error listing the valid ones
     sampler = get_sampler(cfg.sampler)  # unknown sampler -> error listing the valid ones

@@ -13,10 +13,9 @@ posterior sampler has avg_w2 0 and MSE 2 mmse; the MMSE estimator has avg_w2 = M
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
@@ -38,9 +37,9 @@ def _parser(prog: str, tune: bool) -> ArgumentParser:
     p.add_argument("--mse_weight", type=float, default=0.0, help="objective: avg W2^2 + mse_weight * MSE")
     p.add_argument("--frequency_bands", type=int, default=0,
                    help="per-frequency variant: DiffPIR's lam per radial band (blur tasks); 0 = one value per step")
-    p.add_argument("--trust_factor", type=Optional[float], default=None,
-                   help="keep every designed knob within this factor (> 1) of its heuristic (odds for knobs in [0, 1]); "
-                        "default: unconstrained")
+    p.add_argument("--trust_factor", type=Union[float, str, None], default=None,
+                   help="keep every designed knob within this factor (> 1) of its heuristic (odds for knobs in [0, 1]), "
+                        "or 'none' for the unconstrained design; default: 2")
     if tune:
         p.add_argument("--sampler", type=str, default="ddrm", help="ddrm, ddnm, pigdm, dps or diffpir")
         p.add_argument("--output", "-o", type=str, default="params.json", help="the params.json to write")
@@ -64,9 +63,9 @@ def _parse(prog: str, tune: bool, argv: list[str]):
         raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.frequency_bands < 0:
         raise ZSGuideError(f"--frequency_bands must be >= 0, got {cfg.frequency_bands}")
-    if cfg.trust_factor is not None and not (math.isfinite(cfg.trust_factor) and cfg.trust_factor > 1):
-        raise ZSGuideError(f"--trust_factor must be a finite number > 1 (or left out for an unconstrained design), "
-                           f"got {cfg.trust_factor!r}")
+    from .service import resolve_trust_factor
+
+    cfg.trust_factor = resolve_trust_factor(cfg.trust_factor)  # None from here on: unconstrained
     return cfg
 
 

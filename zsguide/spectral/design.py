@@ -163,8 +163,7 @@ def design(
                   "degree": degree, "heuristic_reference": heuristic.provenance.get("reference", "")}
     if bands:
         provenance["frequency_bands"] = bands
-    if trust is not None:
-        provenance["trust_factor"] = trust
+    provenance["trust_factor"] = trust  # None: unconstrained
     if problem.note:
         provenance["reduction"] = problem.note
     params = ParamSchedule(heuristic.method, heuristic.task, heuristic.steps, heuristic.spacing,
