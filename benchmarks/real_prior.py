@@ -61,10 +61,11 @@ TASKS = ("deblur_gaussian", "sr4", "inpaint_random")
 STEPS = (20, 100)
 
 
-def spectral_label(trust: float | None) -> str:
+def spectral_label(trust: float | None, guard: bool = False) -> str:
     """The spectral column's name: ``spectral`` (the unconstrained design, ``restore --trust_factor none``), or
-    ``spectral_trust<T>`` for a design inside a trust region (``--trust_factor T``; restore's default is T = 2)."""
-    return "spectral" if trust is None else f"spectral_trust{trust:g}"
+    ``spectral_trust<T>`` for a design inside a trust region (``--trust_factor T``; restore's default is T = 2);
+    ``_guard`` appended with the Pareto guard (``--pareto_guard true``)."""
+    return ("spectral" if trust is None else f"spectral_trust{trust:g}") + ("_guard" if guard else "")
 FEATURES = "per channel: log power in min(H, W) // 4 radial rings, mean, std (perception.py)"
 
 
@@ -109,9 +110,11 @@ def last_error_line(text: str) -> str:
 def restore_command(args, sampler: str, task: str, steps: int, params: str, out: Path) -> list[str]:
     accelerator = "gpu" if args.device == "cuda" else "cpu"
     return [sys.executable, "-m", "zsguide", "restore", "--ckpt_path", str(args.ckpt), "--task", task,
-            "--sampler", sampler, "--steps", str(steps), "--params", params.split("_trust")[0],
+            "--sampler", sampler, "--steps", str(steps),
+            "--params", "spectral" if params.startswith("spectral") else params,
             *(["--trust_factor", str(args.trust_factor) if params.startswith("spectral_trust") else "none"]
               if params.startswith("spectral") else []),
+            *(["--pareto_guard", "true"] if params.endswith("_guard") else []),
             "--sigma_y", str(args.sigma_y),
             "--seed", str(args.seed), "--num_images", str(args.num_images), "--batch_size", str(args.batch_size),
             "--denoiser", args.denoiser, "--output", str(out), "--trainer.accelerator", accelerator,
@@ -224,7 +227,7 @@ def table(results: dict, args) -> str:
             for steps in args.steps:
                 cells = results["cells"]
                 h = cells.get(cell_key(sampler, task, steps, "heuristic"))
-                s = cells.get(cell_key(sampler, task, steps, spectral_label(args.trust_factor)))
+                s = cells.get(cell_key(sampler, task, steps, args.label))
                 cmp = results["comparisons"].get(cell_key(sampler, task, steps, "cmp"))
                 if cmp:
                     dp = f"{cmp['d_psnr']:+.2f} ({cmp.get('d_psnr_paired_se', float('nan')):.2f})"
@@ -257,9 +260,13 @@ def main() -> None:
     ap.add_argument("--trust_factor", type=float, default=None,
                     help="design inside a trust region (restore --trust_factor T): the spectral column becomes "
                          "spectral_trust<T>; use its own --out")
+    ap.add_argument("--pareto_guard", action="store_true",
+                    help="designs with restore --pareto_guard true (MSE and perception W2 no worse than the "
+                         "heuristic's in closed form): the spectral column gets the suffix _guard; use its own --out")
     ap.add_argument("--heuristic_from", default=None,
                     help="a results file of the same settings whose finished heuristic cells are reused")
     args = ap.parse_args()
+    args.label = spectral_label(args.trust_factor, args.pareto_guard)  # the spectral column's name
     if args.num_images < 2:
         ap.error("--num_images must be >= 2 (a Frechet distance needs two images per set)")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -303,7 +310,7 @@ def main() -> None:
     for sampler in args.samplers:
         for task in args.tasks:
             for steps in args.steps:
-                for params in ("heuristic", spectral_label(args.trust_factor)):
+                for params in ("heuristic", args.label):
                     key = cell_key(sampler, task, steps, params)
                     old = results["cells"].get(key)
                     if old and old.get("settings") == settings and (
@@ -318,7 +325,7 @@ def main() -> None:
                              if cell["status"] == "ok" else f"{cell['status']}: {cell.get('message')}")
                     print(f"[done] {key} ({cell['seconds']} s): {brief}", flush=True)
                 h = results["cells"].get(cell_key(sampler, task, steps, "heuristic"))
-                s = results["cells"].get(cell_key(sampler, task, steps, spectral_label(args.trust_factor)))
+                s = results["cells"].get(cell_key(sampler, task, steps, args.label))
                 cmp_key = cell_key(sampler, task, steps, "cmp")
                 if h and s and h["status"] == s["status"] == "ok":
                     results["comparisons"][cmp_key] = compare(h, s, args.bootstrap)

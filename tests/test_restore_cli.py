@@ -296,6 +296,8 @@ def small_ckpt(tmp_path_factory):
         (["--lpips_weights", "{tmp}/none.pth"], ["none.pth"]),
         (["--trust_factor", "2"], ["--trust_factor", "--params spectral", "'heuristic'"]),
         (["--params", "spectral", "--trust_factor", "0.5"], ["--trust_factor", "> 1", "0.5"]),
+        (["--params", "spectral", "--trust_factor", "tight"], ["--trust_factor", "'none'", "'tight'"]),
+        (["--pareto_guard", "true"], ["--pareto_guard", "--params spectral", "'heuristic'"]),
     ],
 )
 def test_bad_input_gives_one_error_line_and_no_summary(ckpt, small_ckpt, tmp_path, capsys, extra, expected):
@@ -405,13 +407,16 @@ def test_analyze_and_tune(ckpt, tmp_path, capsys):
                                  "--output", tmp_path / "r", *QUIET)
     assert rc == 0, cap.err[-2000:]
     assert json.loads((tmp_path / "r" / "params.json").read_text())["provenance"]["source"] == "spectral"
-    # inside a trust region: every knob within a factor 1.5 of the heuristic, recorded in the params' provenance
+    # inside a trust region (every knob within a factor 1.5 of the heuristic) with the Pareto guard, recorded in the
+    # params' provenance
     rc, cap = restore_in_process(capsys, "--ckpt_path", ckpt, *blur, "--sampler", "ddrm", "--num_images", "2",
                                  "--sigma_y", "0.05", "--denoiser", "analytic", "--steps", "6", "--params", "spectral",
-                                 "--trust_factor", "1.5", "--output", tmp_path / "rt", *QUIET)
+                                 "--trust_factor", "1.5", "--pareto_guard", "true", "--output", tmp_path / "rt", *QUIET)
     assert rc == 0, cap.err[-2000:]
     prov = json.loads((tmp_path / "rt" / "params.json").read_text())["provenance"]
-    assert prov["trust_factor"] == 1.5 and prov["source"] == "spectral"
+    assert prov["trust_factor"] == 1.5 and prov["pareto_guard"] is True and prov["source"] == "spectral"
+    pred, heur = prov["predicted_designed"], prov["predicted_heuristic"]
+    assert pred["mse"] <= heur["mse"] * (1 + 1e-3) and pred["perception_w2"] <= heur["perception_w2"] * (1 + 1e-3)
     for task in ("sr2", "inpaint_random"):  # block and dense structures: the oracle is exact, DPS is designed
         rc = main(["analyze", "--ckpt_path", str(ckpt), "--task", task, "--steps", "4", "--samplers", "[dps, oracle]",
                    "--output", str(tmp_path / task)])

@@ -143,6 +143,25 @@ def test_trust_region_keeps_every_knob_near_the_heuristic(method, tmp_path, monk
         designed_schedule(sur, op, 0.1, SCHED, h, "deblur_gaussian", trust=1.0)
 
 
+@pytest.mark.parametrize("method", ["ddrm", "diffpir"])
+def test_pareto_guard_keeps_mse_and_perception_at_most_the_heuristics(method, tmp_path, monkeypatch):
+    """Deblurring at 20 steps, where the free W2 design raises the perception W2 (output marginal to prior) above the
+    heuristic's: with the Pareto guard the design still lowers avg W2 (by at least 5%) while its MSE and perception
+    W2 exceed the heuristic's by at most 1e-3 relative (the quadratic penalty's overshoot, O(1 / GUARD_PENALTY)); the
+    guard is recorded and cached under its own key."""
+    monkeypatch.setenv("ZSGUIDE_CACHE", str(tmp_path))
+    sur, op, _ = _setup("deblur_gaussian")
+    h = get_sampler(method).heuristic("deblur_gaussian", 20, SCHED)
+    free = designed_schedule(sur, op, 0.1, SCHED, h, "deblur_gaussian")
+    assert free.designed["perception_w2"] > 1.1 * free.heuristic["perception_w2"], "a case the guard must act on"
+    guarded = designed_schedule(sur, op, 0.1, SCHED, h, "deblur_gaussian", guard=True)
+    H, D = guarded.heuristic, guarded.designed
+    assert D["avg_w2"] < 0.95 * H["avg_w2"]
+    assert D["mse"] <= H["mse"] * (1 + 1e-3) and D["perception_w2"] <= H["perception_w2"] * (1 + 1e-3)
+    prov = guarded.params.provenance
+    assert prov["pareto_guard"] is True and free.params.provenance["pareto_guard"] is False
+    assert prov["cache_key"] != free.params.provenance["cache_key"]
+
 def test_trust_factor_option_values():
     """The command lines' --trust_factor: left out -> the default factor 2; 'none' / 'inf' (any case) or an infinite
     float -> unconstrained (None); a number > 1, given as text or float -> that number; anything else -> one error

@@ -98,8 +98,9 @@ def make_plan(cfg: Namespace) -> RestorePlan:
         raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.num_samples > 1 and cfg.input is None:
         raise ZSGuideError("--num_samples > 1 needs --input (test images are restored once each)")
-    if cfg.trust_factor is not None and cfg.params != "spectral":
-        raise ZSGuideError(f"--trust_factor applies to --params spectral only (got --params {cfg.params!r})")
+    for option in ("trust_factor", "pareto_guard"):
+        if getattr(cfg, option) not in (None, False) and cfg.params != "spectral":
+            raise ZSGuideError(f"--{option} applies to --params spectral only (got --params {cfg.params!r})")
     if cfg.params == "spectral":
         from ..spectral.service import resolve_trust_factor
 
@@ -225,7 +226,7 @@ def _spectral_schedule(cfg: Namespace, sampler, module, operator, sigma_net: flo
         return heuristic
     try:
         return designed_schedule(module.surrogate, operator, sigma_net, module.schedule, heuristic, cfg.task,
-                                 trust=cfg.trust_factor).params
+                                 trust=cfg.trust_factor, guard=cfg.pareto_guard).params
     except ZSGuideError as exc:
         raise ZSGuideError(f"--params spectral: {exc}") from None
 

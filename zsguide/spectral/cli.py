@@ -40,6 +40,9 @@ def _parser(prog: str, tune: bool) -> ArgumentParser:
     p.add_argument("--trust_factor", type=Union[float, str, None], default=None,
                    help="keep every designed knob within this factor (> 1) of its heuristic (odds for knobs in [0, 1]), "
                         "or 'none' for the unconstrained design; default: 2")
+    p.add_argument("--pareto_guard", type=bool, default=False,
+                   help="design only closed-form Pareto improvements: MSE and perception W2 no worse than the "
+                        "heuristic's (design.py)")
     if tune:
         p.add_argument("--sampler", type=str, default="ddrm", help="ddrm, ddnm, pigdm, dps or diffpir")
         p.add_argument("--output", "-o", type=str, default="params.json", help="the params.json to write")
@@ -95,7 +98,7 @@ def run_tune(argv: list[str]) -> None:
     t0 = time.perf_counter()
     r = designed_schedule(prior.surrogate, operator, sigma_net, prior.schedule, heuristic, cfg.task,
                           mse_weight=cfg.mse_weight, problem=problem, bands=cfg.frequency_bands,
-                          trust=cfg.trust_factor)
+                          trust=cfg.trust_factor, guard=cfg.pareto_guard)
     r.params.provenance.update({"task_params": dict(cfg.task_params or {}), "sigma_y": cfg.sigma_y})
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +126,7 @@ def run_analyze(argv: list[str]) -> None:
     refs = _pixel_units(criteria.references())
     mmse = refs["mmse"]
     result = {"task": cfg.task, "task_params": dict(cfg.task_params or {}), "steps": cfg.steps, "sigma_y": cfg.sigma_y,
-              "trust_factor": cfg.trust_factor,
+              "trust_factor": cfg.trust_factor, "pareto_guard": cfg.pareto_guard,
               "units": "per pixel, squared, [0, 1] pixel units", "surrogate_digest": prior.surrogate.digest(),
               "structure": problem.structure, "reduction": problem.note or None, "references": refs, "samplers": {}}
     transfers, schedules = {}, {}
@@ -133,7 +136,7 @@ def run_analyze(argv: list[str]) -> None:
         designed = heur if name == "oracle" else designed_schedule(
             prior.surrogate, operator, sigma_net, prior.schedule, heur, cfg.task, mse_weight=cfg.mse_weight,
             problem=problem, criteria=criteria, bands=cfg.frequency_bands if name == "diffpir" else 0,
-            trust=cfg.trust_factor).params
+            trust=cfg.trust_factor, guard=cfg.pareto_guard).params
         entry = {}
         for label, params in (("heuristic", heur), ("spectral", designed)):
             if params is heur and label == "spectral":  # the oracle: its design is its heuristic
@@ -150,7 +153,7 @@ def run_analyze(argv: list[str]) -> None:
             h = sampler.heuristic(cfg.task, n, prior.schedule, spacing=cfg.spacing)
             r = designed_schedule(prior.surrogate, operator, sigma_net, prior.schedule, h, cfg.task,
                                   mse_weight=cfg.mse_weight, problem=problem, criteria=criteria,
-                                  trust=cfg.trust_factor)
+                                  trust=cfg.trust_factor, guard=cfg.pareto_guard)
             schedules[name][n] = (h, r.params)
             entry.setdefault("sweep", {})[str(n)] = {"heuristic": _pixel_units(r.heuristic),
                                                      "spectral": _pixel_units(r.designed)}

@@ -84,10 +84,12 @@ def _digest(parts: dict, tensors: list[torch.Tensor]) -> str:
 
 
 def design_keys(surrogate, problem: BlockProblem, schedule, heuristic: ParamSchedule, mse_weight: float,
-                degree: int, bands: int = 0, trust: float | None = None) -> tuple[str, str]:
+                degree: int, bands: int = 0, trust: float | None = None, guard: bool = False) -> tuple[str, str]:
     """``(family, key)``: the family ignores the step count (for warm starts across step counts). A trust region
-    enters the key only when one is set, so unconstrained designs keep their keys."""
+    and the Pareto guard enter the key only when set, so unconstrained designs keep their keys."""
     parts = {"trust_factor": float(trust)} if trust is not None else {}
+    if guard:
+        parts["pareto_guard"] = True
     family = _digest({**parts, "surrogate": surrogate.digest(), "sigma": round(problem.sigma, 12), "structure": problem.structure,
                       "grid": list(problem.grid), "factor": problem.factor, "note": problem.note,
                       "schedule": schedule.to_dict(), "method": heuristic.method, "spacing": heuristic.spacing,
@@ -131,7 +133,7 @@ def _neighbour_theta(method: str, task: str, family: str, steps: int) -> dict | 
 def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic: ParamSchedule, task: str, *,
                       mse_weight: float = 0.0, degree: int = 3, use_cache: bool = True,
                       problem: BlockProblem | None = None, criteria=None, bands: int = 0,
-                      trust: float | None = None) -> DesignResult:
+                      trust: float | None = None, guard: bool = False) -> DesignResult:
     """The designed schedule for ``heuristic``'s sampler and steps (from the cache when it is there). ``bands`` > 0:
     the per-frequency variant (DiffPIR's ``lam`` per radial band on circulant operators), warm-started from the
     scalar design. ``trust`` (> 1): every knob within that factor of its heuristic (design.py)."""
@@ -145,7 +147,7 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
     if trust is not None and not (math.isfinite(trust) and trust > 1):
         raise ZSGuideError(f"trust factor must be a finite number > 1 (a knob within that factor of its heuristic), "
                            f"got {trust!r}")
-    family, key = design_keys(surrogate, problem, schedule, heuristic, mse_weight, degree, bands, trust)
+    family, key = design_keys(surrogate, problem, schedule, heuristic, mse_weight, degree, bands, trust, guard)
     path = cache_dir() / f"{heuristic.method}-{task}-{heuristic.steps}-{family}-{key}.json"
     if use_cache and path.is_file():
         d = _read(path)
@@ -155,11 +157,11 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
     if bands and warm is None:  # start from the scalar design, broadcast over the bands
         scalar = designed_schedule(surrogate, operator, sigma_net, schedule, heuristic, task, mse_weight=mse_weight,
                                    degree=degree, use_cache=use_cache, problem=problem, criteria=criteria,
-                                   trust=trust)
+                                   trust=trust, guard=guard)
         warm = {"steps": f"{heuristic.steps} (scalar design)", "theta": scalar.theta}
     result = design(heuristic.method, problem, heuristic, schedule.alphas_cumprod, mse_weight=mse_weight,
                     degree=degree, warm_theta=warm["theta"] if warm else None, criteria=criteria,
-                    bands={"lam": bands} if bands else None, trust=trust)
+                    bands={"lam": bands} if bands else None, trust=trust, guard=guard)
     result.params.provenance["warm_start_candidates"] = ["heuristic"] + ([f"design at {warm['steps']} steps"]
                                                                           if warm else [])
     result.params.provenance.update({"surrogate_digest": surrogate.digest(), "sigma_network": float(sigma_net),
