@@ -266,6 +266,9 @@ def main() -> None:
     ap.add_argument("--heuristic_from", default=None,
                     help="a results file of the same settings whose finished heuristic cells are reused")
     args = ap.parse_args()
+    if args.trust_factor is not None and not (math.isfinite(args.trust_factor) and args.trust_factor > 1):
+        ap.error(f"--trust_factor must be a finite number > 1 (leave it out for the unconstrained design), "
+                 f"got {args.trust_factor!r}")
     args.label = spectral_label(args.trust_factor, args.pareto_guard)  # the spectral column's name
     if args.num_images < 2:
         ap.error("--num_images must be >= 2 (a Frechet distance needs two images per set)")

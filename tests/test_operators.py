@@ -189,7 +189,8 @@ def test_cuda_matches_cpu(case, files):
     assert rel(gpu.U(gpu.singulars * gpu.Vt(xg)).double().cpu(), op.A(x)) < 1e-5
     # A A^+ A: the projection of A x onto the kept singular directions (A x itself only where nothing is truncated
     # at rcond). In float32 the rounding of A x (relative eps * log2 n) is amplified by up to the condition number
-    # kappa of the kept singular values, so the bound is 32 eps kappa; in float64 on the device, 1e-10.
+    # kappa of the kept singular values, so the bound is 32 eps kappa; in float64 on the device, 1e-10. (A singular
+    # value within rounding of rcond * max could be kept on one side and cut on the other; none is in these cases.)
     ref = op.A(op.A_pinv(op.A(x)))
     s = op.singulars.abs()
     kappa = float(s.max() / s[s > op.rcond * s.max()].min())

@@ -298,6 +298,7 @@ def small_ckpt(tmp_path_factory):
         (["--params", "spectral", "--trust_factor", "0.5"], ["--trust_factor", "> 1", "0.5"]),
         (["--params", "spectral", "--trust_factor", "tight"], ["--trust_factor", "'none'", "'tight'"]),
         (["--pareto_guard", "true"], ["--pareto_guard", "--params spectral", "'heuristic'"]),
+        (["--trust_factor", "0"], ["--trust_factor 0.0", "--params spectral"]),
     ],
 )
 def test_bad_input_gives_one_error_line_and_no_summary(ckpt, small_ckpt, tmp_path, capsys, extra, expected):
@@ -397,7 +398,8 @@ def test_analyze_and_tune(ckpt, tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err[-2000:]
     free = json.loads((tmp_path / "free.json").read_text())["provenance"]
     assert free["trust_factor"] is None  # unconstrained: the surrogate's optimum, no worse than the trust region's
-    assert free["predicted_designed"]["avg_w2"] <= a["samplers"]["diffpir"]["spectral"]["avg_w2"] * (1 + 1e-9)
+    trusted = json.loads((tmp_path / "p.json").read_text())["provenance"]  # the same units (network) as free's
+    assert free["predicted_designed"]["avg_w2"] <= trusted["predicted_designed"]["avg_w2"] * (1 + 1e-9)
     rc = main(["tune", "--ckpt_path", str(ckpt), *blur, "--trust_factor", "1", "--output", str(tmp_path / "bad.json")])
     err = capsys.readouterr().err
     assert rc == 2 and "--trust_factor must be a number > 1" in err and "got 1.0" in err and "Traceback" not in err
@@ -415,6 +417,8 @@ def test_analyze_and_tune(ckpt, tmp_path, capsys):
     assert rc == 0, cap.err[-2000:]
     prov = json.loads((tmp_path / "rt" / "params.json").read_text())["provenance"]
     assert prov["trust_factor"] == 1.5 and prov["pareto_guard"] is True and prov["source"] == "spectral"
+    saved = yaml.safe_load((tmp_path / "rt" / "config.yaml").read_text())
+    assert saved["trust_factor"] == 1.5 and saved["pareto_guard"] is True  # as given, so --config repeats the run
     pred, heur = prov["predicted_designed"], prov["predicted_heuristic"]
     assert pred["mse"] <= heur["mse"] * (1 + 1e-3) and pred["perception_w2"] <= heur["perception_w2"] * (1 + 1e-3)
     for task in ("sr2", "inpaint_random"):  # block and dense structures: the oracle is exact, DPS is designed

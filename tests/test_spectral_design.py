@@ -161,6 +161,10 @@ def test_pareto_guard_keeps_mse_and_perception_at_most_the_heuristics(method, tm
     prov = guarded.params.provenance
     assert prov["pareto_guard"] is True and free.params.provenance["pareto_guard"] is False
     assert prov["cache_key"] != free.params.provenance["cache_key"]
+    both = designed_schedule(sur, op, 0.1, SCHED, h, "deblur_gaussian", guard=True, trust=2.0)
+    trusted = designed_schedule(sur, op, 0.1, SCHED, h, "deblur_gaussian", trust=2.0)
+    assert len({both.params.provenance["cache_key"], trusted.params.provenance["cache_key"], prov["cache_key"]}) == 3
+
 
 def test_trust_factor_option_values():
     """The command lines' --trust_factor: left out -> the default factor 2; 'none' / 'inf' (any case) or an infinite

@@ -17,6 +17,7 @@ from typing import Any, Optional, Union
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from ..errors import ZSGuideError, one_line
+from ..spectral.options import add_design_region_options
 
 DENOISERS = ("network", "analytic")
 NOISE_CONVENTIONS = ("pixel", "network")
@@ -50,12 +51,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--params", type=str, default="heuristic",
                    help="parameter schedule: heuristic (the peers' defaults), spectral (designed on the checkpoint's "
                         "surrogate, cached), or a params.json written by a previous run")
-    p.add_argument("--trust_factor", type=Union[float, str, None], default=None,
-                   help="with --params spectral: keep every designed knob within this factor (> 1) of its heuristic "
-                        "(odds for knobs in [0, 1]), or 'none' for the unconstrained design; default: 2")
-    p.add_argument("--pareto_guard", type=bool, default=False,
-                   help="with --params spectral: design only closed-form Pareto improvements (MSE and perception W2 "
-                        "no worse than the heuristic's)")
+    add_design_region_options(p, "with --params spectral: ")
     p.add_argument("--sigma_y", "--noise", type=float, default=0.01,
                    help="measurement noise std (pixel units [0, 1] unless --noise_convention network)")
     p.add_argument("--noise_convention", type=str, default="pixel",

@@ -98,13 +98,14 @@ def make_plan(cfg: Namespace) -> RestorePlan:
         raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.num_samples > 1 and cfg.input is None:
         raise ZSGuideError("--num_samples > 1 needs --input (test images are restored once each)")
-    for option in ("trust_factor", "pareto_guard"):
-        if getattr(cfg, option) not in (None, False) and cfg.params != "spectral":
-            raise ZSGuideError(f"--{option} applies to --params spectral only (got --params {cfg.params!r})")
-    if cfg.params == "spectral":
+    for option, given in (("trust_factor", cfg.trust_factor is not None), ("pareto_guard", cfg.pareto_guard is True)):
+        if given and cfg.params != "spectral":
+            raise ZSGuideError(f"--{option} applies to --params spectral only (got --{option} "
+                               f"{getattr(cfg, option)!r} with --params {cfg.params!r})")
+    if cfg.params == "spectral":  # validated here; cfg keeps the option as given, so a saved config repeats the run
         from ..spectral.service import resolve_trust_factor
 
-        cfg.trust_factor = resolve_trust_factor(cfg.trust_factor)  # None from here on: unconstrained
+        resolve_trust_factor(cfg.trust_factor)
     task_params_given = dict(cfg.task_params or {})
     defaults = task_defaults(cfg.task)  # unknown task -> error listing the valid ones
     sampler = get_sampler(cfg.sampler)  # unknown sampler -> error listing the valid ones
@@ -219,14 +220,14 @@ def _spectral_schedule(cfg: Namespace, sampler, module, operator, sigma_net: flo
 
     The oracle is exact as it is, so its "design" is its heuristic schedule.
     """
-    from ..spectral.service import designed_schedule
+    from ..spectral.service import designed_schedule, resolve_trust_factor
 
     if sampler.name == "oracle":
         heuristic.provenance = {"source": "spectral", "objective": "exact already (the oracle)"}
         return heuristic
     try:
         return designed_schedule(module.surrogate, operator, sigma_net, module.schedule, heuristic, cfg.task,
-                                 trust=cfg.trust_factor, guard=cfg.pareto_guard).params
+                                 trust=resolve_trust_factor(cfg.trust_factor), guard=cfg.pareto_guard).params
     except ZSGuideError as exc:
         raise ZSGuideError(f"--params spectral: {exc}") from None
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from ..errors import ZSGuideError, one_line
+from .options import add_design_region_options
 
 UNIT = 4.0  # network-unit squared quantities -> [0, 1] pixel units
 ANALYZED = ("ddrm", "ddnm", "pigdm", "dps", "diffpir", "oracle")
@@ -37,12 +38,7 @@ def _parser(prog: str, tune: bool) -> ArgumentParser:
     p.add_argument("--mse_weight", type=float, default=0.0, help="objective: avg W2^2 + mse_weight * MSE")
     p.add_argument("--frequency_bands", type=int, default=0,
                    help="per-frequency variant: DiffPIR's lam per radial band (blur tasks); 0 = one value per step")
-    p.add_argument("--trust_factor", type=Union[float, str, None], default=None,
-                   help="keep every designed knob within this factor (> 1) of its heuristic (odds for knobs in [0, 1]), "
-                        "or 'none' for the unconstrained design; default: 2")
-    p.add_argument("--pareto_guard", type=bool, default=False,
-                   help="design only closed-form Pareto improvements: MSE and perception W2 no worse than the "
-                        "heuristic's (design.py)")
+    add_design_region_options(p)
     if tune:
         p.add_argument("--sampler", type=str, default="ddrm", help="ddrm, ddnm, pigdm, dps or diffpir")
         p.add_argument("--output", "-o", type=str, default="params.json", help="the params.json to write")

@@ -4,7 +4,7 @@ A design is a pure function of (surrogate, operator, sigma, VP schedule, sampler
 cached under a key hashing exactly those: the surrogate digest, the block problem the operator defines (its singular
 values, measured coordinates, structure and any dimension reduction), sigma (network units), the schedule's
 parameters, the sampler, its heuristic timesteps and values (the warm start), the objective (MSE weight), the
-parameterisation degree and the trust region. Designs of the same problem at other step counts share a "family" hash; the nearest one's
+parameterisation degree, the trust region and the Pareto guard. Designs of the same problem at other step counts share a "family" hash; the nearest one's
 coefficients are the second warm start (design.py; the better start is used, and the provenance lists the candidates,
 so a design can depend on which neighbours were cached). The cache is a folder of JSON files (``$ZSGUIDE_CACHE``, default
 ``~/.cache/zsguide/designs``); a corrupt entry is ignored and rewritten.
@@ -27,19 +27,12 @@ import torch
 from ..errors import ZSGuideError
 from ..samplers.base import ParamSchedule
 from .design import DesignResult, design
+from .options import DEFAULT_TRUST_FACTOR
 from .problem import BlockProblem, problem_for
 
 ENGINE_VERSION = 2  # bump when the closed forms or the designer change what a design is
 DESIGNABLE = ("ddrm", "ddnm", "pigdm", "dps", "diffpir")
 
-
-DEFAULT_TRUST_FACTOR = 2.0
-"""The trust factor that ``restore --params spectral``, ``analyze`` and ``tune`` use when none is given: every designed
-knob within a factor 2 of its heuristic. The closed forms are exact for the Gaussian surrogate, not for a trained
-network; on the shipped checkpoint (docs/benchmarks.md) the unconstrained design diverges where it pushes a knob far
-from the peers' value (PiGDM deblurring 12.2 dB against 25.4 at 20 steps) and is worse on both PSNR and the Frechet
-spectral distance in 4 of 18 cells at 20 steps and 6 of 18 at 100; with a factor 2 (the one factor measured there)
-it is 1 of 15 and 3 of 15, and the inpainting gains stay."""
 
 UNCONSTRAINED = ("none", "inf", "unconstrained")
 
@@ -136,7 +129,9 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
                       trust: float | None = None, guard: bool = False) -> DesignResult:
     """The designed schedule for ``heuristic``'s sampler and steps (from the cache when it is there). ``bands`` > 0:
     the per-frequency variant (DiffPIR's ``lam`` per radial band on circulant operators), warm-started from the
-    scalar design. ``trust`` (> 1): every knob within that factor of its heuristic (design.py)."""
+    scalar design. ``trust`` (> 1): every knob within that factor of its heuristic (design.py); None here is the
+    unconstrained design (the command lines' default, DEFAULT_TRUST_FACTOR, is applied by resolve_trust_factor).
+    ``guard``: the Pareto guard (MSE and perception W2 no worse than the heuristic's; design.py)."""
     if heuristic.method not in DESIGNABLE:
         raise ZSGuideError(f"spectral design has no knobs to design for sampler {heuristic.method!r}; "
                            f"choose one of {', '.join(DESIGNABLE)}")
