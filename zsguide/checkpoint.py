@@ -4,6 +4,10 @@ A checkpoint written by ``python -m zsguide fit`` holds, besides Lightning's usu
 ``state_dict`` (``net.*``, ``ema.*``, ``surrogate.mean``, ``surrogate.spectrum``, ``surrogate.fitted``),
 ``hyper_parameters`` (the model's), ``datamodule_hyper_parameters`` (the data's, seeds included) and ``zsguide``
 (format version, image shape, value ranges, the VP schedule, the surrogate digest, the data options).
+
+A *prior file* (``python -m zsguide prior``, :mod:`zsguide.prior.file`) is read by the same functions: it holds the
+surrogate and schedule where a ``fit`` checkpoint does, and a description of a pretrained network in place of the
+weights. Every file is read with ``torch.load(weights_only=True)``: tensors and plain containers, never code.
 """
 
 from __future__ import annotations
@@ -18,23 +22,25 @@ from .errors import ZSGuideError
 
 def read_checkpoint(path: str | Path) -> dict:
     """The raw checkpoint dictionary, with clear errors for a missing, unreadable or foreign file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ZSGuideError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
-        raise ZSGuideError(f"cannot read checkpoint {str(path)!r}: {type(exc).__name__}: {exc}") from None
+    from .networks.strict import read_tensor_file
+
+    ckpt = read_tensor_file(path, what="checkpoint")
     if not isinstance(ckpt, dict) or "zsguide" not in ckpt:
         raise ZSGuideError(f"{str(path)!r} is not a zsguide checkpoint (no 'zsguide' metadata)")
     return ckpt
 
 
 def load_score_module(path: str | Path, map_location: str | torch.device = "cpu"):
-    """The :class:`ScoreModule` stored in ``path``, in eval mode, and the checkpoint's ``zsguide`` metadata."""
+    """The :class:`ScoreModule` stored in ``path`` (or the :class:`~zsguide.prior.file.PriorModule` of a prior file),
+    in eval mode, and the checkpoint's ``zsguide`` metadata."""
+    ckpt = read_checkpoint(path)
+    from .prior.file import is_prior, load_prior_module
+
+    if is_prior(ckpt):
+        module, meta = load_prior_module(ckpt, path)
+        return module.to(map_location), meta
     from .diffusion.module import ScoreModule
 
-    ckpt = read_checkpoint(path)
     hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}  # e.g. _instantiator
     module = ScoreModule(**hparams)
     module.on_load_checkpoint(ckpt)

@@ -3,6 +3,7 @@
 - ``fit``, ``validate``, ``test``: LightningCLI over :class:`ScoreModule` and :class:`ImageDataModule` (YAML configs
   with ``--config``, overrides such as ``--trainer.max_steps``, ``--data.*``, ``--model.*``). ``test`` runs the
   denoise check of a checkpoint (``--ckpt_path``).
+- ``prior``: a pretrained network and a surrogate fitted from images, as one prior file (:mod:`zsguide.prior`).
 - ``restore``: Lightning's predict loop over test images (or ``--input``) with a sampler (:mod:`zsguide.restore`).
 
 Every user error (:class:`ZSGuideError`, a missing file) is printed as one line ``error: ...`` with exit status 2.
@@ -17,8 +18,9 @@ from .errors import ZSGuideError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 USAGE = (
-    "usage: python -m zsguide {fit,validate,test,restore,analyze,tune} [options]\n"
+    "usage: python -m zsguide {fit,validate,test,prior,restore,analyze,tune} [options]\n"
     "  fit       train the score network and fit the Gaussian surrogate (--config configs/fit/patches.yaml)\n"
+    "  prior     a pretrained network (ADM, diffusers) + a surrogate fitted from your images, in one small file\n"
     "  test      denoise check of a checkpoint against its surrogate (--config ... --ckpt_path ...)\n"
     "  validate  validation loss of a checkpoint\n"
     "  restore   restore images with a sampler (--ckpt_path ... --task sr4 --sampler ddrm; configs/restore/)\n"
@@ -56,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command in LIGHTNING_COMMANDS:
             run_lightning(None if from_command_line else argv)
+        elif command == "prior":
+            from .prior.command import run_prior
+
+            run_prior(argv[1:])
         elif command == "restore":
             from .restore import run_restore
 

@@ -4,8 +4,12 @@ Policy: every image is converted to ``channels`` (grey repeated to RGB, colour t
 its shorter side equals ``image_size``, and centre-cropped to a square. Files are sorted by name and assigned to
 train / val / test by a stable hash of the file name (``val_fraction``, ``test_fraction``), so adding files never
 moves existing ones between splits; ``split_policy="all"`` puts every file in every split (for restoring a folder of
-test images with a checkpoint trained elsewhere). Every file is decoded when the split is set up, so an unreadable or
-corrupt image fails before any work is done, with its path in the message.
+test images with a checkpoint trained elsewhere).
+
+Streaming: every file's header is checked when the split is set up (so a missing, empty or foreign file fails before
+any work, with its path in the message), and images are decoded when they are read, so a folder of any size streams
+in constant memory. Decoded images are kept while they fit in ``CACHE_BYTES`` (small training sets are decoded once,
+not once per epoch). A file that fails to decode later is still one error naming it.
 """
 
 from __future__ import annotations
@@ -59,14 +63,45 @@ def read_image(path: Path, channels: int, size: int) -> np.ndarray:
     return np.clip(out, 0, 1)
 
 
+def check_header(path: Path) -> None:
+    """Open the file's header with Pillow (no decoding); a missing, empty or foreign file is one clear error. TIFF
+    files that Pillow cannot open (multi-channel 16-bit, say) are decoded by scikit-image's reader instead."""
+    from PIL import Image
+
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            with Image.open(path) as img:
+                img.verify()
+        except Exception:  # noqa: BLE001
+            decode_image(path, 1)
+        return
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is the same user error
+        raise ZSGuideError(f"cannot read image {str(path)!r}: {type(exc).__name__}: {exc}") from None
+
+
+CACHE_BYTES = 1 << 30  # decoded images kept in memory, at most
+
+
 class FolderDataset(Dataset):
     def __init__(self, root: str, split: str, size: int, channels: int, val_fraction: float,
                  test_fraction: float, policy: str) -> None:
         self.files = list_split(root, split, val_fraction, test_fraction, policy)
-        self.images = [to_tensor(read_image(p, channels, size)) for p in self.files]
+        for p in self.files:
+            check_header(p)
+        self.size, self.channels = size, channels
+        self._cache: dict[int, object] = {}
+        self._cache_limit = CACHE_BYTES // (4 * channels * size * size)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.files)
 
     def __getitem__(self, index: int) -> dict:
-        return {"image": self.images[index], "index": index}
+        image = self._cache.get(index)
+        if image is None:
+            image = to_tensor(read_image(self.files[index], self.channels, self.size))
+            if len(self._cache) < self._cache_limit:
+                self._cache[index] = image
+        return {"image": image, "index": index}

@@ -71,7 +71,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--lpips_weights", type=Optional[str], default=None,
                    help="torchvision AlexNet state_dict for LPIPS (or env ZSGUIDE_LPIPS_WEIGHTS); "
                         "else LPIPS is skipped")
-    _add_data_options(p)
+    add_data_options(p, "default: the checkpoint's data option")
     p.add_argument("--trainer.accelerator", type=str, default="auto", help="cpu, gpu, auto, ...")
     p.add_argument("--trainer.devices", type=Union[int, str, list[int]], default=1, help="devices per node")
     p.add_argument("--trainer.strategy", type=str, default="auto", help="auto, ddp, ddp_spawn, ...")
@@ -82,8 +82,9 @@ def build_parser() -> ArgumentParser:
     return p
 
 
-def _add_data_options(p: ArgumentParser) -> None:
-    """``--data.<name>`` for each option of ImageDataModule, default None (= the checkpoint's value)."""
+def add_data_options(p: ArgumentParser, default_note: str) -> None:
+    """``--data.<name>`` for each option of ImageDataModule (its own ``batch_size`` aside), default None: the caller
+    fills it (restore: the checkpoint's value; prior: the data module's default or the network's shape)."""
     from ..data import ImageDataModule
 
     hints = typing.get_type_hints(ImageDataModule.__init__)
@@ -92,7 +93,7 @@ def _add_data_options(p: ArgumentParser) -> None:
             continue
         kind = hints[name]
         p.add_argument(f"--data.{name}", type=Optional[kind], default=None,
-                       help=f"default: the checkpoint's data option (fit's default {param.default!r})")
+                       help=f"{default_note} (fit's default {param.default!r})")
 
 
 def parse(argv: list[str]) -> Namespace:

@@ -162,6 +162,7 @@ class RestoreWriter(BasePredictionWriter):
             "denoiser": plan.denoiser,
             "checkpoint": plan.ckpt_path,
             "surrogate_digest": plan.meta.get("surrogate_digest"),
+            "network": _network_record(plan.meta),
             "image_shape": list(plan.image_shape),
             "data": {k: v for k, v in (plan.data_options or {}).items() if k != "batch_size"} or None,
             "input": plan.input_path,
@@ -205,3 +206,13 @@ def print_summary(summary: dict, out: Path) -> None:
         lines.append(f"  {c:>6} {mean:.6g}" + (f" ± {se:.2g}" if se is not None else ""))
     lines.append(f"wrote {out}")
     print("\n".join(lines), flush=True)
+
+
+def _network_record(meta: dict) -> dict | None:
+    """What a prior file's network is (architecture, preset, files and their sha256); None for a fit checkpoint,
+    whose network is inside it."""
+    net = meta.get("network")
+    if net is None:
+        return None
+    return {"arch": net["arch"], "preset": net["preset"], "parameters": net["parameters"],
+            "files": {k: {"path": v["path"], "sha256": v["sha256"]} for k, v in net["files"].items()}}

@@ -1,0 +1,116 @@
+"""``python -m zsguide prior``: load a pretrained network strictly, fit the Gaussian surrogate from images on 1..N
+devices, write a prior file (:mod:`zsguide.prior.file`).
+
+Surrogate fit: the same streamed float64 sums as ``fit`` (:class:`~zsguide.surrogate.SpectrumAccumulator`), here in
+Lightning's predict loop, whose distributed sampler gives each image to exactly one rank; the sums are all-reduced, so
+1 and N devices give the same spectrum up to float64 summation order (tested to 1e-12 relative). Only images are
+held in memory one batch at a time: a folder of any size streams (``FolderDataset`` decodes lazily).
+
+Everything a user can get wrong (the network file, the architecture, the data, the output path) is checked before the
+first image is read; the file is written by rank 0 only, through a temporary file and a rename.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_info
+
+from ..diffusion.schedule import VPSchedule
+from ..errors import ZSGuideError
+from ..surrogate import GaussianSurrogate, SpectrumAccumulator
+from .file import prior_checkpoint, write_atomically
+from .options import parse
+
+
+class SurrogateFit(L.LightningModule):
+    """Streams images through :class:`SpectrumAccumulator`; the sums are all-reduced at the end of the epoch."""
+
+    def __init__(self, image_shape: tuple[int, int, int], floor: float) -> None:
+        super().__init__()
+        self.acc = SpectrumAccumulator(*image_shape)
+        self.floor = floor
+        self.result: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.count = 0
+
+    def predict_step(self, batch: dict, batch_idx: int) -> None:
+        self.acc.update(2 * batch["image"] - 1)
+
+    def on_predict_epoch_end(self) -> None:
+        packed = self.acc.state()
+        if self.trainer.world_size > 1:
+            packed = self.trainer.strategy.reduce(packed.to(self.device), reduce_op="sum").cpu()
+        self.acc.load_state(packed)
+        self.count = int(packed[0])
+        self.result = self.acc.finish(self.floor)
+
+
+def _schedule(cfg) -> VPSchedule | None:
+    given = {k: v for k, v in (cfg.schedule or {}).items() if v is not None}
+    return VPSchedule(**given) if given else None
+
+
+def run_prior(argv: list[str]) -> None:
+    cfg = parse(argv)
+    from ..data import ImageDataModule
+    from ..networks import load_network
+
+    for option in ("network", "arch", "output"):
+        if cfg[option] is None:
+            raise ZSGuideError(f"--{option} is required (python -m zsguide prior --help)")
+    output = Path(cfg.output)
+    if output.exists() and output.is_dir():
+        raise ZSGuideError(f"--output {str(output)!r} is a directory; give the prior file's path")
+    if cfg.batch_size < 1:
+        raise ZSGuideError(f"--batch_size must be >= 1, got {cfg.batch_size}")
+    if not cfg.spectrum_floor > 0:
+        raise ZSGuideError(f"--spectrum_floor must be > 0, got {cfg.spectrum_floor}")
+    schedule = _schedule(cfg)
+    if schedule is not None and cfg.arch == "diffusers":
+        raise ZSGuideError("--schedule.* applies to ADM files only: a diffusers folder's scheduler_config.json "
+                           "gives its schedule")
+    _, network, schedule = load_network(cfg.arch, cfg.network, dict(cfg.adm or {}), schedule)
+
+    data = {k: v for k, v in (cfg.data or {}).items() if v is not None}
+    data.setdefault("channels", network["channels"])
+    if network["image_size"]:
+        data.setdefault("image_size", network["image_size"])
+    if "image_size" not in data:
+        raise ZSGuideError(f"the network's config gives no image size: pass --data.image_size")
+    if data["channels"] != network["channels"]:
+        raise ZSGuideError(f"--data.channels {data['channels']} does not match the network's {network['channels']} "
+                           f"input channels")
+    if data["image_size"] % network["divisor"]:
+        raise ZSGuideError(f"--data.image_size {data['image_size']} is not a multiple of {network['divisor']}, which "
+                           f"the network's {network['divisor'].bit_length() - 1} downsamplings need")
+    dm = ImageDataModule(**data, batch_size=int(cfg.batch_size))
+    images = dm.dataset(cfg.split)  # a missing folder or an unreadable image fails here
+    if len(images) < 2:
+        raise ZSGuideError(f"the {cfg.split} split of data set {data.get('name', 'patches')!r} has {len(images)} "
+                           f"image(s); the surrogate needs at least 2")
+
+    t = cfg.trainer
+    try:
+        trainer = L.Trainer(accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes,
+                            logger=False, enable_checkpointing=False, enable_model_summary=False,
+                            enable_progress_bar=False, default_root_dir=str(output.parent))
+    except Exception as exc:  # noqa: BLE001 - Lightning's misconfiguration errors
+        raise ZSGuideError(f"invalid --trainer options: {str(exc).splitlines()[0]}") from None
+    fit = SurrogateFit(dm.image_shape, float(cfg.spectrum_floor))
+    loader = torch.utils.data.DataLoader(images, batch_size=int(cfg.batch_size), shuffle=False,
+                                         num_workers=int(data.get("num_workers") or 0))
+    trainer.predict(fit, dataloaders=loader, return_predictions=False)
+    if not trainer.is_global_zero:
+        return
+    mean, spectrum = fit.result
+    surrogate = GaussianSurrogate(*dm.image_shape)
+    surrogate.set(mean, spectrum)
+    info = {"split": cfg.split, "images": fit.count, "spectrum_floor": float(cfg.spectrum_floor),
+            "devices": trainer.world_size}
+    write_atomically(prior_checkpoint(surrogate, schedule, network, dict(dm.hparams), info), output)
+    rank_zero_info(f"zsguide: prior written to {output} ({network['arch']}"
+                   f"{':' + network['preset'] if network['preset'] else ''}, {network['parameters'] / 1e6:.1f}M "
+                   f"parameters, images {tuple(dm.image_shape)}, surrogate from {fit.count} {cfg.split} images, "
+                   f"digest {surrogate.digest()})")
