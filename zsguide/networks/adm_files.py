@@ -48,7 +48,7 @@ def unwrap_state_dict(obj: object, path: str | Path) -> tuple[dict, str]:
 
 def load_adm(path: str | Path, config: ADMConfig, arch_label: str) -> tuple[ADMUNet, str]:
     """An :class:`ADMUNet` of ``config`` with the weights of ``path`` (eval mode) and where the weights were found."""
-    state, where = unwrap_state_dict(read_tensor_file(path), path)
+    state, where = unwrap_state_dict(read_tensor_file(path, mmap=True), path)
     if "label_emb.weight" in state:
         raise ZSGuideError(f"network file {str(path)!r} is class-conditional (label_emb.weight: "
                            f"{state['label_emb.weight'].shape[0]} classes); zsguide's samplers need an unconditional "

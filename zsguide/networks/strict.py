@@ -47,12 +47,19 @@ def load_strictly(module: nn.Module, state: dict, source: str, hint: str = "") -
     module.load_state_dict(state, strict=True)
 
 
-def read_tensor_file(path: str | Path, what: str = "network file") -> object:
-    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never code (memory-mapped)."""
+def read_tensor_file(path: str | Path, what: str = "network file", mmap: bool = False) -> object:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never code.
+
+    ``mmap=True`` maps the file instead of reading it (a 2 GB network file is then not held twice while its weights
+    are copied into the module); the tensors returned must not outlive that copy, since overwriting a mapped file
+    under them ends the process.
+    """
     path = Path(path)
     if not path.is_file():
         raise ZSGuideError(f"{what} {str(path)!r} does not exist")
     try:
+        if not mmap:
+            return torch.load(path, map_location="cpu", weights_only=True)
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as exc:  # a legacy (pre-zip) file cannot be memory-mapped: read it whole
