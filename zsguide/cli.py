@@ -47,6 +47,27 @@ def run_lightning(argv: list[str] | None) -> None:
     )
 
 
+def _option(argv: list[str], name: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _prior_file_given(argv: list[str]) -> bool:
+    """Whether ``--ckpt_path`` names a prior file. The file is read safely here (``weights_only``), so a crafted
+    checkpoint is refused with one line before Lightning opens it."""
+    path = _option(argv, "--ckpt_path")
+    if path is None:
+        return False
+    from .checkpoint import read_checkpoint
+    from .prior.file import is_prior
+
+    return is_prior(read_checkpoint(path))
+
+
 def main(argv: list[str] | None = None) -> int:
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -57,7 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     command = argv[0]
     try:
         if command in LIGHTNING_COMMANDS:
-            run_lightning(None if from_command_line else argv)
+            if _prior_file_given(argv):
+                if command != "test":
+                    raise ZSGuideError(f"{command} applies to checkpoints written by 'python -m zsguide fit'; a prior "
+                                       f"file's network is checked with 'python -m zsguide test --ckpt_path PRIOR'")
+                from .prior.check import run_prior_test
+
+                run_prior_test(argv[1:])
+            else:
+                run_lightning(None if from_command_line else argv)
         elif command == "prior":
             from .prior.command import run_prior
 

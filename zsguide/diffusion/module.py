@@ -18,7 +18,6 @@ MSE per pixel in [0, 1] units of the EMA network against the analytic denoiser, 
 from __future__ import annotations
 
 import copy
-import json
 import math
 from pathlib import Path
 
@@ -26,11 +25,11 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Subset
-from torchmetrics import MeanMetric
 
 from ..errors import ZSGuideError
 from ..seeding import randn_per_image, rand_per_image
 from ..surrogate import GaussianSurrogate, SpectrumAccumulator
+from .denoise_check import DenoiseCheck
 from .denoisers import AnalyticDenoiser, EpsNetworkDenoiser
 from .sampling import ddim_sample
 from .schedule import VPSchedule
@@ -39,7 +38,7 @@ from .unet import UNet
 FORMAT_VERSION = 1
 
 
-class ScoreModule(L.LightningModule):
+class ScoreModule(DenoiseCheck, L.LightningModule):
     """Score network + EMA + Gaussian surrogate, trained and checked by ``python -m zsguide fit`` / ``test``.
 
     Args:
@@ -212,52 +211,3 @@ class ScoreModule(L.LightningModule):
         warm = max(1, self.hparams.warmup_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    # ------------------------------------------------------------------ denoise check (test)
-    def on_test_start(self) -> None:
-        self.surrogate.require_fitted()
-        self.check_mse = torch.nn.ModuleDict({
-            f"{kind}_{i}": MeanMetric().to(self.device)
-            for i in range(len(self.hparams.check_sigmas)) for kind in ("network", "gaussian")
-        })
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        x0 = 2 * batch["image"] - 1
-        idx = batch["index"]
-        net, gauss = self.network_denoiser(), self.analytic_denoiser()
-        for i, sigma in enumerate(self.hparams.check_sigmas):
-            t = self.schedule.nearest_timestep(sigma)
-            abar = float(self.alphas_cumprod[t])
-            eps = randn_per_image(x0.shape[1:], self.hparams.check_seed, idx, f"check/{sigma}", device=self.device)
-            x_t = abar**0.5 * x0 + (1 - abar) ** 0.5 * eps
-            for kind, den in (("network", net), ("gaussian", gauss)):
-                err = ((den.x0(x_t, t) - x0) / 2).float().pow(2).mean(dim=(1, 2, 3))  # [0, 1] pixel units
-                self.check_mse[f"{kind}_{i}"].update(err)
-
-    def on_test_epoch_end(self) -> None:
-        rows = []
-        for i, sigma in enumerate(self.hparams.check_sigmas):
-            t = self.schedule.nearest_timestep(sigma)
-            row = {
-                "sigma": sigma,
-                "timestep": t,
-                "sigma_at_timestep": float(self.schedule.sigmas[t]),
-                "mse_network": float(self.check_mse[f"network_{i}"].compute()),
-                "mse_gaussian": float(self.check_mse[f"gaussian_{i}"].compute()),
-            }
-            rows.append(row)
-            self.log(f"test/mse_network_sigma{sigma}", row["mse_network"])
-            self.log(f"test/mse_gaussian_sigma{sigma}", row["mse_gaussian"])
-        log_dir = self.trainer.log_dir  # a collective (broadcast) under DDP: every rank must ask
-        if self.trainer.is_global_zero:
-            lines = [f"denoise check on held-out test images (MSE per pixel, [0, 1] units)",
-                     f"{'sigma':>6} {'t':>4} {'mse_network':>12} {'mse_gaussian':>13} {'ratio':>6}"]
-            for r in rows:
-                lines.append(f"{r['sigma']:>6} {r['timestep']:>4} {r['mse_network']:>12.3e} "
-                             f"{r['mse_gaussian']:>13.3e} {r['mse_network'] / r['mse_gaussian']:>6.3f}")
-            print("\n".join(lines))
-            if log_dir:
-                path = Path(log_dir) / "denoise_check.json"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(rows, indent=2))
-                print(f"wrote {path}")

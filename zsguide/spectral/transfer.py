@@ -32,7 +32,7 @@ import torch
 from ..samplers.bands import radial_bands
 from ..samplers.base import ParamSchedule
 from ..samplers.diffpir import DiffPIR
-from .problem import BlockProblem, embed, pad
+from .problem import BlockProblem, block_sum, embed, pad
 
 METHODS = ("ddrm", "ddnm", "pigdm", "dps", "diffpir", "oracle")
 
@@ -167,9 +167,14 @@ def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None):
         H = p.H()
         HC = mm(H, C)
         R = torch.eye(m, dtype=p.dtype) - mm(HC, B)  # residual = R eta - H C w
-        mean_part = (mm(mm(R, p.y_cov()), R.mH).diagonal(dim1=-2, dim2=-1).real.sum() if y_coords is None
-                     else (R @ y_coords[..., None].to(p.dtype)).abs().square().sum())
-        r2 = (mean_part + mm(mm(HC, V), HC.mH).diagonal(dim1=-2, dim2=-1).real.sum()) * p.norm_scale
+        if y_coords is None:
+            mean_part = block_sum(mm(mm(R, p.y_cov()), R.mH).diagonal(dim1=-2, dim2=-1).real.sum(-1), p.weight)
+        elif p.weight is None:
+            mean_part = (R @ y_coords[..., None].to(p.dtype)).abs().square().sum()
+        else:
+            raise ValueError("a grouped problem (weighted blocks) has no per-measurement coordinates")
+        r2 = (mean_part + block_sum(mm(mm(HC, V), HC.mH).diagonal(dim1=-2, dim2=-1).real.sum(-1), p.weight)) \
+            * p.norm_scale
         gain = zeta / sqrt_pos(r2)
         G = HC.mH  # (H C)^H = C^H H^H: the vector-Jacobian product of the residual
         A, _, E = _ddim(C, _zero_b(p), 0.0, p, a_t, a_prev, eta)
