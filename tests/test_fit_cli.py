@@ -52,7 +52,7 @@ def test_checkpoint_round_trip_and_surrogate(fitted, tmp_path):
     # save and load again: identical denoiser outputs
     x, t = torch.randn(2, 3, 16, 16), torch.tensor([10, 500])
     before = module.network_denoiser()(x, t)
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     ckpt["state_dict"] = module.state_dict()
     torch.save(ckpt, tmp_path / "again.ckpt")
     again, _ = load_score_module(tmp_path / "again.ckpt")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from .errors import ZSGuideError
 
@@ -60,7 +61,7 @@ def _prior_file_given(argv: list[str]) -> bool:
     """Whether ``--ckpt_path`` names a prior file. The file is read safely here (``weights_only``), so a crafted
     checkpoint is refused with one line before Lightning opens it."""
     path = _option(argv, "--ckpt_path")
-    if path is None:
+    if path is None or not Path(path).is_file():  # Lightning's own "last", "best", URLs: left to Lightning
         return False
     from .checkpoint import read_checkpoint
     from .prior.file import is_prior

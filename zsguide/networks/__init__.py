@@ -68,12 +68,13 @@ def load_network(arch: str, path: str | Path, adm_overrides: dict | None = None,
             raise ZSGuideError(f"--adm.* options apply to --arch adm only (got {', '.join(sorted(overrides))})")
         from .diffusers_folder import folder_files, load_diffusers
 
-        eps, config, schedule = load_diffusers(path)
+        files = folder_files(path)
+        eps, config, schedule = load_diffusers(files)
         size = config.get("sample_size")
         size = size[0] if isinstance(size, (list, tuple)) else size
         desc = {"arch": "diffusers", "preset": None, "config": config, "channels": eps.channels,
                 "image_size": int(size) if size else None, "divisor": 2 ** (len(config["block_out_channels"]) - 1),
-                "weights_at": "raw", "files": _file_hashes(folder_files(path))}
+                "weights_at": "raw", "files": _file_hashes(files)}
     else:
         unknown = sorted(set(overrides) - set(ADMConfig.field_names()))
         if unknown:
@@ -112,9 +113,7 @@ def network_from_description(desc: dict, prior_path: str | Path) -> nn.Module:
     if desc["arch"] == "diffusers":
         from .diffusers_folder import load_diffusers
 
-        root = Path(desc["files"]["config"]["path"]).parent
-        root = root.parent if root.name == "unet" else root
-        eps, _, _ = load_diffusers(root)
+        eps, _, _ = load_diffusers({k: rec["path"] for k, rec in desc["files"].items()})  # the files hashed
     else:
         from .adm_files import load_adm
 

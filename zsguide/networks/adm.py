@@ -278,6 +278,14 @@ class ADMUNet(nn.Module):
         self.config = config
         mults = config.channel_multipliers()
         rates = config.attention_rates()
+        widths = sorted({int(m * config.num_channels) for m in mults})
+        if any(w % 32 for w in widths):
+            raise ZSGuideError(f"adm: every level's width must be a multiple of 32 (GroupNorm's 32 groups); "
+                               f"num_channels {config.num_channels} x channel_mult gives {widths}")
+        for heads in {config.num_heads, config.num_heads_upsample}:
+            if config.num_head_channels == -1 and heads > 0 and any(w % heads for w in widths):
+                raise ZSGuideError(f"adm: {heads} attention heads do not divide the widths {widths} "
+                                   f"(num_heads / num_heads_upsample)")
         mc, dropout, ssn, ckpt = config.num_channels, config.dropout, config.use_scale_shift_norm, config.use_checkpoint
         heads_up = config.num_heads if config.num_heads_upsample == -1 else config.num_heads_upsample
         emb_dim = 4 * mc

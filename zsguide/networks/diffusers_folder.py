@@ -26,6 +26,12 @@ from ..errors import ZSGuideError
 from .strict import load_strictly, read_tensor_file
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+# Schedulers whose config describes a discrete VP (DDPM) training schedule by its betas; VE ones (ScoreSdeVe,
+# KarrasVe) and anything else are refused.
+VP_SCHEDULERS = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "DDPMParallelScheduler", "DDIMParallelScheduler",
+                 "DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler", "DEISMultistepScheduler",
+                 "UniPCMultistepScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
+                 "HeunDiscreteScheduler", "LMSDiscreteScheduler")
 SCHEDULE_KINDS = {"linear": "linear", "squaredcos_cap_v2": "cosine"}
 ALPHAS_RTOL = 1e-5
 
@@ -70,6 +76,10 @@ def read_json(path: Path) -> dict:
 def schedule_from_scheduler(config: dict, path: Path) -> VPSchedule:
     """The :class:`VPSchedule` a diffusers scheduler config describes, checked against diffusers' own numbers."""
     where = f"scheduler {str(path)!r}"
+    name = config.get("_class_name")
+    if name not in VP_SCHEDULERS:
+        raise ZSGuideError(f"{where} is a {name}; zsguide needs a discrete VP (DDPM-type) scheduler "
+                           f"({', '.join(VP_SCHEDULERS[:3])}, ...)")
     prediction = config.get("prediction_type", "epsilon")
     if prediction != "epsilon":
         raise ZSGuideError(f"{where} has prediction_type {prediction!r}; zsguide needs an eps-prediction model")
@@ -107,9 +117,10 @@ class DiffusersEps(nn.Module):
         return self.unet(x, t.reshape(-1).expand(x.shape[0])).sample[:, : self.channels]
 
 
-def load_diffusers(root: str | Path) -> tuple[DiffusersEps, dict, VPSchedule]:
-    """The network of a diffusers folder (eval mode), its ``config.json`` and its checked VP schedule."""
-    files = folder_files(root)
+def load_diffusers(files: dict[str, Path]) -> tuple[DiffusersEps, dict, VPSchedule]:
+    """The network of a diffusers folder's files (:func:`folder_files`, or the paths a prior file recorded; eval
+    mode), its ``config.json`` and its checked VP schedule."""
+    files = {k: Path(v) for k, v in files.items()}
     config = read_json(files["config"])
     schedule = schedule_from_scheduler(read_json(files["scheduler"]), files["scheduler"])
     name = config.get("_class_name", "UNet2DModel")
@@ -118,6 +129,9 @@ def load_diffusers(root: str | Path) -> tuple[DiffusersEps, dict, VPSchedule]:
     if config.get("class_embed_type") or config.get("num_class_embeds"):
         raise ZSGuideError(f"{str(files['config'])!r} is class-conditional; zsguide's samplers need an unconditional "
                            f"network")
+    if config.get("time_embedding_type", "positional") != "positional":
+        raise ZSGuideError(f"{str(files['config'])!r} has time_embedding_type {config['time_embedding_type']!r} (a "
+                           f"continuous-time score model); zsguide needs a DDPM eps network with integer t")
     diffusers = _import_diffusers()
     try:
         unet = diffusers.UNet2DModel.from_config(config)

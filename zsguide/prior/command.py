@@ -35,16 +35,48 @@ class SurrogateFit(L.LightningModule):
         self.result: tuple[torch.Tensor, torch.Tensor] | None = None
         self.count = 0
 
+        self.failure: str | None = None
+
     def predict_step(self, batch: dict, batch_idx: int) -> None:
-        self.acc.update(2 * batch["image"] - 1)
+        if batch["image"].numel():
+            self.acc.update(2 * batch["image"] - 1)
 
     def on_predict_epoch_end(self) -> None:
-        packed = self.acc.state()
+        """All-reduce the sums and a failure count (so every rank reaches the collective, and every rank learns
+        that one of them failed to read an image)."""
+        packed = torch.cat([self.acc.state(), torch.tensor([float(self.failure is not None)], dtype=torch.float64)])
         if self.trainer.world_size > 1:
             packed = self.trainer.strategy.reduce(packed.to(self.device), reduce_op="sum").cpu()
-        self.acc.load_state(packed)
+        if self.failure is not None:
+            raise ZSGuideError(self.failure)
+        if packed[-1] > 0:
+            raise ZSGuideError("an image could not be read on another device (its error is printed above)")
+        self.acc.load_state(packed[:-1])
         self.count = int(packed[0])
         self.result = self.acc.finish(self.floor)
+
+
+class _SafeImages(torch.utils.data.Dataset):
+    """The split's images; an image that fails to decode becomes a recorded failure and a skipped item, so the
+    rank still reaches the all-reduce instead of leaving the others waiting in it."""
+
+    def __init__(self, images, fit: SurrogateFit) -> None:
+        self.images, self.fit = images, fit
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        try:
+            return self.images[index]
+        except ZSGuideError as exc:
+            self.fit.failure = self.fit.failure or str(exc)
+            return None
+
+
+def _collate(items: list):
+    items = [it for it in items if it is not None]
+    return torch.utils.data.default_collate(items) if items else {"image": torch.zeros(0)}
 
 
 def _schedule(cfg) -> VPSchedule | None:
@@ -63,6 +95,17 @@ def run_prior(argv: list[str]) -> None:
     output = Path(cfg.output)
     if output.exists() and output.is_dir():
         raise ZSGuideError(f"--output {str(output)!r} is a directory; give the prior file's path")
+    try:  # a path that cannot be written fails now, not after the images are streamed
+        output.parent.mkdir(parents=True, exist_ok=True)
+        probe = output.parent / f".{output.name}.probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ZSGuideError(f"--output {str(output)!r} cannot be written: {exc.strerror or exc}") from None
+    strategy = str(cfg.trainer.strategy)
+    if any(word in strategy for word in ("spawn", "fork", "notebook")):
+        raise ZSGuideError(f"--trainer.strategy {strategy!r}: the surrogate fit runs with 'ddp' (or 'auto'); "
+                           f"spawned processes cannot return the fitted sums")
     if cfg.batch_size < 1:
         raise ZSGuideError(f"--batch_size must be >= 1, got {cfg.batch_size}")
     if not cfg.spectrum_floor > 0:
@@ -98,9 +141,12 @@ def run_prior(argv: list[str]) -> None:
                             enable_progress_bar=False, default_root_dir=str(output.parent))
     except Exception as exc:  # noqa: BLE001 - Lightning's misconfiguration errors
         raise ZSGuideError(f"invalid --trainer options: {str(exc).splitlines()[0]}") from None
+    if trainer.world_size > len(images):
+        raise ZSGuideError(f"{trainer.world_size} devices for {len(images)} images: every device needs at least "
+                           f"one image (use fewer --trainer.devices)")
     fit = SurrogateFit(dm.image_shape, float(cfg.spectrum_floor))
-    loader = torch.utils.data.DataLoader(images, batch_size=int(cfg.batch_size), shuffle=False,
-                                         num_workers=int(data.get("num_workers") or 0))
+    loader = torch.utils.data.DataLoader(_SafeImages(images, fit), batch_size=int(cfg.batch_size), shuffle=False,
+                                         num_workers=0, collate_fn=_collate)
     trainer.predict(fit, dataloaders=loader, return_predictions=False)
     if not trainer.is_global_zero:
         return

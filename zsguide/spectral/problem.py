@@ -151,21 +151,25 @@ class BlockProblem:
     def num_blocks(self) -> int:
         return self.Sigma[..., 0, 0].numel()
 
-    def grouped(self, rel_step: float = 0.05, s_step: float = 0.01) -> "BlockProblem":
+    def grouped(self, rel_step: float = 0.1, s_rel_step: float = 0.1) -> "BlockProblem":
         """The 1 x 1-block problem with blocks of nearly equal ``(lambda, s)`` merged: one weighted block per cell of
-        width ``rel_step`` in ``log lambda`` and ``s_step`` in ``s`` (truncated and kept singular values apart),
+        relative width ``rel_step`` in ``lambda`` and ``s_rel_step`` in the kept ``s`` (log-spaced: the samplers'
+        ``1 / s`` terms vary as much across small singular values as across large ones); truncated singular values
+        (zero for the samplers, only in the true ``H``) in steps of ``s_rel_step / 100`` of the largest,
         holding the cell's mean ``lambda`` and ``s``. Every criterion is a weighted sum of smooth per-block terms,
         so the grouped problem's criteria differ from the exact ones by second order in the cell widths
         (``tests/test_spectral_design.py`` bounds it); it serves the designer, whose L-BFGS evaluates the closed
-        form a hundred times or more (256 x 256 x 3 Gaussian blur: 196608 blocks become about 9000, the criteria
-        move by less than 1e-3 relative, an evaluation takes 0.05-0.13 s instead of 0.8-1.1 s; docs/benchmarks.md).
+        form a hundred times or more (256 x 256 x 3 Gaussian blur: 196608 blocks become about 5700, the criteria
+        move by less than 1e-3 relative, an evaluation at 100 steps takes about a tenth of the exact one; docs/benchmarks.md).
         Only marginal criteria (over y) are defined on it."""
         if self.structure != "fourier_diagonal":
             raise ValueError("only blur (1 x 1 blocks) problems can be grouped")
         lam = self.Sigma[..., 0, 0].real.flatten()
         s, kept = self.s[..., 0].flatten().to(torch.float64), (self.s_eff[..., 0] > 0).flatten()
+        s_bin = torch.where(kept, torch.round(s.clamp(min=1e-300).log() / math.log1p(s_rel_step)),
+                            torch.round(s / (s_rel_step * float(s.max()) * 1e-2)))  # truncated: s only enters H
         key = torch.stack([torch.round(lam.clamp(min=1e-300).log() / math.log1p(rel_step)).long(),
-                           torch.round(s / s_step).long(), kept.long()], dim=1)
+                           s_bin.long(), kept.long()], dim=1)
         cells, inverse = torch.unique(key, dim=0, return_inverse=True)
         count = torch.zeros(len(cells), dtype=torch.float64).index_add_(0, inverse, torch.ones_like(lam))
         mean_lam = torch.zeros_like(count).index_add_(0, inverse, lam) / count

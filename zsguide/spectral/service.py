@@ -26,7 +26,7 @@ import torch
 
 from ..errors import ZSGuideError
 from ..samplers.base import ParamSchedule
-from .design import DesignResult, design
+from .design import GUARD_TOLERANCE, GUARDED, DesignResult, design
 from .options import DEFAULT_TRUST_FACTOR
 from .problem import BlockProblem, problem_for
 
@@ -173,7 +173,8 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
         def objective(c: dict) -> float:
             return c["avg_w2"] + mse_weight * c["mse"]
 
-        if not objective(result.designed) < objective(result.heuristic):  # never worse, exactly: the heuristic
+        breach = guard and any(result.designed[k] > result.heuristic[k] * (1 + GUARD_TOLERANCE) for k in GUARDED)
+        if breach or not objective(result.designed) < objective(result.heuristic):  # never worse, exactly
             result.params.values = {k: list(v) for k, v in heuristic.values.items()}
             result.designed = dict(result.heuristic)
             result.theta = {k: [0.0] * len(v) for k, v in result.theta.items()}

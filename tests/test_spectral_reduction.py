@@ -1,0 +1,94 @@
+"""The spectral engine's reductions for large images: blur designed on grouped blocks (criteria within 1e-3 of the
+exact ones, predictions quoted exactly), super-resolution on a stratified block sample (an unbiased estimate)."""
+
+import pytest
+import torch
+
+from zsguide.data.gaussian import gaussian_field_spectrum
+from zsguide.diffusion.schedule import VPSchedule
+from zsguide.operators import make_operator
+from zsguide.samplers import get_sampler
+from zsguide.spectral.criteria import Criteria
+from zsguide.spectral.problem import problem_for, stratified_subgrid
+from zsguide.spectral.service import GROUP_ABOVE, designed_schedule
+from zsguide.spectral.transfer import transfer
+from zsguide.surrogate import GaussianSurrogate
+
+SCHED = VPSchedule()
+
+
+def rough_surrogate(size: int, channels: int = 3) -> GaussianSurrogate:
+    """A power law with periodogram-like scatter (log-normal, 0.5 in log), so blocks do not group trivially."""
+    g = torch.Generator().manual_seed(0)
+    lam = gaussian_field_spectrum(channels, size, 0.3, 2.0, 1 / 32)
+    lam = lam * torch.exp(0.5 * torch.randn(lam.shape, generator=g, dtype=torch.float64))
+    sur = GaussianSurrogate(channels, size, size)
+    sur.set(torch.zeros(channels, dtype=torch.float64), lam)
+    return sur
+
+
+@pytest.mark.parametrize("method", ["ddrm", "pigdm", "dps", "diffpir"])
+def test_grouped_blur_problem_has_the_exact_criteria_within_1e3(method):
+    sur = rough_surrogate(64)
+    op = make_operator("deblur_gaussian", sur.shape, 0, [0])
+    exact = problem_for(sur, op, 0.05)
+    grouped = exact.grouped()
+    assert grouped.num_blocks < exact.num_blocks / 2 and float(grouped.weight.sum()) == exact.num_blocks
+    params = get_sampler(method).heuristic("deblur_gaussian", 20, SCHED)
+    a = Criteria(exact)(transfer(method, exact, params, SCHED.alphas_cumprod))
+    b = Criteria(grouped)(transfer(method, grouped, params, SCHED.alphas_cumprod))
+    for k in a:
+        assert abs(float(b[k] / a[k]) - 1) < 1e-3, (k, float(a[k]), float(b[k]))
+    assert Criteria(grouped).references() == pytest.approx(Criteria(exact).references(), rel=1e-3)
+
+
+def test_large_blur_designs_on_the_grouped_problem_and_quotes_exact_predictions():
+    sur = rough_surrogate(64)  # 3 x 64 x 64 blocks > GROUP_ABOVE
+    op = make_operator("deblur_gaussian", sur.shape, 0, [0])
+    problem = problem_for(sur, op, 0.05)
+    assert problem.num_blocks > GROUP_ABOVE and problem.note == ""  # blur stays exact
+    heur = get_sampler("diffpir").heuristic("deblur_gaussian", 10, SCHED)
+    r = designed_schedule(sur, op, 0.05, SCHED, heur, "deblur_gaussian", use_cache=False, trust=2.0)
+    assert "grouped problem" in r.params.provenance["designed_on"]
+    crit = Criteria(problem)
+    for label, params in (("heuristic", heur), ("designed", r.params)):
+        exact = crit(transfer("diffpir", problem, params, SCHED.alphas_cumprod))
+        assert getattr(r, label)["avg_w2"] == pytest.approx(float(exact["avg_w2"]), rel=1e-12)
+    assert r.designed["avg_w2"] < 0.95 * r.heuristic["avg_w2"]
+
+
+def test_stratified_block_sample_is_unbiased():
+    """Over many seeds, k^2 times the sum of a per-block quantity over the sample averages to its sum over the grid
+    (within 4 standard errors); every block is drawn once per cell."""
+    h = w = 32
+    k = 4
+    g = torch.Generator().manual_seed(1)
+    field = torch.exp(2 * torch.randn(h, w, generator=g, dtype=torch.float64))  # heavy-tailed values
+    field[0, :] *= 20  # a strong zero-frequency row, as natural images have
+    estimates = []
+    for seed in range(400):
+        rows, cols = stratified_subgrid(h, w, k, seed)
+        assert rows.shape == (h // k, w // k)
+        assert bool(((rows // k) == torch.arange(h // k)[:, None]).all() and ((cols // k) == torch.arange(w // k)).all())
+        estimates.append(float(field[rows, cols].sum()) * k * k)
+    est = torch.tensor(estimates, dtype=torch.float64)
+    se = float(est.std() / len(est) ** 0.5)
+    assert abs(float(est.mean()) - float(field.sum())) < 4 * se
+
+
+def test_large_super_resolution_is_a_stated_sample_of_exact_blocks():
+    sur = rough_surrogate(64)
+    op = make_operator("sr4", sur.shape, 0, [0])
+    reduced = problem_for(sur, op, 0.05)  # 16 x 16 alias blocks per channel > 1024 / 16
+    exact = problem_for(sur, op, 0.05, max_fourier=10**9)
+    assert exact.Sigma.shape == (3, 16, 16, 16, 16) and reduced.Sigma.shape == (3, 8, 8, 16, 16)
+    assert "dimension reduction" in reduced.note and "stratified" not in exact.note and exact.note == ""
+    assert reduced.norm_scale == 4.0 and reduced.dims == exact.dims // 4
+    # every sampled block is one of the exact problem's blocks, unchanged
+    rows, cols = stratified_subgrid(16, 16, 2)
+    torch.testing.assert_close(reduced.Sigma, exact.Sigma[:, rows, cols])
+    params = get_sampler("ddrm").heuristic("sr4", 10, SCHED)
+    a = Criteria(exact)(transfer("ddrm", exact, params, SCHED.alphas_cumprod))
+    b = Criteria(reduced)(transfer("ddrm", reduced, params, SCHED.alphas_cumprod))
+    for key in a:  # a sample of a quarter of the blocks: an estimate, here within 15%
+        assert abs(float(b[key] / a[key]) - 1) < 0.15, (key, float(a[key]), float(b[key]))
