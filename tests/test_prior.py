@@ -8,6 +8,7 @@ written by ``save_pretrained``), and our ADM implementation is cross-checked aga
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -171,6 +172,7 @@ def test_diffusers_folder_gives_the_modules_eps(diffusers_folder):
     ({"beta_schedule": "scaled_linear"}, "beta_schedule 'scaled_linear'"),
     ({"rescale_betas_zero_snr": True}, "alphas_cumprod differ from the linear VP schedule"),
     ({"trained_betas": [0.1] * 1000}, "trained_betas"),
+    ({"_class_name": "ScoreSdeVeScheduler"}, "is a ScoreSdeVeScheduler"),
 ])
 def test_diffusers_schedules_that_are_not_ours_are_refused(diffusers_folder, tmp_path, change, expected):
     folder, _ = diffusers_folder
@@ -223,7 +225,9 @@ def test_a_crafted_checkpoint_cannot_run_code(tmp_path, tiny_adm, capsys):
 
 def test_the_package_never_unpickles_code():
     root = Path(__file__).resolve().parents[1] / "zsguide"
-    offenders = [str(p) for p in root.rglob("*.py") if "weights_only=False" in p.read_text()]
+    unsafe = re.compile(r"weights_only\s*=\s*False|pickle\.loads?\(|torch\.load\((?![^)]*weights_only\s*=\s*True)")
+    offenders = [f"{p}:{i}" for p in root.rglob("*.py") for i, line in enumerate(p.read_text().splitlines(), 1)
+                 if unsafe.search(line)]
     assert offenders == []
 
 
@@ -283,6 +287,8 @@ def error_lines_of(stderr: str) -> list[str]:
     (["--arch", "adm", *TINY_ARGS, "--data.image_size", "31"], "not a multiple of 2"),
     (["--arch", "adm", *TINY_ARGS, "--data.channels", "1"], "does not match the network's 3 input channels"),
     (["--arch", "adm", *TINY_ARGS, "--data.root", "nowhere"], "'nowhere' does not exist"),
+    (["--arch", "adm", *TINY_ARGS, "--trainer.strategy", "ddp_spawn"], "spawned processes cannot return"),
+    (["--arch", "adm", *TINY_ARGS, "--adm.num_channels", "48"], "multiple of 32"),
 ])
 def test_prior_bad_input_is_one_line_and_no_file(tiny_prior, tmp_path, capsys, extra, expected):
     work, _ = tiny_prior

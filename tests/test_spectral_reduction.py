@@ -28,18 +28,27 @@ def rough_surrogate(size: int, channels: int = 3) -> GaussianSurrogate:
 
 
 @pytest.mark.parametrize("method", ["ddrm", "pigdm", "dps", "diffpir"])
-def test_grouped_blur_problem_has_the_exact_criteria_within_1e3(method):
+def test_grouped_blur_problem_converges_to_the_exact_criteria(method):
+    """At the default cells (10% in lambda and s) every criterion is within 2e-3 of the exact one on a rough
+    spectrum (5e-4 on the 256 x 256 photograph prior, docs/benchmarks.md), and the error falls at least fourfold
+    when the cells are four times narrower: the grouping is a consistent approximation, not a fixed bias."""
     sur = rough_surrogate(64)
     op = make_operator("deblur_gaussian", sur.shape, 0, [0])
     exact = problem_for(sur, op, 0.05)
-    grouped = exact.grouped()
-    assert grouped.num_blocks < exact.num_blocks / 2 and float(grouped.weight.sum()) == exact.num_blocks
     params = get_sampler(method).heuristic("deblur_gaussian", 20, SCHED)
     a = Criteria(exact)(transfer(method, exact, params, SCHED.alphas_cumprod))
-    b = Criteria(grouped)(transfer(method, grouped, params, SCHED.alphas_cumprod))
-    for k in a:
-        assert abs(float(b[k] / a[k]) - 1) < 1e-3, (k, float(a[k]), float(b[k]))
-    assert Criteria(grouped).references() == pytest.approx(Criteria(exact).references(), rel=1e-3)
+
+    def error(cell: float) -> float:
+        grouped = exact.grouped(cell, cell)
+        assert float(grouped.weight.sum()) == exact.num_blocks
+        b = Criteria(grouped)(transfer(method, grouped, params, SCHED.alphas_cumprod))
+        return max(abs(float(b[k] / a[k]) - 1) for k in a)
+
+    coarse = exact.grouped()
+    assert coarse.num_blocks < exact.num_blocks / 5
+    assert error(0.1) < 2e-3
+    assert error(0.025) < error(0.1) / 4
+    assert Criteria(coarse).references() == pytest.approx(Criteria(exact).references(), rel=2e-3)
 
 
 def test_large_blur_designs_on_the_grouped_problem_and_quotes_exact_predictions():
@@ -82,11 +91,12 @@ def test_large_super_resolution_is_a_stated_sample_of_exact_blocks():
     reduced = problem_for(sur, op, 0.05)  # 16 x 16 alias blocks per channel > 1024 / 16
     exact = problem_for(sur, op, 0.05, max_fourier=10**9)
     assert exact.Sigma.shape == (3, 16, 16, 16, 16) and reduced.Sigma.shape == (3, 8, 8, 16, 16)
-    assert "dimension reduction" in reduced.note and "stratified" not in exact.note and exact.note == ""
+    assert "dimension reduction" in reduced.note and exact.note == ""
     assert reduced.norm_scale == 4.0 and reduced.dims == exact.dims // 4
     # every sampled block is one of the exact problem's blocks, unchanged
     rows, cols = stratified_subgrid(16, 16, 2)
-    torch.testing.assert_close(reduced.Sigma, exact.Sigma[:, rows, cols])
+    for name in ("Sigma", "s", "s_eff", "U", "Vh"):
+        torch.testing.assert_close(getattr(reduced, name), getattr(exact, name)[:, rows, cols])
     params = get_sampler("ddrm").heuristic("sr4", 10, SCHED)
     a = Criteria(exact)(transfer("ddrm", exact, params, SCHED.alphas_cumprod))
     b = Criteria(reduced)(transfer("ddrm", reduced, params, SCHED.alphas_cumprod))

@@ -16,28 +16,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ..diffusion.schedule import VPSchedule
 from ..errors import ZSGuideError
 from .adm import ADMConfig, PRESETS, preset_config
+from .eps import EpsOutput
 from .strict import file_sha256
 
 FAMILIES = ("adm", "diffusers")
 ARCH_CHOICES = tuple(f"adm:{p}" for p in PRESETS) + ("adm", "diffusers")
-
-
-class ADMEps(nn.Module):
-    """``eps = ADMUNet(x_t, t)[:, :C]``: the eps half of a learned-sigma network's 2C outputs."""
-
-    def __init__(self, net: nn.Module, channels: int) -> None:
-        super().__init__()
-        self.net = net
-        self.channels = channels
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.net(x, t)[:, : self.channels]
 
 
 def parse_arch(arch: str) -> tuple[str, str | None]:
@@ -85,7 +73,7 @@ def load_network(arch: str, path: str | Path, adm_overrides: dict | None = None,
 
         path = Path(path)
         net, where = load_adm(path, config, f"--arch {arch}")
-        eps = ADMEps(net, config.in_channels)
+        eps = EpsOutput(net, config.in_channels)
         schedule = adm_schedule or VPSchedule()
         desc = {"arch": "adm", "preset": preset, "config": config.to_dict(), "channels": config.in_channels,
                 "image_size": config.image_size, "divisor": net.divisor, "weights_at": where,
@@ -118,5 +106,5 @@ def network_from_description(desc: dict, prior_path: str | Path) -> nn.Module:
         from .adm_files import load_adm
 
         net, _ = load_adm(desc["files"]["weights"]["path"], ADMConfig(**desc["config"]), "adm (as recorded)")
-        eps = ADMEps(net, desc["channels"])
+        eps = EpsOutput(net, desc["channels"])
     return eps.requires_grad_(False)

@@ -19,10 +19,9 @@ import os
 from pathlib import Path
 
 import torch
-from torch import nn
-
 from ..diffusion.schedule import VPSchedule
 from ..errors import ZSGuideError
+from .eps import EpsOutput
 from .strict import load_strictly, read_tensor_file
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
@@ -105,19 +104,7 @@ def schedule_from_scheduler(config: dict, path: Path) -> VPSchedule:
     return ours
 
 
-class DiffusersEps(nn.Module):
-    """``eps = UNet2DModel(x_t, t).sample[:, :C]`` (the first C channels when the model also predicts a variance)."""
-
-    def __init__(self, unet: nn.Module, channels: int) -> None:
-        super().__init__()
-        self.unet = unet
-        self.channels = channels
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.unet(x, t.reshape(-1).expand(x.shape[0])).sample[:, : self.channels]
-
-
-def load_diffusers(files: dict[str, Path]) -> tuple[DiffusersEps, dict, VPSchedule]:
+def load_diffusers(files: dict[str, Path]) -> tuple[EpsOutput, dict, VPSchedule]:
     """The network of a diffusers folder's files (:func:`folder_files`, or the paths a prior file recorded; eval
     mode), its ``config.json`` and its checked VP schedule."""
     files = {k: Path(v) for k, v in files.items()}
@@ -154,4 +141,4 @@ def load_diffusers(files: dict[str, Path]) -> tuple[DiffusersEps, dict, VPSchedu
     if out not in (channels, 2 * channels):
         raise ZSGuideError(f"{str(files['config'])!r}: out_channels {out} is neither in_channels ({channels}, eps) "
                            f"nor twice it (eps and variance)")
-    return DiffusersEps(unet.eval(), channels), config, schedule
+    return EpsOutput(unet.eval(), channels, "sample"), config, schedule

@@ -153,6 +153,9 @@ def run_analyze(argv: list[str]) -> None:
             schedules[name][n] = (h, r.params)
             entry.setdefault("sweep", {})[str(n)] = {"heuristic": _pixel_units(r.heuristic),
                                                      "spectral": _pixel_units(r.designed)}
+    grouped = sorted({p.provenance["designed_on"] for _, p in (v[cfg.steps] for v in schedules.values())
+                      if "designed_on" in p.provenance})
+    result["design_reduction"] = grouped[0] if grouped else None
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     transfer_figure(problem, transfers, out / "transfer_functions.png")
