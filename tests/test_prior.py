@@ -320,6 +320,11 @@ def test_analyze_and_spectral_restore_on_a_prior(tiny_prior, tmp_path, capsys):
     assert rc == 0
     analysis = json.loads((tmp_path / "an" / "analysis.json").read_text())
     assert analysis["samplers"]["diffpir"]["spectral"]["avg_w2"] < analysis["samplers"]["diffpir"]["heuristic"]["avg_w2"]
+    # 64 x 64 x4: more alias blocks than the engine models whole, so a stated sample (figures included)
+    rc = main(["analyze", "--ckpt_path", str(prior), "--task", "sr4", "--steps", "4", "--samplers", "[ddrm, dps]",
+               "--output", str(tmp_path / "an_sr")])
+    assert rc == 0 and (tmp_path / "an_sr" / "transfer_functions.png").stat().st_size > 1000
+    assert "dimension reduction" in json.loads((tmp_path / "an_sr" / "analysis.json").read_text())["reduction"]
     rc = main(["restore", "--ckpt_path", str(prior), "--task", "deblur_gaussian", "--sampler", "diffpir", "--steps",
                "5", "--params", "spectral", "--num_images", "1", "--output", str(tmp_path / "r"),
                "--trainer.enable_progress_bar", "false"])

@@ -9,7 +9,7 @@ from zsguide.diffusion.schedule import VPSchedule
 from zsguide.operators import make_operator
 from zsguide.samplers import get_sampler
 from zsguide.spectral.criteria import Criteria
-from zsguide.spectral.problem import problem_for, stratified_subgrid
+from zsguide.spectral.problem import TAKE_ALL, problem_for, sample_blocks
 from zsguide.spectral.service import GROUP_ABOVE, designed_schedule
 from zsguide.spectral.transfer import transfer
 from zsguide.surrogate import GaussianSurrogate
@@ -66,23 +66,29 @@ def test_large_blur_designs_on_the_grouped_problem_and_quotes_exact_predictions(
     assert r.designed["avg_w2"] < 0.95 * r.heuristic["avg_w2"]
 
 
-def test_stratified_block_sample_is_unbiased():
-    """Over many seeds, k^2 times the sum of a per-block quantity over the sample averages to its sum over the grid
-    (within 4 standard errors); every block is drawn once per cell."""
-    h = w = 32
-    k = 4
+def test_block_sample_is_unbiased():
+    """Over many seeds, the weighted sum of a per-block quantity over the sample averages to its sum over the grid
+    (within 4 standard errors), for a quantity unrelated to the sampling energy too; the most powerful blocks are
+    always in, with weight 1, and every cell gives one draw."""
+    C, h, w, k, take = 2, 32, 32, 4, 8
     g = torch.Generator().manual_seed(1)
-    field = torch.exp(2 * torch.randn(h, w, generator=g, dtype=torch.float64))  # heavy-tailed values
-    field[0, :] *= 20  # a strong zero-frequency row, as natural images have
-    estimates = []
-    for seed in range(400):
-        rows, cols = stratified_subgrid(h, w, k, seed)
-        assert rows.shape == (h // k, w // k)
-        assert bool(((rows // k) == torch.arange(h // k)[:, None]).all() and ((cols // k) == torch.arange(w // k)).all())
-        estimates.append(float(field[rows, cols].sum()) * k * k)
-    est = torch.tensor(estimates, dtype=torch.float64)
-    se = float(est.std() / len(est) ** 0.5)
-    assert abs(float(est.mean()) - float(field.sum())) < 4 * se
+    energy = torch.exp(2 * torch.randn(C, h, w, generator=g, dtype=torch.float64))
+    energy[:, 0, :] *= 20  # a strong zero-frequency row, as natural images have
+    other = torch.exp(torch.randn(C, h, w, generator=g, dtype=torch.float64))  # not proportional to the energy
+    top = set(energy[0].flatten().topk(take).indices.tolist())
+    estimates = {"energy": [], "other": []}
+    for seed in range(300):
+        rows, cols, weight = sample_blocks(energy, k, take, seed)
+        assert rows.shape == cols.shape == weight.shape == (C, take + (h // k) * (w // k))
+        assert set((rows[0, :take] * w + cols[0, :take]).tolist()) == top and bool((weight[:, :take] == 1).all())
+        drawn = rows[:, take:] // k * (w // k) + cols[:, take:] // k  # the cell of every draw: each exactly once
+        assert bool((drawn.sort(dim=1).values == torch.arange((h // k) * (w // k))).all())
+        ch = torch.arange(C)[:, None]
+        for name, field in (("energy", energy), ("other", other)):
+            estimates[name].append(float((field[ch, rows, cols] * weight).sum()))
+    for name, field in (("energy", energy), ("other", other)):
+        est = torch.tensor(estimates[name], dtype=torch.float64)
+        assert abs(float(est.mean()) - float(field.sum())) < 4 * float(est.std() / len(est) ** 0.5), name
 
 
 def test_large_super_resolution_is_a_stated_sample_of_exact_blocks():
@@ -90,13 +96,22 @@ def test_large_super_resolution_is_a_stated_sample_of_exact_blocks():
     op = make_operator("sr4", sur.shape, 0, [0])
     reduced = problem_for(sur, op, 0.05)  # 16 x 16 alias blocks per channel > 1024 / 16
     exact = problem_for(sur, op, 0.05, max_fourier=10**9)
-    assert exact.Sigma.shape == (3, 16, 16, 16, 16) and reduced.Sigma.shape == (3, 8, 8, 16, 16)
+    assert exact.Sigma.shape == (3, 16, 16, 16, 16) and reduced.Sigma.shape == (3, TAKE_ALL + 64, 16, 16)
     assert "dimension reduction" in reduced.note and exact.note == ""
-    assert reduced.norm_scale == 4.0 and reduced.dims == exact.dims // 4
+    assert reduced.dims == exact.dims and reduced.weight.shape == (3, TAKE_ALL + 64)
     # every sampled block is one of the exact problem's blocks, unchanged
-    rows, cols = stratified_subgrid(16, 16, 2)
+    rows, cols = reduced.positions
+    ch = torch.arange(3)[:, None]
     for name in ("Sigma", "s", "s_eff", "U", "Vh"):
-        torch.testing.assert_close(getattr(reduced, name), getattr(exact, name)[:, rows, cols])
+        torch.testing.assert_close(getattr(reduced, name), getattr(exact, name)[ch, rows, cols])
+    # the per-frequency layout puts each sampled block's values at its own frequencies
+    full = exact.diagonal_map(exact.Sigma)
+    sampled = reduced.diagonal_map(reduced.Sigma)
+    known = ~torch.isnan(sampled)
+    for c in range(3):
+        distinct = len(set((rows[c] * 16 + cols[c]).tolist()))
+        assert int(known[c].sum()) == 16 * distinct  # n = 16 alias frequencies per block
+    torch.testing.assert_close(sampled[known], full[known])
     params = get_sampler("ddrm").heuristic("sr4", 10, SCHED)
     a = Criteria(exact)(transfer("ddrm", exact, params, SCHED.alphas_cumprod))
     b = Criteria(reduced)(transfer("ddrm", reduced, params, SCHED.alphas_cumprod))

@@ -72,9 +72,10 @@ def radial_average(spectrum: torch.Tensor, bins: int | None = None) -> tuple[tor
     edges = torch.linspace(0, float(f.max()) + 1e-12, bins + 1, dtype=torch.float64)
     idx = (torch.bucketize(f.flatten(), edges) - 1).clamp(0, bins - 1)
     flat = spectrum.reshape(*spectrum.shape[:-2], -1).to(torch.float64)
-    sums = torch.zeros(*flat.shape[:-1], bins, dtype=torch.float64).index_add_(-1, idx, flat)
-    counts = torch.zeros(bins, dtype=torch.float64).index_add_(0, idx, torch.ones_like(f.flatten()))
-    keep = counts > 0
+    known = ~torch.isnan(flat)  # NaN: a frequency not modelled (a sampled problem); left out of its ring
+    sums = torch.zeros(*flat.shape[:-1], bins, dtype=torch.float64).index_add_(-1, idx, torch.where(known, flat, 0.0))
+    counts = torch.zeros(*flat.shape[:-1], bins, dtype=torch.float64).index_add_(-1, idx, known.to(torch.float64))
+    keep = counts.reshape(-1, bins).amin(0) > 0
     centres = 0.5 * (edges[1:] + edges[:-1])
     return centres[keep], (sums / counts.clamp(min=1))[..., keep]
 

@@ -38,14 +38,16 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--schedule.num_timesteps", type=Optional[int], default=None, help="ADM only (default 1000)")
     p.add_argument("--schedule.beta_start", type=Optional[float], default=None, help="ADM only (default 1e-4)")
     p.add_argument("--schedule.beta_end", type=Optional[float], default=None, help="ADM only (default 0.02)")
-    add_data_options(p, "default: ImageDataModule's; image_size and channels default to the network's")
+    add_data_options(p, "default: ImageDataModule's; image_size and channels default to the network's; images are "
+                        "decoded in the main process (num_workers is not used)")
     p.add_argument("--split", type=str, default="train", help="the split the surrogate is fitted on (train, val, test)")
     p.add_argument("--spectrum_floor", type=float, default=1e-5, help="lower bound on the spectrum (as fit's)")
     p.add_argument("--batch_size", type=int, default=16, help="images per batch per device while streaming")
     p.add_argument("--output", "-o", type=Optional[str], default=None, help="the prior file to write (required)")
     p.add_argument("--trainer.accelerator", type=str, default="cpu", help="cpu, gpu, auto (the fit is FFTs)")
     p.add_argument("--trainer.devices", type=Union[int, str, list[int]], default=1, help="devices per node")
-    p.add_argument("--trainer.strategy", type=str, default="auto", help="auto, ddp, ddp_spawn, ...")
+    p.add_argument("--trainer.strategy", type=str, default="auto",
+                   help="auto or ddp (spawned strategies cannot hand the sums back and are refused)")
     p.add_argument("--trainer.num_nodes", type=int, default=1)
     return p
 

@@ -41,6 +41,7 @@ _ALIAS = "... (s1 p) (s2 q) -> ... p q (s1 s2)"
 _UNALIAS = "... p q (s1 s2) -> ... (s1 p) (s2 q)"
 MAX_DENSE = 256  # pixels per channel solved exactly for masks (16 x 16)
 CROP = 16  # the window used above that
+TAKE_ALL = 32  # the most powerful alias blocks per channel kept whole in a sampled super-resolution problem
 MAX_FOURIER_BLOCKS = 1024  # frequencies per channel modelled for blur and super-resolution (32 x 32); above: a subgrid
 
 
@@ -49,17 +50,39 @@ def block_sum(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
     return x.sum() if weight is None else (x * weight).sum()
 
 
-def stratified_subgrid(h: int, w: int, k: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row and column indices (each (h / k, w / k)) of one block drawn uniformly in every k x k cell of an h x w
-    grid (a fixed seed: the same sample every time). Every block is drawn with probability 1 / k^2, so a sum over
-    the sample times k^2 is an unbiased estimate of the sum over the grid; a regular subgrid is not (it always keeps
-    the zero-frequency row and column, where natural images' spectra are largest)."""
+def sample_blocks(energy: torch.Tensor, k: int, take: int, seed: int = 0,
+                  uniform_share: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A weighted sample of the blocks of an h x w grid, per channel: ``(rows, cols, weight)``, each (C, K) with
+    K = ``take`` + (h / k)(w / k), for ``energy`` (C, h, w) > 0 (the blocks' prior power).
+
+    The ``take`` most powerful blocks of each channel are kept with weight 1 (the few low-frequency blocks that
+    hold most of a natural image's power: 20 of 4096 hold half of it at 256 x 256 x4, so a sample that may miss or
+    overcount them is far off, DPS's residual norm most of all). From every k x k cell one more block is drawn among
+    the rest, with probability ``p_i = u / n + (1 - u) e_i / sum e`` (n blocks left in the cell, ``u`` =
+    ``uniform_share``: a defensive mixture of uniform and power-proportional draws) and weighted ``1 / p_i`` (0 for
+    a cell with nothing left). A weighted sum over the sample is then an unbiased estimate of the sum over the
+    grid, for any per-block quantity. A fixed seed: the same sample every time."""
+    C, h, w = energy.shape
+    e = energy.to(torch.float64)
+    taken = torch.zeros(C, h * w, dtype=torch.bool)
+    top = e.reshape(C, -1).topk(min(take, h * w), dim=-1).indices
+    taken.scatter_(1, top, True)
+    cells = rearrange(e, "c (a i) (b j) -> c a b (i j)", i=k, j=k)
+    free = ~rearrange(taken.reshape(C, h, w), "c (a i) (b j) -> c a b (i j)", i=k, j=k)
+    left = free.sum(-1, keepdim=True)
+    ce = torch.where(free, cells, torch.zeros_like(cells))
+    p = torch.where(free, uniform_share / left.clamp(min=1) + (1 - uniform_share) * ce / ce.sum(-1, keepdim=True)
+                    .clamp(min=1e-300), torch.zeros_like(cells))
+    p = torch.where(left > 0, p, torch.full_like(p, 1.0 / (k * k)))  # an empty cell: any block, weight 0
     g = torch.Generator().manual_seed(seed)
-    off_r = torch.randint(0, k, (h // k, w // k), generator=g)
-    off_c = torch.randint(0, k, (h // k, w // k), generator=g)
-    rows = torch.arange(0, h, k)[:, None] + off_r
-    cols = torch.arange(0, w, k)[None, :] + off_c
-    return rows, cols
+    pick = torch.multinomial(p.reshape(-1, k * k), 1, generator=g).reshape(C, h // k, w // k)
+    prob = p.gather(-1, pick[..., None])[..., 0]
+    w_draw = torch.where(left[..., 0] > 0, 1 / prob, torch.zeros_like(prob))
+    rows = (torch.arange(h // k)[:, None] * k + pick // k).reshape(C, -1)
+    cols = (torch.arange(w // k)[None, :] * k + pick % k).reshape(C, -1)
+    rows, cols = torch.cat([top // w, rows], dim=1), torch.cat([top % w, cols], dim=1)
+    weight = torch.cat([torch.ones(C, top.shape[1], dtype=torch.float64), w_draw.reshape(C, -1)], dim=1)
+    return rows, cols, weight
 
 
 def subgrid_stride(h: int, w: int, max_blocks: int) -> int:
@@ -71,10 +94,11 @@ def subgrid_stride(h: int, w: int, max_blocks: int) -> int:
 
 
 def _subgrid_note(h: int, w: int, k: int, f: int) -> str:
-    return (f"dimension reduction: {h // k}x{w // k} of the {h}x{w} alias blocks ({f * f}x{f * f}) per channel, one "
-            f"drawn at random in every {k}x{k} cell of low-resolution frequencies (fixed seed): criteria are "
-            f"unbiased estimates from that sample (each block exact), DPS's residual norm is scaled by {k * k}; "
-            f"per-frequency figures place each block at its cell")
+    return (f"dimension reduction: {h // k}x{w // k} + {TAKE_ALL} of the {h}x{w} alias blocks ({f * f}x{f * f}) per channel, one "
+            f"drawn in every {k}x{k} cell of low-resolution frequencies (half uniformly, half in proportion to the "
+            f"block's prior power; fixed seed) and weighted by its inverse probability, plus the {TAKE_ALL} most "
+            f"powerful blocks with weight 1: criteria and DPS's residual norm are unbiased estimates from that sample "
+            f"(each block exact); per-frequency figures average the sampled frequencies")
 
 
 def truncate(s: torch.Tensor, rcond: float) -> torch.Tensor:
@@ -125,6 +149,7 @@ class BlockProblem:
     origin: tuple[int, int] = (0, 0)  # top-left pixel of the modelled window (masks)
     note: str = ""
     weight: torch.Tensor | None = None  # (...): block b stands for weight[b] equal blocks (None: each counts once)
+    positions: tuple[torch.Tensor, torch.Tensor] | None = None  # sampled alias blocks: (rows, cols) on the low-res grid
     evals: torch.Tensor = field(init=False, repr=False)
     evecs: torch.Tensor = field(init=False, repr=False)
 
@@ -235,9 +260,19 @@ class BlockProblem:
         return (self.U.conj().mT @ y_hat[..., None])[..., 0]
 
     def _grid(self, v: torch.Tensor) -> torch.Tensor:
-        """Per-block vectors (..., n) in the original basis -> the image grid (..., C, H, W)."""
+        """Per-block vectors (..., n) in the original basis -> the image grid (..., C, H, W); a sampled problem's
+        blocks go to their frequencies, NaN elsewhere."""
         if self.structure == "fourier_diagonal":
             return v[..., 0]
+        if self.structure == "fourier_block" and self.positions is not None:
+            f, (H, W) = self.factor, self.grid
+            rows, cols = self.positions  # (C, K)
+            out = torch.full((*v.shape[:-2], H, W), float("nan"), dtype=v.dtype)
+            ch = torch.arange(rows.shape[0])[:, None]
+            for j in range(f * f):
+                s1, s2 = divmod(j, f)
+                out[..., ch, s1 * (H // f) + rows, s2 * (W // f) + cols] = v[..., j]
+            return out
         if self.structure == "fourier_block":
             return rearrange(v, _UNALIAS, s1=self.factor, s2=self.factor)
         return v.reshape(*v.shape[:-1], *self.grid)
@@ -300,8 +335,8 @@ def problem_for(surrogate, operator, sigma: float, *, max_dense: int = MAX_DENSE
 
     Super-resolution of large images (more than ``max_fourier / s^2`` alias blocks of s^2 x s^2 per channel, the
     count of a 32 x 32 image; at 256 x 256 x4, 4096 blocks of 16 x 16 whose exact closed form takes about 40 s per
-    evaluation here) is modelled on a stratified random sample of its blocks, one in every k x k cell
-    (:func:`stratified_subgrid`): each block is exact, the criteria are unbiased estimates, and ``note`` says so
+    evaluation here) is modelled on a weighted sample of its blocks, the most powerful ones and one in every k x k
+    cell (:func:`sample_blocks`): each block is exact, the criteria are unbiased estimates, and ``note`` says so
     (docs/benchmarks.md measures the difference at 256 x 256). Blur stays exact at every size (1 x 1 blocks: 0.5-1 s
     per evaluation at 256 x 256 x 3, 100 steps); the designer works on its :meth:`BlockProblem.grouped` form."""
     lam = surrogate.spectrum.detach().cpu().to(torch.float64)
@@ -322,16 +357,17 @@ def problem_for(surrogate, operator, sigma: float, *, max_dense: int = MAX_DENSE
         cut = truncate(S, rcond)
         k = subgrid_stride(Hh // f, Ww // f, max(1, max_fourier // (f * f)))  # as many blocks as a 32 x 32 image
         lam_al = rearrange(lam, _ALIAS, s1=f, s2=f).to(torch.complex128)  # (C, h, w, n)
+        U, S, Vh, cut = (v.expand(C, *v.shape) for v in (U, S, Vh, cut))
+        weight = positions = None
         if k > 1:
-            rows, cols = stratified_subgrid(Hh // f, Ww // f, k)
-            U, S, Vh, cut = (v[rows, cols] for v in (U, S, Vh, cut))
-            lam_al = lam_al[:, rows, cols]
+            rows, cols, weight = sample_blocks(lam_al.real.sum(-1), k, TAKE_ALL)
+            ch = torch.arange(C)[:, None]
+            U, S, Vh, cut, lam_al = (v[ch, rows, cols] for v in (U, S, Vh, cut, lam_al))
+            positions = (rows, cols)
         Sigma = Vh @ (lam_al[..., :, None] * Vh.mH)
         Sigma = 0.5 * (Sigma + Sigma.mH)
-        S, cut = S.expand(C, *S.shape), cut.expand(C, *cut.shape)
-        return BlockProblem(Sigma, S, cut, torch.ones_like(S), float(sigma), C * (Hh // k) * (Ww // k), structure,
-                            norm_scale=float(k * k), Vh=Vh.expand(C, *Vh.shape), U=U.expand(C, *U.shape), factor=f,
-                            grid=(Hh // k, Ww // k),
+        return BlockProblem(Sigma, S, cut, torch.ones_like(S), float(sigma), C * Hh * Ww, structure, Vh=Vh, U=U,
+                            factor=f, grid=(Hh, Ww), weight=weight, positions=positions,
                             note=_subgrid_note(Hh // f, Ww // f, k, f) if k > 1 else "")
     if structure == "pixel_mask":
         mask = operator.mask[0].detach().cpu().to(torch.float64)  # (1 or C, H, W)
