@@ -247,14 +247,17 @@ def test_prior_file_holds_the_surrogate_and_a_checked_pointer(tiny_prior, tiny_a
 
 
 def test_prior_on_two_devices_equals_one(tiny_prior, tmp_path):
-    work, prior = tiny_prior
-    proc = run_cli("prior", "--network", work / "tiny_adm.pt", "--arch", "adm", *TINY_ARGS, "--data.name",
-                   "folder", "--data.root", work / "photos", "--data.split_policy", "all", "--batch_size", "3",
-                   "--trainer.devices", "2", "--trainer.strategy", "ddp", "--output", tmp_path / "two.ckpt",
-                   cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    one, two = read_checkpoint(prior), read_checkpoint(tmp_path / "two.ckpt")
-    assert two["zsguide"]["surrogate_fit"]["devices"] == 2 and two["zsguide"]["surrogate_fit"]["images"] == 10
+    """11 images (an uneven split: 6 and 5) on 2 DDP processes give the surrogate of 1 process."""
+    work, _ = tiny_prior
+    photos = write_photos(tmp_path / "photos", 11, 64)
+    common = ["--network", work / "tiny_adm.pt", "--arch", "adm", *TINY_ARGS, "--data.name", "folder",
+              "--data.root", photos, "--data.split_policy", "all", "--batch_size", "4"]
+    for name, extra in (("one", []), ("two", ["--trainer.devices", "2", "--trainer.strategy", "ddp"])):
+        proc = run_cli("prior", *common, *extra, "--output", tmp_path / f"{name}.ckpt", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = read_checkpoint(tmp_path / "one.ckpt"), read_checkpoint(tmp_path / "two.ckpt")
+    assert two["zsguide"]["surrogate_fit"]["devices"] == 2 and two["zsguide"]["surrogate_fit"]["images"] == 11
+    assert one["zsguide"]["surrogate_fit"]["images"] == 11
     for key in ("surrogate.mean", "surrogate.spectrum"):
         torch.testing.assert_close(two["state_dict"][key], one["state_dict"][key], rtol=1e-12, atol=1e-15)
     assert two["zsguide"]["network"] == one["zsguide"]["network"]
@@ -329,3 +332,34 @@ def test_analyze_and_spectral_restore_on_a_prior(tiny_prior, tmp_path, capsys):
                "5", "--params", "spectral", "--num_images", "1", "--output", str(tmp_path / "r"),
                "--trainer.enable_progress_bar", "false"])
     assert rc == 0 and json.loads((tmp_path / "r" / "summary.json").read_text())["params_source"] == "spectral"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("sampler", ["ddrm", "dps"])
+def test_restore_through_a_prior_on_cuda_matches_the_cpu(tiny_prior, tmp_path, sampler):
+    """The ADM network of a prior file on the GPU: the same restorations as on the CPU (float64 both)."""
+    work, prior = tiny_prior
+    outs = {}
+    for device in ("cpu", "gpu"):
+        out = tmp_path / device
+        rc = main(["restore", "--ckpt_path", str(prior), "--task", "sr2", "--sampler", sampler, "--steps", "3",
+                   "--num_images", "2", "--trainer.accelerator", device, "--trainer.precision", "64-true",
+                   "--output", str(out), "--trainer.enable_progress_bar", "false"])
+        assert rc == 0
+        outs[device] = np.stack([np.load(out / "restored" / f"{i:05d}.npy") for i in range(2)])
+    np.testing.assert_allclose(outs["gpu"], outs["cpu"], atol=1e-4)  # GroupNorm32 computes in float32
+
+
+def test_restore_through_a_prior_in_float64_differs_from_float32_by_rounding_only(tiny_prior, tmp_path):
+    """``--trainer.precision 64-true`` converts the ADM network (its time embedding and GroupNorm follow the weights'
+    dtype): the same restoration as in float32 up to float32 rounding, amplified by three DPS steps."""
+    work, prior = tiny_prior
+    outs = {}
+    for precision in ("32-true", "64-true"):
+        out = tmp_path / precision
+        rc = main(["restore", "--ckpt_path", str(prior), "--task", "sr2", "--sampler", "dps", "--steps", "3",
+                   "--num_images", "1", "--trainer.precision", precision, "--output", str(out),
+                   "--trainer.enable_progress_bar", "false"])
+        assert rc == 0
+        outs[precision] = np.load(out / "restored" / "00000.npy")
+    assert 0 < np.abs(outs["64-true"] - outs["32-true"]).max() < 1e-3

@@ -125,13 +125,15 @@ def preset_config(name: str, **overrides) -> ADMConfig:
 
 # ---------------------------------------------------------------------------------------------------------- layers
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm with 32 groups computed in float32 (guided-diffusion's ``normalization``)."""
+    """GroupNorm with 32 groups, computed in at least float32 (guided-diffusion's ``normalization``: half-precision
+    activations are normalised in float32; float64 stays float64)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__(32, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).type(x.dtype)
+        wide = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        return super().forward(wide.to(self.weight.dtype)).type(x.dtype)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -338,7 +340,8 @@ class ADMUNet(nn.Module):
         return 2 ** (self.levels - 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        emb = self.time_embed(timestep_embedding(t.reshape(-1).expand(x.shape[0]), self.model_channels))
+        sinusoid = timestep_embedding(t.reshape(-1).expand(x.shape[0]), self.model_channels)
+        emb = self.time_embed(sinusoid.to(self.time_embed[0].weight.dtype))
         hs, h = [], x
         for module in self.input_blocks:
             h = module(h, emb)
