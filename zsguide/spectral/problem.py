@@ -251,6 +251,8 @@ class BlockProblem:
 
     def eta(self, y: torch.Tensor, surrogate) -> torch.Tensor:
         """Measurement coordinates ``eta = U^H y_block`` (B, ..., m) of a batch of measurements (network units)."""
+        if self.positions is not None or self.weight is not None:
+            raise ValueError("a sampled or grouped problem has no per-measurement coordinates")
         if self.structure == "pixel_mask":
             u = apply_colour(surrogate.Q.to(y), y.to(torch.float64))
             r0, c0 = self.origin
