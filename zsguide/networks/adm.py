@@ -13,7 +13,7 @@ Architecture (``UNetModel`` of guided-diffusion, 2-D only):
 ResBlock with ``use_scale_shift_norm`` (FiLM): ``h = GN(h) * (1 + scale) + shift`` from the time embedding. Attention
 heads: ``channels // num_head_channels`` when ``num_head_channels > 0``, else ``num_heads``; the "legacy" order splits
 heads before q, k, v (``use_new_attention_order=False``, what both public 256x256 checkpoints use). GroupNorm has 32
-groups and runs in float32 (guided-diffusion's ``GroupNorm32``). Attention is computed by
+groups and runs in at least float32 (guided-diffusion's ``GroupNorm32`` upcasts half precision; float64 stays). Attention is computed by
 ``scaled_dot_product_attention``, which equals guided-diffusion's ``softmax(q k^T / sqrt(ch)) v`` up to float rounding.
 
 :class:`ADMConfig` holds guided-diffusion's ``create_model`` arguments with its defaults (``script_util.py``);

@@ -17,9 +17,9 @@ pixel). Three structures (theory.md §4, "Operators that are not circulant"):
     inpainting (mask)       one dense block per decorrelated channel in the pixel basis (``s = mask``; the mask is
                             shared by the channels, so the colour transform commutes with it). Exact up to
                             ``max_dense`` pixels per channel (default 16 x 16 = 256); above that the problem is the
-                            exact marginal law on a centred ``crop`` x ``crop`` window (the stationary prior restricted
-                            to the window, the mask cropped with it): the stated dimension reduction, recorded in
-                            ``note``.
+                            exact marginal law on a ``crop`` x ``crop`` window that keeps the mask's measured fraction
+                            (the one nearest the centre among ties; the stationary prior restricted to the window,
+                            the mask cropped with it): the stated dimension reduction, recorded in ``note``.
 
 Any SVD is valid: the samplers treat equal singular values alike and white noise is white in every orthonormal
 basis, so the output law does not depend on which singular vectors are chosen. Signals are centred (the surrogate
@@ -42,7 +42,7 @@ _UNALIAS = "... p q (s1 s2) -> ... (s1 p) (s2 q)"
 MAX_DENSE = 256  # pixels per channel solved exactly for masks (16 x 16)
 CROP = 16  # the window used above that
 TAKE_ALL = 32  # the most powerful alias blocks per channel kept whole in a sampled super-resolution problem
-MAX_FOURIER_BLOCKS = 1024  # frequencies per channel modelled for blur and super-resolution (32 x 32); above: a subgrid
+MAX_FOURIER_BLOCKS = 1024  # super-resolution: alias blocks x s^2 modelled whole per channel (a 32 x 32 image's); above: a sample
 
 
 def block_sum(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:

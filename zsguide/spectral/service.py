@@ -6,7 +6,7 @@ values, measured coordinates, structure and any dimension reduction), sigma (net
 parameters, the sampler, its heuristic timesteps and values (the warm start), the objective (MSE weight), the
 parameterisation degree, the trust region and the Pareto guard. Designs of the same problem at other step counts share a "family" hash; the nearest one's
 coefficients are the second warm start (design.py; the better start is used, and the provenance lists the candidates,
-so a design can depend on which neighbours were cached). The cache is a folder of JSON files (``$ZSGUIDE_CACHE``, default
+so a design can depend on which neighbours were cached). The cache is a folder of JSON files (``$ZSGUIDE_CACHE/designs``, default
 ``~/.cache/zsguide/designs``); a corrupt entry is ignored and rewritten.
 
 Operators drawn per image (random masks, motion kernels) are designed on the first image's operator: for random

@@ -5,7 +5,7 @@ With the analytic denoiser ``x0_hat = C_t x_t``, ``C_t = sqrt(abar) Sigma (abar 
 
     x' = A x + b eta + e,   e ~ N(0, E)      =>   B' = A B + b,   V' = A V A^H + E,
 
-starting from ``x_T ~ N(0, I)`` (``B = 0``, ``V = I``). After the last step the output given the measurement is
+starting from ``x_T ~ N(0, I)`` (``B = 0``, ``V = I``; DDRM starts from its own ``p(x_T | y)``, ``_ddrm_init``). After the last step the output given the measurement is
 ``N(B eta, V)``: ``B`` is to be compared with the posterior's ``W`` and ``V`` with ``Sigma_post``. The per-step
 ``(A, b, E)`` below mirror zsguide/samplers/*.py line by line in the SVD coordinates ``xi = V^H x``, ``eta = U^H y``,
 where ``H_bar = [diag(s) 0]``: every diagonal operation of a sampler (its cases per singular value) is a diagonal
