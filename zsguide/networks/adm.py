@@ -19,8 +19,8 @@ groups and runs in at least float32 (guided-diffusion's ``GroupNorm32`` upcasts 
 :class:`ADMConfig` holds guided-diffusion's ``create_model`` arguments with its defaults (``script_util.py``);
 ``PRESETS`` holds the two public 256x256 checkpoints' arguments (sources in the docstring of ``PRESETS``).
 Gradient checkpointing (``use_checkpoint``) recomputes each block's activations in the backward pass: DPS and PiGDM
-backpropagate through the network, and at 256x256 this trades about one extra forward for most of the activation
-memory.
+backpropagate through the network, and this trades about one extra forward per step for activation
+memory (measured at 256 x 256: docs/benchmarks.md).
 """
 
 from __future__ import annotations

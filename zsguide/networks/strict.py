@@ -50,7 +50,7 @@ def load_strictly(module: nn.Module, state: dict, source: str, hint: str = "") -
 def read_tensor_file(path: str | Path, what: str = "network file", mmap: bool = False) -> object:
     """``torch.load(path, weights_only=True)``: tensors and plain containers only, never code.
 
-    ``mmap=True`` maps the file instead of reading it (a 2 GB network file is then not held twice while its weights
+    ``mmap=True`` maps the file instead of reading it (a network file of gigabytes is then not held twice while its weights
     are copied into the module); the tensors returned must not outlive that copy, since overwriting a mapped file
     under them ends the process.
     """
@@ -76,7 +76,7 @@ def read_tensor_file(path: str | Path, what: str = "network file", mmap: bool = 
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 23) -> str:
-    """The sha256 of a file's bytes, streamed (a 2 GB network file takes a few seconds)."""
+    """The sha256 of a file's bytes, streamed in 8 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):

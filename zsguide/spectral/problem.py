@@ -56,8 +56,8 @@ def sample_blocks(energy: torch.Tensor, k: int, take: int, seed: int = 0,
     K = ``take`` + (h / k)(w / k), for ``energy`` (C, h, w) > 0 (the blocks' prior power).
 
     The ``take`` most powerful blocks of each channel are kept with weight 1 (the few low-frequency blocks that
-    hold most of a natural image's power: 20 of 4096 hold half of it at 256 x 256 x4, so a sample that may miss or
-    overcount them is far off, DPS's residual norm most of all). From every k x k cell one more block is drawn among
+    hold most of a natural image's power, so a sample that may miss or overcount them is far off, DPS's residual
+    norm most of all; docs/benchmarks.md). From every k x k cell one more block is drawn among
     the rest, with probability ``p_i = u / n + (1 - u) e_i / sum e`` (n blocks left in the cell, ``u`` =
     ``uniform_share``: a defensive mixture of uniform and power-proportional draws) and weighted ``1 / p_i`` (0 for
     a cell with nothing left). A weighted sum over the sample is then an unbiased estimate of the sum over the
@@ -184,8 +184,7 @@ class BlockProblem:
         holding the cell's mean ``lambda`` and ``s``. Every criterion is a weighted sum of smooth per-block terms,
         so the grouped problem's criteria differ from the exact ones by second order in the cell widths
         (``tests/test_spectral_design.py`` bounds it); it serves the designer, whose L-BFGS evaluates the closed
-        form a hundred times or more (256 x 256 x 3 Gaussian blur: 196608 blocks become about 5700, the criteria
-        move by less than 1e-3 relative, an evaluation at 100 steps takes about a tenth of the exact one; docs/benchmarks.md).
+        form a hundred times or more (its size and accuracy at 256 x 256: docs/benchmarks.md).
         Only marginal criteria (over y) are defined on it."""
         if self.structure != "fourier_diagonal":
             raise ValueError("only blur (1 x 1 blocks) problems can be grouped")
@@ -336,11 +335,10 @@ def problem_for(surrogate, operator, sigma: float, *, max_dense: int = MAX_DENSE
     with noise ``sigma`` (network units).
 
     Super-resolution of large images (more than ``max_fourier / s^2`` alias blocks of s^2 x s^2 per channel, the
-    count of a 32 x 32 image; at 256 x 256 x4, 4096 blocks of 16 x 16 whose exact closed form takes about 40 s per
-    evaluation here) is modelled on a weighted sample of its blocks, the most powerful ones and one in every k x k
-    cell (:func:`sample_blocks`): each block is exact, the criteria are unbiased estimates, and ``note`` says so
-    (docs/benchmarks.md measures the difference at 256 x 256). Blur stays exact at every size (1 x 1 blocks: 0.5-1 s
-    per evaluation at 256 x 256 x 3, 100 steps); the designer works on its :meth:`BlockProblem.grouped` form."""
+    count of a 32 x 32 image) is modelled on a weighted sample of its blocks, the most powerful ones and one in every
+    k x k cell (:func:`sample_blocks`): each block is exact, the criteria are unbiased estimates, and ``note`` says
+    so. Blur stays exact at every size; above 32 x 32 x 3 the designer works on its :meth:`BlockProblem.grouped`
+    form. Their cost and accuracy at 256 x 256: docs/benchmarks.md."""
     lam = surrogate.spectrum.detach().cpu().to(torch.float64)
     C, Hh, Ww = lam.shape
     rcond = float(operator.rcond)
