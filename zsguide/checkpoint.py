@@ -18,12 +18,11 @@ from pathlib import Path
 import torch
 
 from .errors import ZSGuideError
+from .safe_files import read_tensor_file
 
 
 def read_checkpoint(path: str | Path) -> dict:
     """The raw checkpoint dictionary, with clear errors for a missing, unreadable or foreign file."""
-    from .networks.strict import read_tensor_file
-
     ckpt = read_tensor_file(path, what="checkpoint")
     if not isinstance(ckpt, dict) or "zsguide" not in ckpt:
         raise ZSGuideError(f"{str(path)!r} is not a zsguide checkpoint (no 'zsguide' metadata)")

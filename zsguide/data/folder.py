@@ -68,17 +68,13 @@ def check_header(path: Path) -> None:
     files that Pillow cannot open (multi-channel 16-bit, say) are decoded by scikit-image's reader instead."""
     from PIL import Image
 
-    if path.suffix.lower() in (".tif", ".tiff"):
-        try:
-            with Image.open(path) as img:
-                img.verify()
-        except Exception:  # noqa: BLE001
-            decode_image(path, 1)
-        return
     try:
         with Image.open(path) as img:
             img.verify()
     except Exception as exc:  # noqa: BLE001 - any decoder failure is the same user error
+        if path.suffix.lower() in (".tif", ".tiff"):
+            decode_image(path, 1)  # raises the same one-line error if scikit-image cannot read it either
+            return
         raise ZSGuideError(f"cannot read image {str(path)!r}: {type(exc).__name__}: {exc}") from None
 
 

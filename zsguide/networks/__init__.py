@@ -22,18 +22,18 @@ from ..diffusion.schedule import VPSchedule
 from ..errors import ZSGuideError
 from .adm import ADMConfig, PRESETS, preset_config
 from .eps import EpsOutput
-from .strict import file_sha256
+from ..safe_files import file_sha256
 
 FAMILIES = ("adm", "diffusers")
 ARCH_CHOICES = tuple(f"adm:{p}" for p in PRESETS) + ("adm", "diffusers")
 
 
 def parse_arch(arch: str) -> tuple[str, str | None]:
-    family, _, preset = str(arch).partition(":")
-    if family not in FAMILIES or (family == "diffusers" and preset) or (family == "adm" and ":" in arch and not preset):
+    family, colon, preset = str(arch).partition(":")
+    if family not in FAMILIES or (colon and (family == "diffusers" or not preset)):
         raise ZSGuideError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCH_CHOICES)}")
-    if preset and preset not in PRESETS:
-        preset_config(preset)  # raises with the list of presets
+    if preset:
+        preset_config(preset)  # an unknown preset raises with the list of presets
     return family, preset or None
 
 

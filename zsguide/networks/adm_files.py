@@ -17,7 +17,8 @@ import torch
 
 from ..errors import ZSGuideError
 from .adm import ADMConfig, ADMUNet
-from .strict import load_strictly, read_tensor_file
+from ..safe_files import read_tensor_file
+from .strict import load_strictly
 
 CONTAINER_KEYS = ("ema", "net", "model", "state_dict")  # in order of preference
 PREFIXES = ("model.", "module.")

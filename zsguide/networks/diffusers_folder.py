@@ -22,7 +22,8 @@ import torch
 from ..diffusion.schedule import VPSchedule
 from ..errors import ZSGuideError
 from .eps import EpsOutput
-from .strict import load_strictly, read_tensor_file
+from ..safe_files import read_tensor_file
+from .strict import load_strictly
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 # Schedulers whose config describes a discrete VP (DDPM) training schedule by its betas; VE ones (ScoreSdeVe,

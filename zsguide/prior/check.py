@@ -65,7 +65,7 @@ def run_prior_test(argv: list[str]) -> None:
     from torch.utils.data import DataLoader
 
     from ..checkpoint import load_score_module
-    from ..restore.plan import _test_images
+    from ..restore.plan import held_out_images
 
     try:
         cfg = build_parser().parse_args(argv)
@@ -75,7 +75,7 @@ def run_prior_test(argv: list[str]) -> None:
         raise ZSGuideError(f"--check_sigmas must be > 0, got {cfg.check_sigmas}")
     module, meta = load_score_module(cfg.ckpt_path)
     image_shape = tuple(int(v) for v in meta["image_shape"])
-    _, images, _ = _test_images(cfg, meta, image_shape)
+    _, images, _ = held_out_images(cfg, meta, image_shape)
     output = Path(cfg.output or Path("runs") / "test" / Path(cfg.ckpt_path).stem)
     t = cfg.trainer
     try:

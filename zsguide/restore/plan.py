@@ -126,7 +126,7 @@ def make_plan(cfg: Namespace) -> RestorePlan:
     notes: list[str] = []
     if cfg.input is None:
         mode = "dataset"
-        data_options, dataset, expected = _test_images(cfg, meta, image_shape)
+        data_options, dataset, expected = held_out_images(cfg, meta, image_shape)
         first = expected[0]
         clipped = data_options.get("name") != "gaussian"
     else:
@@ -194,7 +194,9 @@ def data_options_for(cfg: Namespace, meta: dict, image_shape: tuple[int, int, in
     return options | given
 
 
-def _test_images(cfg: Namespace, meta: dict, image_shape: tuple[int, int, int]):
+def held_out_images(cfg: Namespace, meta: dict, image_shape: tuple[int, int, int]):
+    """``(data options, the test split's first --num_images images, their indices)`` of the checkpoint's data
+    overridden by ``--data.*`` (restore, and ``test`` on a prior file); a shape mismatch is one error line."""
     from ..data import ImageDataModule
 
     options = data_options_for(cfg, meta, image_shape)

@@ -124,6 +124,26 @@ def _neighbour_theta(method: str, task: str, family: str, steps: int) -> dict | 
     return None if d is None else {"steps": best[0], "theta": d["theta"]}
 
 
+def _check_on_exact(result: DesignResult, problem: BlockProblem, criteria, heuristic: ParamSchedule, schedule,
+                    mse_weight: float, guard: bool) -> None:
+    """A design made on the grouped problem, judged on the exact one: its quoted criteria are the exact problem's,
+    and it falls back to the heuristic unless it is better there on its objective (and, with the guard, no more than
+    GUARD_TOLERANCE past the heuristic's MSE and perception W2), the rule design() applies on its own problem."""
+    from .criteria import Criteria
+    from .transfer import transfer
+
+    exact = criteria if criteria is not None else Criteria(problem)
+    for label, params in (("heuristic", heuristic), ("designed", result.params)):
+        c = exact(transfer(heuristic.method, problem, params, schedule.alphas_cumprod))
+        setattr(result, label, {k: float(v) for k, v in c.items()})
+    h, d = result.heuristic, result.designed
+    breach = guard and any(d[k] > h[k] * (1 + GUARD_TOLERANCE) for k in GUARDED)
+    if breach or not d["avg_w2"] + mse_weight * d["mse"] < h["avg_w2"] + mse_weight * h["mse"]:
+        result.params.values = {k: list(v) for k, v in heuristic.values.items()}
+        result.designed = dict(h)
+        result.theta = {k: [0.0] * len(v) for k, v in result.theta.items()}
+
+
 def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic: ParamSchedule, task: str, *,
                       mse_weight: float = 0.0, degree: int = 3, use_cache: bool = True,
                       problem: BlockProblem | None = None, criteria=None, bands: int = 0,
@@ -161,23 +181,8 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
                     degree=degree, warm_theta=warm["theta"] if warm else None,
                     criteria=None if grouped else criteria, bands={"lam": bands} if bands else None, trust=trust,
                     guard=guard)
-    if grouped:  # the predictions quoted are the exact problem's, not the grouped one's
-        from .criteria import Criteria
-        from .transfer import transfer
-
-        exact = criteria if criteria is not None else Criteria(problem)
-        for label, params in (("heuristic", heuristic), ("designed", result.params)):
-            c = exact(transfer(heuristic.method, problem, params, schedule.alphas_cumprod))
-            setattr(result, label, {k: float(v) for k, v in c.items()})
-
-        def objective(c: dict) -> float:
-            return c["avg_w2"] + mse_weight * c["mse"]
-
-        breach = guard and any(result.designed[k] > result.heuristic[k] * (1 + GUARD_TOLERANCE) for k in GUARDED)
-        if breach or not objective(result.designed) < objective(result.heuristic):  # never worse, exactly
-            result.params.values = {k: list(v) for k, v in heuristic.values.items()}
-            result.designed = dict(result.heuristic)
-            result.theta = {k: [0.0] * len(v) for k, v in result.theta.items()}
+    if grouped:
+        _check_on_exact(result, problem, criteria, heuristic, schedule, mse_weight, guard)
         result.params.provenance["designed_on"] = (f"the grouped problem: {on.num_blocks} weighted blocks of nearly "
                                                    f"equal (lambda, s) for the {problem.num_blocks} frequencies "
                                                    f"(problem.grouped); predictions exact")
