@@ -5,6 +5,7 @@
   denoise check of a checkpoint (``--ckpt_path``).
 - ``prior``: a pretrained network and a surrogate fitted from images, as one prior file (:mod:`zsguide.prior`).
 - ``restore``: Lightning's predict loop over test images (or ``--input``) with a sampler (:mod:`zsguide.restore`).
+- ``evaluate``: a grid of restorations as one resumable Lightning run, with a report (:mod:`zsguide.evaluate`).
 
 Every user error (:class:`ZSGuideError`, a missing file) is printed as one line ``error: ...`` with exit status 2.
 """
@@ -19,12 +20,13 @@ from .errors import ZSGuideError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 USAGE = (
-    "usage: python -m zsguide {fit,validate,test,prior,restore,analyze,tune} [options]\n"
+    "usage: python -m zsguide {fit,validate,test,prior,restore,evaluate,analyze,tune} [options]\n"
     "  fit       train the score network and fit the Gaussian surrogate (--config configs/fit/patches.yaml)\n"
     "  prior     a pretrained network (ADM, diffusers) + a surrogate fitted from your images, in one small file\n"
     "  test      denoise check of a checkpoint against its surrogate (--config ... --ckpt_path ...)\n"
     "  validate  validation loss of a checkpoint\n"
     "  restore   restore images with a sampler (--ckpt_path ... --task sr4 --sampler ddrm; configs/restore/)\n"
+    "  evaluate  a grid of restorations on 1..N devices, resumable, with a report (configs/evaluate/)\n"
     "  analyze   closed-form comparison of the samplers with the posterior, heuristic vs designed (every task)\n"
     "  tune      design one sampler's schedule into a params.json for restore --params FILE\n"
     "Run 'python -m zsguide <command> --help' for the options of a command."
@@ -96,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             from .restore import run_restore
 
             run_restore(argv[1:])
+        elif command == "evaluate":
+            from .evaluate import run_evaluate
+
+            run_evaluate(argv[1:])
         elif command in ("analyze", "tune"):
             from .spectral.cli import run_analyze, run_tune
 

@@ -23,8 +23,6 @@ reported once, by rank 0 (see :mod:`zsguide.restore.writer`).
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import lightning as L
 import torch
 
@@ -86,18 +84,17 @@ class RestoreModule(L.LightningModule):
     def _restore(self, batch: dict, indices: list[int]) -> dict:
         if self.mode == "dataset":
             img = batch["image"]
-            x = 2 * img - 1
-            op = self._operator(indices, x)
-            y = op.measure(x, self.sigma_net, op.noise_for(self.seed, indices, dtype=x.dtype, device=x.device))
+            x0, y, op = measure_and_restore(
+                img, indices, task=self.task, task_params=self.task_params, seed=self.seed, sigma_net=self.sigma_net,
+                sampler=self.sampler, params=self.params, denoiser=self.denoiser(), surrogate=self.score.surrogate,
+                callback=self._step_callback())
         else:
             img = None
             y = batch["measurement"]
             op = self._operator(indices, y)
-        grad = torch.enable_grad() if self.sampler.needs_grad else nullcontext()
-        with grad:
-            x0 = self.sampler.run(self.denoiser(), op, y, sigma=self.sigma_net, params=self.params, seed=self.seed,
-                                  indices=indices, surrogate=self.score.surrogate, callback=self._step_callback())
-        x0 = x0.detach()
+            x0 = run_sampler(self.sampler, self.denoiser(), op, y, sigma_net=self.sigma_net, params=self.params,
+                             seed=self.seed, indices=indices, surrogate=self.score.surrogate,
+                             callback=self._step_callback())
         out = {
             "index": indices,
             "restored": ((x0 + 1) / 2).float().cpu(),
@@ -111,3 +108,30 @@ class RestoreModule(L.LightningModule):
             out["truth"] = img.float().cpu()
             out["metrics"] = {k: v.cpu() for k, v in metrics.items()}
         return out
+
+
+def run_sampler(sampler, denoiser, op, y: torch.Tensor, *, sigma_net: float, params, seed: int, indices: list[int],
+                surrogate, callback=None) -> torch.Tensor:
+    """``x0_hat = sampler.run(D, A, y, sigma, params, seed, idx)`` (network units, detached), with autograd on for the
+    samplers that differentiate through the denoiser and off for the others."""
+    grad = torch.enable_grad() if sampler.needs_grad else torch.no_grad()
+    with grad:
+        x0 = sampler.run(denoiser, op, y, sigma=sigma_net, params=params, seed=seed, indices=indices,
+                         surrogate=surrogate, callback=callback)
+    return x0.detach()
+
+
+def measure_and_restore(img: torch.Tensor, indices: list[int], *, task: str, task_params: dict, seed: int,
+                        sigma_net: float, sampler, params, denoiser, surrogate, callback=None):
+    """Test images ``img`` (pixel units, (B, C, H, W)) with dataset indices ``indices``: build their operator from
+    ``(seed, index)``, measure ``y = A x + sigma P n`` with ``x = 2 img - 1`` and each image's own noise, and restore.
+    Returns ``(x0_hat, y, operator)``, all in network units (the module docstring's equations); shared by ``restore``
+    and ``evaluate``, so a grid cell's image is exactly what ``restore`` gives for it."""
+    from ..operators import make_operator
+
+    x = 2 * img - 1
+    op = make_operator(task, tuple(img.shape[1:]), seed, indices, **task_params).to(x.device, x.dtype)
+    y = op.measure(x, sigma_net, op.noise_for(seed, indices, dtype=x.dtype, device=x.device))
+    x0 = run_sampler(sampler, denoiser, op, y, sigma_net=sigma_net, params=params, seed=seed, indices=indices,
+                     surrogate=surrogate, callback=callback)
+    return x0, y, op

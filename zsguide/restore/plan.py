@@ -28,8 +28,8 @@ from torch.utils.data import Dataset, Subset
 
 from ..errors import ZSGuideError
 from .options import DATA_EXCLUDED, DENOISERS, NOISE_CONVENTIONS
+from .schedules import param_schedule
 
-DEFAULT_STEPS = 20  # DDRM's README default (docs/peers.md); the heuristic's step count when --steps is not given
 
 
 @dataclass
@@ -153,7 +153,9 @@ def make_plan(cfg: Namespace) -> RestorePlan:
         expected = list(range(cfg.num_samples))
 
     # --- the parameter schedule
-    params, params_source = _param_schedule(cfg, sampler, module, operator, sigma_net)
+    params, params_source = param_schedule(cfg.params, sampler, module, operator, sigma_net, task=cfg.task,
+                                           steps=cfg.steps, spacing=cfg.spacing, trust_factor=cfg.trust_factor,
+                                           pareto_guard=cfg.pareto_guard)
 
     # --- LPIPS (only with ground truth, only from local weights)
     lpips_path = lpips_note = None
@@ -215,49 +217,3 @@ def held_out_images(cfg: Namespace, meta: dict, image_shape: tuple[int, int, int
     if n < 1:
         raise ZSGuideError(f"the test split of data set {options.get('name')!r} is empty")
     return dict(dm.hparams), Subset(test, range(n)), list(range(n))
-
-
-def _spectral_schedule(cfg: Namespace, sampler, module, operator, sigma_net: float, heuristic):
-    """``--params spectral``: design the sampler's knobs on the checkpoint's surrogate (cached; spectral/service.py).
-
-    The oracle is exact as it is, so its "design" is its heuristic schedule.
-    """
-    from ..spectral.service import designed_schedule, resolve_trust_factor
-
-    if sampler.name == "oracle":
-        heuristic.provenance = {"source": "spectral", "objective": "exact already (the oracle)"}
-        return heuristic
-    try:
-        return designed_schedule(module.surrogate, operator, sigma_net, module.schedule, heuristic, cfg.task,
-                                 trust=resolve_trust_factor(cfg.trust_factor), guard=cfg.pareto_guard).params
-    except ZSGuideError as exc:
-        raise ZSGuideError(f"--params spectral: {exc}") from None
-
-
-def _param_schedule(cfg: Namespace, sampler, module, operator, sigma_net: float):
-    from ..samplers import ParamSchedule
-
-    schedule = module.schedule
-    if cfg.params in ("heuristic", "spectral"):
-        steps = DEFAULT_STEPS if cfg.steps is None else int(cfg.steps)
-        heuristic = sampler.heuristic(cfg.task, steps, schedule, spacing=cfg.spacing)
-        if cfg.params == "heuristic":
-            return heuristic, "heuristic"
-        return _spectral_schedule(cfg, sampler, module, operator, sigma_net, heuristic), "spectral"
-    path = Path(cfg.params)
-    if not path.is_file():
-        raise ZSGuideError(f"--params {cfg.params!r} is neither 'heuristic', 'spectral' nor an existing params.json")
-    params = ParamSchedule.load(path)
-    sampler.check_params(params)
-    if params.task != cfg.task:
-        raise ZSGuideError(f"parameter file {str(path)!r} is for task {params.task!r}, not --task {cfg.task!r}")
-    if cfg.steps is not None and int(cfg.steps) != params.steps:
-        raise ZSGuideError(f"parameter file {str(path)!r} has {params.steps} steps, but --steps is {cfg.steps}")
-    if cfg.spacing is not None and cfg.spacing != params.spacing:
-        raise ZSGuideError(f"parameter file {str(path)!r} has {params.spacing!r} spacing, but --spacing is "
-                           f"{cfg.spacing!r}")
-    T = schedule.num_timesteps
-    if any(not 0 <= t < T for t in params.timesteps) or any(a <= b for a, b in zip(params.timesteps,
-                                                                                    params.timesteps[1:])):
-        raise ZSGuideError(f"parameter file {str(path)!r}: timesteps must decrease strictly within 0 .. {T - 1}")
-    return params, str(path)

@@ -1,0 +1,193 @@
+"""The grid of an evaluation: its entries checked one by one, and its cells with their identities.
+
+A cell is one (sampler, task, steps, parameter source, sigma_y, seed); its images are the first ``num_images``
+held-out test images. Entries:
+
+- a task is a name (``sr4``) or a mapping ``{name, params, label}``; ``params`` are the task's parameters
+  (operators/tasks.py), ``label`` names it in the tables (default: the name, with ``key=value`` pairs when
+  ``params`` are given);
+- a parameter source is ``heuristic``, ``spectral`` (restore's default design: trust factor 2, no guard), or a mapping
+  ``{source: spectral, trust_factor: T | none, pareto_guard: bool, label}`` (label default ``spectral`` for the
+  default design, else ``spectral_trust<T>`` / ``spectral_free`` plus ``_guard``), or ``{source: PATH}`` for a
+  params.json;
+- sigma_y >= 0 (finite), steps >= 1, seeds integers, samplers by restore's names.
+
+Every entry is checked before anything runs, and an error names the entry (``grid.tasks[1]``). Duplicate labels are
+refused (two cells would share a row).
+
+A cell's *heuristic twin* is the cell that differs from it only by parameter source ``heuristic``: the paired
+differences in the report are taken against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ZSGuideError
+
+SPEC_KEYS_TASK = ("name", "params", "label")
+SPEC_KEYS_PARAMS = ("source", "trust_factor", "pareto_guard", "label")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    label: str
+    name: str
+    params: dict = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class ParamsSpec:
+    label: str
+    source: str  # heuristic, spectral or a params.json path
+    trust_factor: Any = None  # as restore's --trust_factor takes it (None: the default factor)
+    pareto_guard: bool = False
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One cell of the grid, before anything is loaded."""
+
+    sampler: str
+    task: TaskSpec
+    steps: int
+    params: ParamsSpec
+    sigma_y: float
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """Readable and unique in the grid: ``sampler/task/steps/params/sigma_y/seed``."""
+        return f"{self.sampler}/{self.task.label}/{self.steps}/{self.params.label}/{self.sigma_y:g}/{self.seed}"
+
+    @property
+    def twin_key(self) -> str:
+        return f"{self.sampler}/{self.task.label}/{self.steps}/heuristic/{self.sigma_y:g}/{self.seed}"
+
+
+def _task_spec(entry, where: str) -> TaskSpec:
+    from ..operators import task_defaults
+
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    if not isinstance(entry, dict):
+        raise ZSGuideError(f"{where}: a task is a name or a mapping {{name, params, label}}, got {entry!r}")
+    unknown = sorted(set(entry) - set(SPEC_KEYS_TASK))
+    if unknown:
+        raise ZSGuideError(f"{where}: unknown key(s) {', '.join(unknown)}; a task takes {', '.join(SPEC_KEYS_TASK)}")
+    name = entry.get("name")
+    if not isinstance(name, str):
+        raise ZSGuideError(f"{where}: the task needs a name, got {entry!r}")
+    params = entry.get("params") or {}
+    if not isinstance(params, dict):
+        raise ZSGuideError(f"{where} ({name}): params must be a mapping, got {params!r}")
+    try:
+        defaults = task_defaults(name)
+    except ZSGuideError as exc:
+        raise ZSGuideError(f"{where}: {exc}") from None
+    bad = sorted(set(params) - set(defaults))
+    if bad:
+        raise ZSGuideError(f"{where} ({name}): unknown task parameter(s) {', '.join(bad)}; {name} takes "
+                           f"{', '.join(defaults) or 'none'}")
+    label = entry.get("label") or (name + "".join(f"_{k}{v}" for k, v in sorted(params.items())))
+    return TaskSpec(str(label), name, dict(params))
+
+
+def _params_spec(entry, where: str) -> ParamsSpec:
+    if isinstance(entry, str):
+        entry = {"source": entry}
+    if not isinstance(entry, dict):
+        raise ZSGuideError(f"{where}: a parameter source is heuristic, spectral or a mapping "
+                           f"{{source, trust_factor, pareto_guard, label}}, got {entry!r}")
+    unknown = sorted(set(entry) - set(SPEC_KEYS_PARAMS))
+    if unknown:
+        raise ZSGuideError(f"{where}: unknown key(s) {', '.join(unknown)}; a parameter source takes "
+                           f"{', '.join(SPEC_KEYS_PARAMS)}")
+    source = entry.get("source")
+    if not isinstance(source, str) or not source:
+        raise ZSGuideError(f"{where}: the parameter source needs a source (heuristic, spectral or a params.json)")
+    trust, guard = entry.get("trust_factor"), entry.get("pareto_guard", False)
+    if not isinstance(guard, bool):
+        raise ZSGuideError(f"{where}: pareto_guard must be true or false, got {guard!r}")
+    if source != "spectral" and (trust is not None or guard):
+        raise ZSGuideError(f"{where}: trust_factor and pareto_guard apply to source spectral only")
+    if source == "spectral":
+        from ..spectral.service import resolve_trust_factor
+
+        try:
+            factor = resolve_trust_factor(trust, option=f"{where}.trust_factor")
+        except ZSGuideError as exc:
+            raise ZSGuideError(str(exc)) from None
+        from ..spectral.options import DEFAULT_TRUST_FACTOR
+
+        default = "spectral" if factor == DEFAULT_TRUST_FACTOR else (
+            "spectral_free" if factor is None else f"spectral_trust{factor:g}")
+        label = entry.get("label") or default + ("_guard" if guard else "")
+    elif source == "heuristic":
+        label = entry.get("label") or "heuristic"
+    else:
+        from pathlib import Path
+
+        if not Path(source).is_file():
+            raise ZSGuideError(f"{where}: {source!r} is neither heuristic, spectral nor an existing params.json")
+        label = entry.get("label") or Path(source).stem
+    if label == "heuristic" and source != "heuristic":
+        raise ZSGuideError(f"{where}: the label 'heuristic' is reserved for the heuristic source")
+    return ParamsSpec(str(label), source, trust, guard)
+
+
+def _unique(labels: list[str], what: str) -> None:
+    seen = set()
+    for i, label in enumerate(labels):
+        if label in seen:
+            raise ZSGuideError(f"grid.{what}[{i}]: label {label!r} appears twice; give each entry its own label")
+        seen.add(label)
+
+
+def expand_grid(grid) -> list[CellSpec]:
+    """The cells of ``grid`` (the parsed ``--grid.*``), in the order samplers, tasks, steps, sigma_y, seeds, params;
+    every entry checked first (:class:`ZSGuideError` naming the entry)."""
+    from ..samplers import SAMPLER_NAMES
+
+    for what in ("samplers", "tasks", "steps", "params", "sigma_y", "seeds"):
+        if not grid[what]:
+            raise ZSGuideError(f"grid.{what} is empty")
+    for i, name in enumerate(grid.samplers):
+        if name not in SAMPLER_NAMES:
+            raise ZSGuideError(f"grid.samplers[{i}]: unknown sampler {name!r}; choose one of "
+                               f"{', '.join(SAMPLER_NAMES)}")
+    if len(set(grid.samplers)) != len(grid.samplers):
+        raise ZSGuideError("grid.samplers lists a sampler twice")
+    tasks = [_task_spec(e, f"grid.tasks[{i}]") for i, e in enumerate(grid.tasks)]
+    _unique([t.label for t in tasks], "tasks")
+    params = [_params_spec(e, f"grid.params[{i}]") for i, e in enumerate(grid.params)]
+    _unique([p.label for p in params], "params")
+    for i, n in enumerate(grid.steps):
+        if int(n) < 1:
+            raise ZSGuideError(f"grid.steps[{i}]: must be >= 1, got {n}")
+    for i, s in enumerate(grid.sigma_y):
+        if not (isinstance(s, (int, float)) and math.isfinite(s) and s >= 0):
+            raise ZSGuideError(f"grid.sigma_y[{i}]: must be a finite number >= 0, got {s!r}")
+    for what in ("steps", "sigma_y", "seeds"):
+        if len(set(grid[what])) != len(grid[what]):
+            raise ZSGuideError(f"grid.{what} lists a value twice")
+    return [CellSpec(s, t, int(n), p, float(sy), int(seed))
+            for s in grid.samplers for t in tasks for n in grid.steps for sy in grid.sigma_y
+            for seed in grid.seeds for p in params]
+
+
+def digest(record: dict) -> str:
+    """A short stable digest of a JSON-able record (a cell's settings): 16 hex digits of its sha256."""
+    text = json.dumps(record, sort_keys=True, default=str, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def folder_name(spec: CellSpec, cell_digest: str) -> str:
+    """``<sampler>_<task>_<steps>_<params>_s<sigma>_seed<seed>-<digest>``, safe as a file name."""
+    raw = f"{spec.sampler}_{spec.task.label}_{spec.steps}_{spec.params.label}_s{spec.sigma_y:g}_seed{spec.seed}"
+    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in raw)
+    return f"{safe}-{cell_digest}"

@@ -1,0 +1,105 @@
+"""The LightningModule of ``evaluate``: its own dataloader (this rank's share of the pending batches) and a
+``predict_step`` that restores one batch of one cell and computes every per-image quantity the report needs.
+
+Per batch of cell c and images ``idx`` (pixel units ``img``): ``x0_hat, y = measure_and_restore(...)`` exactly as
+``restore`` does (restore/module.py), then per image: PSNR, SSIM, MSE (clipped as restore clips), LPIPS when weights
+are given, the spectral features of the (clipped) restoration for the Frechet spectral distance
+(evaluation/perception.py), the Inception features for FID when weights are given (evaluation/fid.py), and the
+batch's compute time shared over its images. The writer (writer.py) commits them.
+
+The Trainer runs with ``inference_mode=False`` when any cell's sampler differentiates through the denoiser (DPS,
+PiGDM), and ``use_distributed_sampler=False``: the sharding is ours (shard.py), so it is the same for every launcher.
+A sampler failure (:class:`ZSGuideError`, e.g. its NaN guard) is the batch's result, not the run's end: the writer
+records it for the cell and the grid goes on.
+"""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from ..errors import ZSGuideError
+from ..evaluation.metrics import image_metrics, lpips_per_image
+from ..evaluation.perception import spectral_features
+from ..restore.inputs import to_pixel_units
+from ..restore.module import measure_and_restore
+from . import store
+from .shard import WorkBatches, pending_batches, shard
+
+
+class EvaluateModule(L.LightningModule):
+    def __init__(self, plan, lpips: torch.nn.Module | None = None, inception: torch.nn.Module | None = None) -> None:
+        super().__init__()
+        self.plan = plan
+        self.score = plan.module.requires_grad_(False).eval()
+        self.lpips = lpips
+        self.inception = inception
+        self._denoiser = None
+        self.pending: list = []  # every rank's pending batches (rank 0's list, broadcast)
+        self.mine: list = []
+
+    def denoiser(self):
+        if self._denoiser is None:
+            self._denoiser = (self.score.network_denoiser() if self.plan.denoiser == "network"
+                              else self.score.analytic_denoiser())
+        return self._denoiser
+
+    def predict_dataloader(self) -> DataLoader:
+        plan = self.plan
+        strategy = self.trainer.strategy
+        pending = None
+        if self.trainer.is_global_zero:
+            for cell in plan.cells:
+                store.prepare_cell_folder(plan.output, cell.folder, cell_record(cell))
+            done = [store.committed(plan.output, c.folder) for c in plan.cells]
+            pending = pending_batches(len(plan.cells), plan.indices, plan.batch_size, done)
+        self.pending = strategy.broadcast(pending, src=0)
+        self.mine = shard(self.pending, self.trainer.global_rank, self.trainer.world_size)
+        return DataLoader(WorkBatches(plan.dataset, self.mine), batch_size=None, shuffle=False,
+                          num_workers=plan.num_workers)
+
+    def _step_callback(self):
+        from .progress import EvaluateProgressBar
+
+        bar = self.trainer.progress_bar_callback if self._trainer is not None else None
+        if isinstance(bar, EvaluateProgressBar) and bar.is_enabled:
+            return lambda step, t, x, x0: bar.sampler_step(step)
+        return None
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        cell = self.plan.cells[int(batch["cell"])]
+        indices = [int(i) for i in batch["index"]]
+        img = batch["image"]
+        t0 = time.perf_counter()
+        try:
+            x0, y, op = measure_and_restore(
+                img, indices, task=cell.spec.task.name, task_params=cell.spec.task.params, seed=cell.spec.seed,
+                sigma_net=cell.sigma_net, sampler=cell.sampler, params=cell.params, denoiser=self.denoiser(),
+                surrogate=self.score.surrogate, callback=self._step_callback())
+        except ZSGuideError as exc:
+            return {"cell": int(batch["cell"]), "index": indices, "failure": str(exc)}
+        restored = ((x0 + 1) / 2).float()
+        metrics = image_metrics(restored, img.float(), clip=self.plan.clipped)
+        if self.lpips is not None:
+            metrics["lpips"] = lpips_per_image(self.lpips, restored, img)
+        shown = restored.clamp(0, 1) if self.plan.clipped else restored
+        out = {"cell": int(batch["cell"]), "index": indices,
+               "metrics": {k: v.cpu() for k, v in metrics.items()},
+               "spectral": spectral_features(shown.to(torch.float64).cpu()),
+               "restored": restored.cpu(), "measurement": to_pixel_units(y.detach(), op).float().cpu()}
+        if self.inception is not None:
+            from ..evaluation.fid import inception_features
+
+            out["inception"] = inception_features(self.inception, restored)
+        out["seconds"] = (time.perf_counter() - t0) / len(indices)
+        return out
+
+
+def cell_record(cell) -> dict:
+    """What ``cells/<folder>/cell.json`` holds: the key, the grid coordinates and the settings."""
+    s = cell.spec
+    return {"key": s.key, "sampler": s.sampler, "task": s.task.label, "steps": s.steps, "params": s.params.label,
+            "sigma_y": s.sigma_y, "seed": s.seed, "params_source": cell.params_source, "settings": cell.settings}

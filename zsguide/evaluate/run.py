@@ -1,0 +1,133 @@
+"""``python -m zsguide evaluate``: parse, lock, plan, run the grid as one Lightning predict loop, report.
+
+Launchers: one process (``--trainer.devices 1``); Lightning's own DDP on one node (``--trainer.devices N
+--trainer.strategy ddp``: Lightning starts the other ranks by re-running this command); torchrun or SLURM for several
+nodes (one process per device, ``--trainer.num_nodes M --trainer.devices N``; Lightning reads the ranks from their
+environment). Only the process of global rank 0 takes the output lock, before any work; every other process
+recognises itself from the launcher's variables (``RANK``, ``SLURM_PROCID``, ``LOCAL_RANK``/``NODE_RANK``).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import time
+
+from lightning.fabric.utilities.rank_zero import rank_zero_info
+
+from ..errors import ZSGuideError
+from . import store
+from .options import config_to_dict, parse
+from .plan import EvaluatePlan, make_plan
+
+
+def launch_rank_is_zero() -> bool:
+    """Whether this process is global rank 0 by its launcher's variables (none set: a plain single process)."""
+    env = os.environ
+    if "RANK" in env:  # torchrun
+        return env["RANK"] == "0"
+    if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:  # srun with one task per device
+        return env["SLURM_PROCID"] == "0"
+    return env.get("LOCAL_RANK", "0") == "0" and env.get("NODE_RANK", "0") == "0"  # Lightning's own DDP children
+
+
+def make_trainer(cfg, plan: EvaluatePlan, callbacks: list):
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    t = cfg.trainer
+    try:
+        return L.Trainer(
+            accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, precision=t.precision,
+            num_nodes=t.num_nodes, logger=False, enable_checkpointing=False, enable_model_summary=False,
+            enable_progress_bar=bool(t.enable_progress_bar), callbacks=callbacks, use_distributed_sampler=False,
+            inference_mode=not plan.needs_grad, default_root_dir=str(plan.output),
+        )
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
+        raise ZSGuideError(f"invalid --trainer options: {str(exc).splitlines()[0]}") from None
+
+
+def run_evaluate(argv: list[str]) -> None:
+    """Run (or resume) an evaluation; bad input raises :class:`ZSGuideError` before anything is written."""
+    import yaml
+
+    from ..restore.outputs import atomic_write_text, json_safe
+
+    cfg = parse(argv)
+    is_zero = launch_rank_is_zero()
+    plan = make_plan(cfg)
+    lock = store.OutputLock(plan.output) if is_zero else None
+    try:
+        for note in plan.notes:
+            rank_zero_info(f"zsguide: {note}")
+        lpips = inception = None
+        if plan.lpips_path is not None:
+            from ..evaluation.metrics import load_lpips
+
+            lpips = load_lpips(plan.lpips_path)
+        if plan.fid_path is not None:
+            from ..evaluation.fid import load_inception
+
+            inception = load_inception(plan.fid_path)
+        command = "python -m zsguide evaluate " + " ".join(shlex.quote(a) for a in argv)
+        if is_zero:
+            atomic_write_text(plan.output / "config.yaml", yaml.safe_dump(json_safe(config_to_dict(cfg)),
+                                                                           sort_keys=False))
+        before = sum(len(store.committed(plan.output, c.folder)) for c in plan.cells) if is_zero else 0
+        run_info = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        if cfg.report_only:
+            run_info |= {"report_only": True, "new_items": 0, "wall_time_s": 0.0}
+            _finish(plan, run_info, inception)
+            return
+        t0 = time.perf_counter()
+
+        def on_complete(trainer) -> None:
+            after = sum(len(store.committed(plan.output, c.folder)) for c in plan.cells)
+            run_info.update(new_items=after - before, wall_time_s=time.perf_counter() - t0,
+                            devices=trainer.world_size // max(trainer.num_nodes, 1), num_nodes=trainer.num_nodes,
+                            accelerator=type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
+                            strategy=type(trainer.strategy).__name__, precision=str(trainer.precision))
+            _finish(plan, run_info, inception)
+
+        from .module import EvaluateModule
+        from .progress import EvaluateProgressBar
+        from .writer import EvaluateWriter
+
+        writer = EvaluateWriter(plan, on_complete)
+        callbacks = [writer] + ([EvaluateProgressBar(plan)] if cfg.trainer.enable_progress_bar else [])
+        trainer = make_trainer(cfg, plan, callbacks)
+        try:
+            trainer.predict(EvaluateModule(plan, lpips, inception), return_predictions=False)
+        except BaseException:
+            if not writer.past_end_barrier:
+                _stop_other_ranks(trainer)
+            raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _finish(plan: EvaluatePlan, run_info: dict, inception) -> None:
+    from .report import write_report
+
+    content = write_report(plan, run_info, inception)
+    cells = content["cells"]
+    flagged = [c["key"] for c in cells if c.get("worse_both")]
+    failed = [c["key"] for c in cells if c["failures"]]
+    print(f"evaluate: {len(cells)} cells, {sum(c['n'] for c in cells)} of {plan.total_items} images; "
+          f"{run_info.get('new_items', 0)} new in {run_info.get('wall_time_s', 0):.1f} s; "
+          f"worse than the heuristic on both PSNR and FD: {len(flagged)}"
+          + (f"; failed: {', '.join(failed)}" if failed else "") + f"\nwrote {plan.output / 'report.md'}",
+          flush=True)
+
+
+def _stop_other_ranks(trainer) -> None:
+    """After a failure on rank 0, end the rank processes Lightning started (they would wait in a collective)."""
+    try:
+        from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+    except ImportError:  # pragma: no cover
+        return
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if isinstance(launcher, _SubprocessScriptLauncher) and trainer.is_global_zero:
+        launcher.kill(signal.SIGKILL)

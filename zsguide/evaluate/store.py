@@ -1,0 +1,134 @@
+"""The output directory of an evaluation: a lock, one folder per cell, and one committed file per (cell, image).
+
+Layout of ``DIR`` (``--output``)::
+
+    .lock                       held (flock) by the running evaluation's rank 0; a second run refuses
+    grid.json                   the grid as last run: every cell's key, folder and settings
+    cells/<folder>/cell.json    the cell's settings (what its results depend on) and its parameter schedule
+    cells/<folder>/items/00012.npz   image 12's result: metrics, spectral features (FD), Inception features
+                                (FID, when asked), seconds, and for the first ``--examples`` images the
+                                restoration and the measurement; written to a temporary file and renamed, so a
+                                file that exists is complete
+    cells/<folder>/restored/00012.png   the restoration (``--save_images``), written before the item is committed
+    cells/<folder>/failures/00012.txt   a sampler failure of the batch starting at image 12 (e.g. a NaN), retried on
+                                the next run
+    results.csv, cells.csv, cells.json, report.md, figures/   the report (report.py), rebuilt at the end
+
+A cell's folder name ends in the digest of its settings (grid.py), so a changed setting (a different design, noise
+level, checkpoint, precision, ...) gives a new folder and only that cell is recomputed; results never depend on
+``--batch_size``, the number of devices or an interruption, so none of those are settings.
+
+The lock is an advisory ``fcntl.flock`` on ``DIR/.lock``: the kernel releases it when the process ends, also after
+``kill -9``, so a crashed run never blocks the next; the file records the holder's pid, host and start time for the
+error message.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ZSGuideError
+from ..restore.outputs import atomic_write_text, image_name, json_safe
+
+ITEM_SCALARS = ("psnr", "ssim", "mse", "lpips", "seconds")
+
+
+class OutputLock:
+    """``flock(DIR/.lock, LOCK_EX | LOCK_NB)`` for as long as this object lives (or until :meth:`release`)."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = Path(out) / ".lock"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a+")  # noqa: SIM115 - held open for the run's lifetime
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "unknown process"
+            self._fh.close()
+            raise ZSGuideError(f"output directory {str(out)!r} is in use by another evaluate run ({holder}); wait "
+                               f"for it to finish or choose another --output") from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(f"pid {os.getpid()} on {socket.gethostname()}, since "
+                       f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+        self._fh.flush()
+
+    def release(self) -> None:
+        if not self._fh.closed:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+
+
+def items_dir(out: Path, folder: str) -> Path:
+    return Path(out) / "cells" / folder / "items"
+
+
+def committed(out: Path, folder: str) -> set[int]:
+    """The image indices whose results are committed in the cell's folder."""
+    d = items_dir(out, folder)
+    if not d.is_dir():
+        return set()
+    return {int(p.name[:-4]) for p in os.scandir(d) if p.name.endswith(".npz") and p.name[:-4].isdigit()}
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def commit_item(out: Path, folder: str, index: int, arrays: dict[str, np.ndarray]) -> None:
+    """Write image ``index``'s result atomically (temporary file, fsync, rename): it exists whole or not at all."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    _atomic_bytes(items_dir(out, folder) / f"{image_name(index)}.npz", buf.getvalue())
+
+
+def read_item(out: Path, folder: str, index: int) -> dict[str, np.ndarray]:
+    path = items_dir(out, folder) / f"{image_name(index)}.npz"
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def record_failure(out: Path, folder: str, first_index: int, message: str) -> None:
+    atomic_write_text(Path(out) / "cells" / folder / "failures" / f"{image_name(first_index)}.txt", message)
+
+
+def failures(out: Path, folder: str) -> list[str]:
+    d = Path(out) / "cells" / folder / "failures"
+    return [p.read_text().strip() for p in sorted(d.glob("*.txt"))] if d.is_dir() else []
+
+
+def prepare_cell_folder(out: Path, folder: str, record: dict) -> None:
+    """Create the cell's folder with its ``cell.json``, clear its recorded failures (they are retried) and remove
+    temporary files an interrupted commit left behind."""
+    base = Path(out) / "cells" / folder
+    (base / "items").mkdir(parents=True, exist_ok=True)
+    path = base / "cell.json"
+    text = json.dumps(json_safe(record), indent=2, sort_keys=True) + "\n"
+    if not path.is_file() or path.read_text() != text:
+        atomic_write_text(path, text)
+    for sub in ("items", "restored", "failures"):
+        d = base / sub
+        if d.is_dir():
+            for p in d.iterdir():
+                if ".tmp" in p.name or (sub == "failures" and p.suffix == ".txt"):
+                    p.unlink(missing_ok=True)

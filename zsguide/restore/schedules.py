@@ -1,0 +1,69 @@
+"""The parameter schedule of a run: the sampler's heuristic, a spectral design, or a params.json from an earlier run.
+
+Used by ``restore`` (one schedule per run) and ``evaluate`` (one per grid cell), so both resolve ``--params`` the same
+way:
+
+- ``heuristic``: ``sampler.heuristic(task, steps, schedule, spacing)``, the peers' hand-set defaults (docs/peers.md),
+  ``steps`` defaulting to :data:`DEFAULT_STEPS`;
+- ``spectral``: that heuristic's knobs designed on the checkpoint's Gaussian surrogate for this operator and noise
+  (:func:`zsguide.spectral.service.designed_schedule`, cached), inside the trust region ``trust_factor`` (resolved by
+  :func:`~zsguide.spectral.service.resolve_trust_factor`: None -> the default factor, ``none`` -> unconstrained), with
+  the Pareto guard when ``pareto_guard``. The oracle is exact as it is, so its "design" is its heuristic;
+- a path: a ``params.json`` checked against the sampler, the task, ``steps`` / ``spacing`` when given, and the
+  checkpoint's timesteps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ZSGuideError
+
+DEFAULT_STEPS = 20  # DDRM's README default (docs/peers.md); the heuristic's step count when --steps is not given
+
+
+def param_schedule(source: str, sampler, module, operator, sigma_net: float, *, task: str, steps: int | None = None,
+                   spacing: str | None = None, trust_factor=None, pareto_guard: bool = False,
+                   option: str = "--params"):
+    """``(ParamSchedule, params_source)`` for ``source`` (heuristic, spectral or a params.json path); bad input is one
+    :class:`ZSGuideError` line that names ``option``."""
+    from ..samplers import ParamSchedule
+
+    schedule = module.schedule
+    if source in ("heuristic", "spectral"):
+        n = DEFAULT_STEPS if steps is None else int(steps)
+        heuristic = sampler.heuristic(task, n, schedule, spacing=spacing)
+        if source == "heuristic":
+            return heuristic, "heuristic"
+        return _designed(sampler, module, operator, sigma_net, heuristic, task, trust_factor, pareto_guard,
+                         option), "spectral"
+    path = Path(source)
+    if not path.is_file():
+        raise ZSGuideError(f"{option} {source!r} is neither 'heuristic', 'spectral' nor an existing params.json")
+    params = ParamSchedule.load(path)
+    sampler.check_params(params)
+    if params.task != task:
+        raise ZSGuideError(f"parameter file {str(path)!r} is for task {params.task!r}, not {task!r}")
+    if steps is not None and int(steps) != params.steps:
+        raise ZSGuideError(f"parameter file {str(path)!r} has {params.steps} steps, but --steps is {steps}")
+    if spacing is not None and spacing != params.spacing:
+        raise ZSGuideError(f"parameter file {str(path)!r} has {params.spacing!r} spacing, but --spacing is "
+                           f"{spacing!r}")
+    T = schedule.num_timesteps
+    if any(not 0 <= t < T for t in params.timesteps) or any(a <= b for a, b in zip(params.timesteps,
+                                                                                    params.timesteps[1:])):
+        raise ZSGuideError(f"parameter file {str(path)!r}: timesteps must decrease strictly within 0 .. {T - 1}")
+    return params, str(path)
+
+
+def _designed(sampler, module, operator, sigma_net, heuristic, task, trust_factor, pareto_guard, option):
+    from ..spectral.service import designed_schedule, resolve_trust_factor
+
+    if sampler.name == "oracle":
+        heuristic.provenance = {"source": "spectral", "objective": "exact already (the oracle)"}
+        return heuristic
+    try:
+        return designed_schedule(module.surrogate, operator, sigma_net, module.schedule, heuristic, task,
+                                 trust=resolve_trust_factor(trust_factor), guard=pareto_guard).params
+    except ZSGuideError as exc:
+        raise ZSGuideError(f"{option} spectral: {exc}") from None
