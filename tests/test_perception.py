@@ -157,3 +157,17 @@ def test_bad_input():
         frechet_distance_features(torch.randn(5, 3), torch.randn(5, 4))
     with pytest.raises(ZSGuideError, match="mismatched"):
         frechet_distance(torch.zeros(3), torch.eye(3), torch.zeros(2), torch.eye(2))
+
+
+@pytest.mark.parametrize("n1,n2,d", [(5, 7, 30), (64, 64, 198), (10, 12, 2048)])
+def test_few_images_many_features_use_the_gram_form_of_the_same_distance(n1, n2, d):
+    """With N < D the distance is computed from the centred features' cross Gram matrix (nuclear norm); it must be
+    the distance of the fitted Gaussians computed with D x D roots, to float64 rounding."""
+    from zsguide.evaluation.perception import feature_stats, frechet_distance, frechet_distance_features
+
+    g = torch.Generator().manual_seed(n1 + d)
+    a = torch.randn(n1, d, generator=g, dtype=torch.float64)
+    b = 1.3 * torch.randn(n2, d, generator=g, dtype=torch.float64) + 0.2
+    exact = frechet_distance(*feature_stats(a), *feature_stats(b))
+    assert frechet_distance_features(a, b) == pytest.approx(exact, rel=1e-10)
+    assert frechet_distance_features(a, a) == pytest.approx(0.0, abs=1e-9 * exact)

@@ -38,13 +38,12 @@ class EvaluateProgressBar(ProgressBar):
         if not self._enabled:
             return
         world = trainer.world_size
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
         self._progress.start()
-        self._grid = self._progress.add_task(f"grid: {len(self.plan.cells)} cells x {len(self.plan.indices)} "
-                                             f"images, committed", total=self.plan.total_items,
+        self._grid = self._progress.add_task("grid items", total=self.plan.total_items,
                                              completed=self._committed())
-        label = "batches" if world == 1 else f"batches (rank 0 of {world})"
+        label = "batches" if world == 1 else f"rank 0/{world} batches"
         self._batches = self._progress.add_task(label, total=len(pl_module.mine))
         self._steps = self._progress.add_task("sampler steps", total=1)
 
@@ -55,8 +54,7 @@ class EvaluateProgressBar(ProgressBar):
     def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         if self._progress is not None:
             cell = self.plan.cells[int(batch["cell"])]
-            self._progress.reset(self._steps, total=cell.params.steps,
-                                 description=f"sampler steps: {cell.key}")
+            self._progress.reset(self._steps, total=cell.params.steps, description=f"steps {cell.key}")
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if self._progress is not None:

@@ -13,6 +13,7 @@ import os
 import shlex
 import signal
 import time
+import warnings
 
 from lightning.fabric.utilities.rank_zero import rank_zero_info
 
@@ -54,6 +55,7 @@ def run_evaluate(argv: list[str]) -> None:
 
     from ..restore.outputs import atomic_write_text, json_safe
 
+    warnings.filterwarnings("ignore", message=".*infer the batch indices.*")  # our batches carry their indices
     cfg = parse(argv)
     is_zero = launch_rank_is_zero()
     plan = make_plan(cfg)

@@ -56,12 +56,12 @@ from ..errors import ZSGuideError
 LOG_EPS = 1e-10
 
 
-def _check_images(images: torch.Tensor, name: str) -> torch.Tensor:
+def _check_images(images: torch.Tensor, name: str, min_images: int = 2) -> torch.Tensor:
     if not isinstance(images, torch.Tensor):
         raise ZSGuideError(f"{name}: expected a tensor of images (N, C, H, W), got {type(images).__name__}")
     if images.ndim != 4:
         raise ZSGuideError(f"{name}: expected images of shape (N, C, H, W), got shape {tuple(images.shape)}")
-    if images.shape[0] < 2:
+    if images.shape[0] < min_images:
         raise ZSGuideError(f"{name}: a Frechet distance needs at least 2 images per set, got {images.shape[0]}")
     if min(images.shape[2:]) < 2:
         raise ZSGuideError(f"{name}: images of {images.shape[2]}x{images.shape[3]} pixels have no spectrum to bin")
@@ -93,8 +93,9 @@ def default_bins(height: int, width: int) -> int:
 
 def spectral_features(images: torch.Tensor, n_bins: int | None = None) -> torch.Tensor:
     """Per-image features ``(N, C * (n_bins + 2))``, float64: per channel the radial log power spectrum in ``n_bins``
-    rings (default ``min(H, W) // 4``), then per channel the mean, then per channel the std (module docstring)."""
-    x = _check_images(images, "spectral_features")
+    rings (default ``min(H, W) // 4``), then per channel the mean, then per channel the std (module docstring).
+    Image by image, so a single image is fine (the distance needs two per set)."""
+    x = _check_images(images, "spectral_features", min_images=1)
     n, c, h, w = x.shape
     mean = x.mean(dim=(2, 3))
     centred = x - mean[:, :, None, None]
@@ -153,11 +154,35 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
 
 
 def frechet_distance_features(f1: torch.Tensor, f2: torch.Tensor) -> float:
-    """The Frechet distance between the Gaussians fitted to two feature sets ``(N1, D)`` and ``(N2, D)``."""
+    """The Frechet distance between the Gaussians fitted to two feature sets ``(N1, D)`` and ``(N2, D)``.
+
+    With fewer images than features (Inception's 2048 for FID, or large images' spectra) the covariances have rank
+    below ``D`` and the same distance is computed from the centred features ``A_k`` (rows ``f - mean``) without a
+    ``D x D`` root: ``S_k = A_k^T A_k / (N_k - 1)``, and the non-zero eigenvalues of ``S1^1/2 S2 S1^1/2`` are those
+    of ``S1 S2``, the squared singular values of ``A2 A1^T / sqrt((N1 - 1)(N2 - 1))``, so
+
+        tr (S1^1/2 S2 S1^1/2)^1/2 = ||A1 A2^T||_* / sqrt((N1 - 1)(N2 - 1))      (nuclear norm: sum of singular values)
+        tr S_k = ||A_k||_F^2 / (N_k - 1)
+
+    which costs ``O(N1 N2 D)`` instead of ``O(D^3)`` (FID on 64 images: milliseconds instead of seconds per call).
+    """
     if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
         raise ZSGuideError(f"frechet_distance_features: mismatched feature sets {tuple(f1.shape)} and "
                            f"{tuple(f2.shape)}")
-    return frechet_distance(*feature_stats(f1), *feature_stats(f2))
+    n1, n2, d = f1.shape[0], f2.shape[0], f1.shape[1]
+    if min(n1, n2) >= d:
+        return frechet_distance(*feature_stats(f1), *feature_stats(f2))
+    if n1 < 2 or n2 < 2:
+        raise ZSGuideError(f"feature_stats: expected (N >= 2, D) features, got shapes {tuple(f1.shape)} and "
+                           f"{tuple(f2.shape)}")
+    mu1, mu2 = f1.to(torch.float64).mean(dim=0), f2.to(torch.float64).mean(dim=0)
+    a1, a2 = f1.to(torch.float64) - mu1, f2.to(torch.float64) - mu2
+    if not (torch.isfinite(a1).all() and torch.isfinite(a2).all()):
+        raise ZSGuideError("frechet_distance: the statistics contain NaN or Inf")
+    cross = float(torch.linalg.svdvals(a1 @ a2.T).sum()) / math.sqrt((n1 - 1) * (n2 - 1))
+    value = float(((mu1 - mu2) ** 2).sum()) + float(a1.square().sum()) / (n1 - 1) \
+        + float(a2.square().sum()) / (n2 - 1) - 2 * cross
+    return max(value, 0.0)
 
 
 def spectral_frechet_distance(images1: torch.Tensor, images2: torch.Tensor) -> float:
