@@ -97,10 +97,30 @@ def _check_numbers(cfg: Namespace) -> None:
         raise ZSGuideError("--ckpt_path is required (a checkpoint written by 'python -m zsguide fit' or a prior file)")
 
 
-def default_output(cfg: Namespace) -> Path:
+def output_dir(cfg: Namespace) -> Path:
+    """``--output``, or ``runs/evaluate/<the config file's name>`` (``grid`` without one)."""
+    if cfg.output:
+        return Path(cfg.output)
     config = cfg.get("config")
     name = Path(str(config[0])).stem if config else "grid"
     return Path("runs/evaluate") / name
+
+
+def check_options(cfg: Namespace) -> list[CellSpec]:
+    """The cheap checks (numbers, grid entries, paths), before the output directory is touched; the grid's cells."""
+    _check_numbers(cfg)
+    specs = expand_grid(cfg.grid)
+    output = output_dir(cfg)
+    if output.exists() and not output.is_dir():
+        raise ZSGuideError(f"--output {str(output)!r} exists and is not a directory")
+    if not Path(cfg.ckpt_path).is_file():
+        raise ZSGuideError(f"checkpoint {cfg.ckpt_path!r} does not exist (--ckpt_path)")
+    from ..evaluation.fid import fid_weights_path
+    from ..evaluation.metrics import lpips_weights_path
+
+    lpips_weights_path(cfg.lpips_weights)
+    fid_weights_path(cfg.fid_weights)
+    return specs
 
 
 def make_plan(cfg: Namespace) -> EvaluatePlan:
@@ -113,13 +133,8 @@ def make_plan(cfg: Namespace) -> EvaluatePlan:
     from ..safe_files import file_sha256
     from ..samplers import get_sampler
 
-    _check_numbers(cfg)
-    specs = expand_grid(cfg.grid)
-    output = Path(cfg.output) if cfg.output else default_output(cfg)
-    if output.exists() and not output.is_dir():
-        raise ZSGuideError(f"--output {str(output)!r} exists and is not a directory")
-    if not Path(cfg.ckpt_path).is_file():
-        raise ZSGuideError(f"checkpoint {cfg.ckpt_path!r} does not exist (--ckpt_path)")
+    specs = check_options(cfg)
+    output = output_dir(cfg)
     lpips_path = lpips_weights_path(cfg.lpips_weights)
     fid_path = fid_weights_path(cfg.fid_weights)
 

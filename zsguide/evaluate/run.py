@@ -20,7 +20,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_info
 from ..errors import ZSGuideError
 from . import store
 from .options import config_to_dict, parse
-from .plan import EvaluatePlan, make_plan
+from .plan import EvaluatePlan, check_options, make_plan, output_dir
 
 
 def launch_rank_is_zero() -> bool:
@@ -58,9 +58,20 @@ def run_evaluate(argv: list[str]) -> None:
     warnings.filterwarnings("ignore", message=".*infer the batch indices.*")  # our batches carry their indices
     cfg = parse(argv)
     is_zero = launch_rank_is_zero()
-    plan = make_plan(cfg)
-    lock = store.OutputLock(plan.output) if is_zero else None
+    check_options(cfg)  # cheap checks first: a bad entry never touches --output
+    output = output_dir(cfg)
+    created = not output.exists()
+    lock = store.OutputLock(output) if is_zero else None  # before the designs, so a second run waits for nothing
     try:
+        try:
+            plan = make_plan(cfg)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+                lock = None
+                if created:  # leave no directory behind that only the lock made
+                    store.remove_lock_only_dir(output)
+            raise
         for note in plan.notes:
             rank_zero_info(f"zsguide: {note}")
         lpips = inception = None

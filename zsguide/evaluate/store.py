@@ -69,6 +69,14 @@ class OutputLock:
             self._fh.close()
 
 
+def remove_lock_only_dir(out: Path) -> None:
+    """Remove ``out`` if all it holds is the lock file (a run that stopped on bad input before writing anything)."""
+    out = Path(out)
+    if out.is_dir() and {p.name for p in out.iterdir()} <= {".lock"}:
+        (out / ".lock").unlink(missing_ok=True)
+        out.rmdir()
+
+
 def items_dir(out: Path, folder: str) -> Path:
     return Path(out) / "cells" / folder / "items"
 
