@@ -59,7 +59,7 @@ class DenoiseCheck:
             self.log(f"test/mse_gaussian_sigma{sigma}", row["mse_gaussian"])
         log_dir = self.trainer.log_dir  # a collective (broadcast) under DDP: every rank must ask
         if self.trainer.is_global_zero:
-            lines = [f"denoise check on held-out test images (MSE per pixel, [0, 1] units)",
+            lines = ["denoise check on held-out test images (MSE per pixel, [0, 1] units)",
                      f"{'sigma':>6} {'t':>4} {'mse_network':>12} {'mse_gaussian':>13} {'ratio':>6}"]
             for r in rows:
                 lines.append(f"{r['sigma']:>6} {r['timestep']:>4} {r['mse_network']:>12.3e} "

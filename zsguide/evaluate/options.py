@@ -14,8 +14,7 @@ from typing import Any, Optional, Union
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
-from ..errors import ZSGuideError, one_line
-from ..restore.options import add_data_options
+from ..restore.options import add_data_options, add_trainer_options, parse_one_line
 
 DESCRIPTION = """Evaluate a grid of restorations (samplers x tasks x steps x parameter sources x sigma_y x seeds) on
 held-out images as one Lightning run on 1..N devices, resumable: every (cell, image) result is committed to
@@ -59,29 +58,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--report_only", type=bool, default=False,
                    help="rebuild results.csv, cells.*, report.md and figures/ from what is committed; run nothing")
     add_data_options(p, "default: the checkpoint's data option")
-    p.add_argument("--trainer.accelerator", type=str, default="auto", help="cpu, gpu, auto, ...")
-    p.add_argument("--trainer.devices", type=Union[int, str, list[int]], default=1, help="devices per node")
-    p.add_argument("--trainer.strategy", type=str, default="auto", help="auto, ddp, ...")
-    p.add_argument("--trainer.precision", type=Optional[Union[int, str]], default="32-true",
-                   help="32-true, 64-true, bf16-mixed, ... (part of every cell's settings)")
-    p.add_argument("--trainer.num_nodes", type=int, default=1, help="nodes (torchrun / SLURM launch one process each)")
-    p.add_argument("--trainer.enable_progress_bar", type=bool, default=True)
+    add_trainer_options(p, "; part of every cell's settings")
     return p
 
 
 def parse(argv: list[str]) -> Namespace:
     """Parse ``argv`` (the arguments after ``evaluate``); a bad option raises a one-line :class:`ZSGuideError`."""
-    parser = build_parser()
-    try:
-        return parser.parse_args(argv)
-    except ZSGuideError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - jsonargparse's ArgumentError and YAML errors from --config
-        raise ZSGuideError(one_line(str(exc))) from None
-
-
-def config_to_dict(cfg: Namespace) -> dict:
-    cfg = cfg.clone()
-    if "config" in cfg:
-        del cfg["config"]
-    return cfg.as_dict()
+    return parse_one_line(build_parser(), argv)

@@ -33,7 +33,7 @@ from ..evaluation.perception import (
     frechet_distance_features,
     spectral_features,
 )
-from ..restore.outputs import atomic_write_text, json_safe, write_json
+from ..restore.outputs import atomic_write_bytes, atomic_write_text, json_safe, write_json
 from . import store
 
 PER_IMAGE = ("psnr", "ssim", "mse", "lpips")
@@ -77,7 +77,7 @@ def clean_inception(plan, inception, indices) -> torch.Tensor:
                        for i in range(0, len(indices), 32)])
     buf = io.BytesIO()
     np.savez(buf, key=np.array(key), features=feats.numpy())
-    store._atomic_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     return feats
 
 

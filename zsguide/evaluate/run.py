@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import time
 import warnings
 
 from lightning.fabric.utilities.rank_zero import rank_zero_info
 
-from ..errors import ZSGuideError
+from ..restore.options import config_to_dict
+from ..restore.run import predict_trainer, stop_other_ranks
 from . import store
-from .options import config_to_dict, parse
+from .options import parse
 from .plan import EvaluatePlan, check_options, make_plan, output_dir
 
 
@@ -31,22 +31,6 @@ def launch_rank_is_zero() -> bool:
     if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:  # srun with one task per device
         return env["SLURM_PROCID"] == "0"
     return env.get("LOCAL_RANK", "0") == "0" and env.get("NODE_RANK", "0") == "0"  # Lightning's own DDP children
-
-
-def make_trainer(cfg, plan: EvaluatePlan, callbacks: list):
-    import lightning as L
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    t = cfg.trainer
-    try:
-        return L.Trainer(
-            accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, precision=t.precision,
-            num_nodes=t.num_nodes, logger=False, enable_checkpointing=False, enable_model_summary=False,
-            enable_progress_bar=bool(t.enable_progress_bar), callbacks=callbacks, use_distributed_sampler=False,
-            inference_mode=not plan.needs_grad, default_root_dir=str(plan.output),
-        )
-    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
-        raise ZSGuideError(f"invalid --trainer options: {str(exc).splitlines()[0]}") from None
 
 
 def run_evaluate(argv: list[str]) -> None:
@@ -89,9 +73,11 @@ def run_evaluate(argv: list[str]) -> None:
                                                                            sort_keys=False))
         before = sum(len(store.committed(plan.output, c.folder)) for c in plan.cells) if is_zero else 0
         run_info = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        if cfg.report_only:
-            run_info |= {"report_only": True, "new_items": 0, "wall_time_s": 0.0}
-            _finish(plan, run_info, inception)
+        complete = all(len(store.committed(plan.output, c.folder)) == len(plan.indices) for c in plan.cells)
+        if cfg.report_only or complete:  # nothing to run (Lightning skips a loop with no batches at all)
+            run_info |= {"report_only": bool(cfg.report_only), "new_items": 0, "wall_time_s": 0.0}
+            if is_zero:
+                _finish(plan, run_info, inception)
             return
         t0 = time.perf_counter()
 
@@ -109,12 +95,13 @@ def run_evaluate(argv: list[str]) -> None:
 
         writer = EvaluateWriter(plan, on_complete)
         callbacks = [writer] + ([EvaluateProgressBar(plan)] if cfg.trainer.enable_progress_bar else [])
-        trainer = make_trainer(cfg, plan, callbacks)
+        trainer = predict_trainer(cfg.trainer, callbacks, needs_grad=plan.needs_grad, root=plan.output,
+                                  use_distributed_sampler=False)
         try:
             trainer.predict(EvaluateModule(plan, lpips, inception), return_predictions=False)
         except BaseException:
             if not writer.past_end_barrier:
-                _stop_other_ranks(trainer)
+                stop_other_ranks(trainer)
             raise
     finally:
         if lock is not None:
@@ -133,14 +120,3 @@ def _finish(plan: EvaluatePlan, run_info: dict, inception) -> None:
           f"worse than the heuristic on both PSNR and FD: {len(flagged)}"
           + (f"; failed: {', '.join(failed)}" if failed else "") + f"\nwrote {plan.output / 'report.md'}",
           flush=True)
-
-
-def _stop_other_ranks(trainer) -> None:
-    """After a failure on rank 0, end the rank processes Lightning started (they would wait in a collective)."""
-    try:
-        from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
-    except ImportError:  # pragma: no cover
-        return
-    launcher = getattr(trainer.strategy, "launcher", None)
-    if isinstance(launcher, _SubprocessScriptLauncher) and trainer.is_global_zero:
-        launcher.kill(signal.SIGKILL)

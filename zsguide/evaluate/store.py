@@ -30,14 +30,13 @@ import io
 import json
 import os
 import socket
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ZSGuideError
-from ..restore.outputs import atomic_write_text, image_name, json_safe
+from ..restore.outputs import atomic_write_bytes, atomic_write_text, image_name, json_safe
 
 ITEM_SCALARS = ("psnr", "ssim", "mse", "lpips", "seconds")
 
@@ -89,25 +88,11 @@ def committed(out: Path, folder: str) -> set[int]:
     return {int(p.name[:-4]) for p in os.scandir(d) if p.name.endswith(".npz") and p.name[:-4].isdigit()}
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def commit_item(out: Path, folder: str, index: int, arrays: dict[str, np.ndarray]) -> None:
     """Write image ``index``'s result atomically (temporary file, fsync, rename): it exists whole or not at all."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    _atomic_bytes(items_dir(out, folder) / f"{image_name(index)}.npz", buf.getvalue())
+    atomic_write_bytes(items_dir(out, folder) / f"{image_name(index)}.npz", buf.getvalue())
 
 
 def read_item(out: Path, folder: str, index: int) -> dict[str, np.ndarray]:

@@ -32,13 +32,9 @@ FID_FEATURES = 2048
 
 def fid_weights_path(explicit: str | os.PathLike | None) -> Path | None:
     """``--fid_weights``, else ``$ZSGUIDE_FID_WEIGHTS``, else None; a path given but missing is an error."""
-    source, value = ("--fid_weights", explicit) if explicit else (FID_ENV, os.environ.get(FID_ENV) or None)
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise ZSGuideError(f"FID weights {str(path)!r} ({source}) do not exist")
-    return path
+    from .metrics import local_weights_path
+
+    return local_weights_path(explicit, "--fid_weights", FID_ENV, "FID weights")
 
 
 def load_inception(path: str | os.PathLike) -> torch.nn.Module:

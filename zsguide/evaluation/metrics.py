@@ -101,12 +101,18 @@ def mean_and_se(values: Sequence[float]) -> tuple[float, float | None]:
 def lpips_weights_path(explicit: str | os.PathLike | None) -> Path | None:
     """The AlexNet weights file for LPIPS: ``explicit`` (``--lpips_weights``), else ``$ZSGUIDE_LPIPS_WEIGHTS``, else
     None. A path that is given but missing is an error (naming it), not a silent skip."""
-    source, value = ("--lpips_weights", explicit) if explicit else (LPIPS_ENV, os.environ.get(LPIPS_ENV) or None)
+    return local_weights_path(explicit, "--lpips_weights", LPIPS_ENV, "LPIPS weights")
+
+
+def local_weights_path(explicit, option: str, env: str, what: str) -> Path | None:
+    """A local weights file: ``explicit`` (the option's value), else the environment variable ``env``, else None
+    (the metric is skipped). A path that is given but missing is an error naming it and where it came from."""
+    source, value = (option, explicit) if explicit else (env, os.environ.get(env) or None)
     if not value:
         return None
     path = Path(value).expanduser()
     if not path.is_file():
-        raise ZSGuideError(f"LPIPS weights {str(path)!r} ({source}) do not exist")
+        raise ZSGuideError(f"{what} {str(path)!r} ({source}) do not exist")
     return path
 
 

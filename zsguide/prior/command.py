@@ -121,7 +121,7 @@ def run_prior(argv: list[str]) -> None:
     if network["image_size"]:
         data.setdefault("image_size", network["image_size"])
     if "image_size" not in data:
-        raise ZSGuideError(f"the network's config gives no image size: pass --data.image_size")
+        raise ZSGuideError("the network's config gives no image size: pass --data.image_size")
     if data["channels"] != network["channels"]:
         raise ZSGuideError(f"--data.channels {data['channels']} does not match the network's {network['channels']} "
                            f"input channels")

@@ -72,14 +72,20 @@ def build_parser() -> ArgumentParser:
                    help="torchvision AlexNet state_dict for LPIPS (or env ZSGUIDE_LPIPS_WEIGHTS); "
                         "else LPIPS is skipped")
     add_data_options(p, "default: the checkpoint's data option")
+    add_trainer_options(p)
+    return p
+
+
+def add_trainer_options(p: ArgumentParser, precision_note: str = "") -> None:
+    """``--trainer.*`` for the Lightning Trainer of a predict run (restore, evaluate)."""
     p.add_argument("--trainer.accelerator", type=str, default="auto", help="cpu, gpu, auto, ...")
     p.add_argument("--trainer.devices", type=Union[int, str, list[int]], default=1, help="devices per node")
-    p.add_argument("--trainer.strategy", type=str, default="auto", help="auto, ddp, ddp_spawn, ...")
+    p.add_argument("--trainer.strategy", type=str, default="auto", help="auto, ddp, ...")
     p.add_argument("--trainer.precision", type=Optional[Union[int, str]], default="32-true",
-                   help="32-true, 64-true, bf16-mixed, 16-mixed, ...")
-    p.add_argument("--trainer.num_nodes", type=int, default=1)
+                   help=f"32-true, 64-true, bf16-mixed, 16-mixed, ...{precision_note}")
+    p.add_argument("--trainer.num_nodes", type=int, default=1,
+                   help="nodes (torchrun or SLURM start one process per device on each)")
     p.add_argument("--trainer.enable_progress_bar", type=bool, default=True)
-    return p
 
 
 def add_data_options(p: ArgumentParser, default_note: str) -> None:
@@ -98,7 +104,12 @@ def add_data_options(p: ArgumentParser, default_note: str) -> None:
 
 def parse(argv: list[str]) -> Namespace:
     """Parse ``argv`` (the arguments after ``restore``); a bad option raises a one-line :class:`ZSGuideError`."""
-    parser = build_parser()
+    return parse_one_line(build_parser(), argv)
+
+
+def parse_one_line(parser: ArgumentParser, argv: list[str]) -> Namespace:
+    """``parser.parse_args(argv)`` with every parse error (and YAML error from ``--config``) as one
+    :class:`ZSGuideError` line."""
     try:
         return parser.parse_args(argv)
     except ZSGuideError:

@@ -13,14 +13,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
-class RestoreProgressBar(ProgressBar):
-    def __init__(self, num_images: int, steps: int) -> None:
+class RichPredictBar(ProgressBar):
+    """A rich ``Progress`` on stderr for a predict loop, shown by global rank 0 only; subclasses add their lines."""
+
+    def __init__(self) -> None:
         super().__init__()
-        self.num_images = int(num_images)
-        self.steps = int(steps)
         self._enabled = True
         self._progress: Progress | None = None
-        self._images = self._steps = None
+        self._steps = None  # the sampler-steps line
 
     def disable(self) -> None:
         self._enabled = False
@@ -32,30 +32,16 @@ class RestoreProgressBar(ProgressBar):
     def is_enabled(self) -> bool:
         return self._enabled
 
-    def on_predict_start(self, trainer, pl_module) -> None:
-        if not self._enabled:
-            return
-        world = trainer.world_size
-        share = len(range(0, self.num_images, world))  # the non-repeating sampler gives rank 0 indices 0::world
-        label = "restoring" if world == 1 else f"restoring (rank 0 of {world})"
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    def _start(self) -> Progress:
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
         self._progress.start()
-        self._images = self._progress.add_task(f"{label}: images", total=share)
-        self._steps = self._progress.add_task("sampler steps (batch)", total=self.steps)
+        return self._progress
 
     def sampler_step(self, step: int) -> None:
         """Called after sampler step ``step`` (0-based) of the current batch."""
         if self._progress is not None:
             self._progress.update(self._steps, completed=step + 1)
-
-    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        if self._progress is not None:
-            self._progress.reset(self._steps, total=self.steps)
-
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._images, int(len(batch["index"])))
 
     def on_predict_end(self, trainer, pl_module) -> None:
         self._stop()
@@ -67,6 +53,32 @@ class RestoreProgressBar(ProgressBar):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+class RestoreProgressBar(RichPredictBar):
+    def __init__(self, num_images: int, steps: int) -> None:
+        super().__init__()
+        self.num_images = int(num_images)
+        self.steps = int(steps)
+        self._images = None
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        if not self._enabled:
+            return
+        world = trainer.world_size
+        share = len(range(0, self.num_images, world))  # the non-repeating sampler gives rank 0 indices 0::world
+        label = "restoring" if world == 1 else f"restoring (rank 0 of {world})"
+        self._start()
+        self._images = self._progress.add_task(f"{label}: images", total=share)
+        self._steps = self._progress.add_task("sampler steps (batch)", total=self.steps)
+
+    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._progress is not None:
+            self._progress.reset(self._steps, total=self.steps)
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._images, int(len(batch["index"])))
 
     def __repr__(self) -> str:  # pragma: no cover - cosmetic
         return f"RestoreProgressBar(num_images={self.num_images}, steps={self.steps})"

@@ -24,17 +24,19 @@ def resolved_config(cfg, plan: RestorePlan) -> dict:
     return out
 
 
-def make_trainer(cfg, plan: RestorePlan, callbacks: list):
+def predict_trainer(t, callbacks: list, *, needs_grad: bool, root, **extra):
+    """The Lightning Trainer of a predict run from the ``--trainer.*`` options ``t``: no logger, no checkpoints;
+    ``inference_mode=False`` when a sampler differentiates through the denoiser (``needs_grad``). Bad options are one
+    :class:`ZSGuideError` line."""
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    t = cfg.trainer
     try:
         return L.Trainer(
             accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, precision=t.precision,
             num_nodes=t.num_nodes, logger=False, enable_checkpointing=False, enable_model_summary=False,
             enable_progress_bar=bool(t.enable_progress_bar), callbacks=callbacks,
-            inference_mode=not plan.sampler.needs_grad, default_root_dir=str(plan.output),
+            inference_mode=not needs_grad, default_root_dir=str(root), **extra,
         )
     except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
         raise ZSGuideError(f"invalid --trainer options: {str(exc).splitlines()[0]}") from None
@@ -61,18 +63,18 @@ def run_restore(argv: list[str]) -> None:
     callbacks = [writer]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(RestoreProgressBar(plan.num_outputs, plan.params.steps))
-    trainer = make_trainer(cfg, plan, callbacks)
+    trainer = predict_trainer(cfg.trainer, callbacks, needs_grad=plan.sampler.needs_grad, root=plan.output)
     module = RestoreModule(plan, lpips)
     loader = DataLoader(plan.dataset, batch_size=plan.batch_size, shuffle=False, num_workers=plan.num_workers)
     try:
         trainer.predict(module, dataloaders=loader, return_predictions=False)
     except BaseException:
         if not writer.past_end_barrier:
-            _stop_other_ranks(trainer)
+            stop_other_ranks(trainer)
         raise
 
 
-def _stop_other_ranks(trainer) -> None:
+def stop_other_ranks(trainer) -> None:
     """After a failure on rank 0, end the processes Lightning launched for the other ranks (they would otherwise wait
     in a collective): the ones this process started, by their process ids."""
     try:
