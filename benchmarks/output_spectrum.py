@@ -13,9 +13,13 @@ A ratio below 1 is an output with less power than the images at that frequency (
 blur's ``|H_k|^2`` per ring says which frequencies it removes. It shows where a design's closed-form prediction and
 its behaviour with the trained network part.
 
+    R="python -m zsguide restore --ckpt_path checkpoints/patches32.ckpt --task deblur_gaussian --sampler ddrm \\
+       --steps 20 --sigma_y 0.02 --num_images 64"
+    $R --params heuristic --output runs/restore/blur_ddrm_20_heuristic
+    $R --params spectral --trust_factor none --output runs/restore/blur_ddrm_20_spectral
     python benchmarks/output_spectrum.py --task deblur_gaussian --sigma_y 0.02 \\
-        --runs runs/benchmarks/real_prior/deblur_gaussian_ddrm_20_heuristic \\
-               runs/benchmarks/real_prior/deblur_gaussian_ddrm_20_spectral --out benchmarks/results/output_spectrum.json
+        --runs runs/restore/blur_ddrm_20_heuristic runs/restore/blur_ddrm_20_spectral \\
+        --out benchmarks/results/output_spectrum.json
 """
 
 from __future__ import annotations

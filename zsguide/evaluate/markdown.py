@@ -26,7 +26,15 @@ def _diff(r: dict, name: str, digits: int) -> str:
     return f"{d:+.{digits}f}" + (f" ({_num(se, digits)})" if se is not None else "")
 
 
-def report_markdown(plan, records: list[dict], floor: dict | None, run: dict, figures: dict) -> str:
+def _run_line(run: dict) -> str:
+    if run.get("new_items", 0) == 0:
+        return f"{run.get('started')}: nothing to run (report only), `{run.get('command', '')}`"
+    return (f"{run.get('started')}: {run['new_items']} new images in {run.get('wall_time_s', 0):.1f} s on "
+            f"{run.get('devices', 1)} device(s) x {run.get('num_nodes', 1)} node(s) ({run.get('accelerator')}, "
+            f"{run.get('precision')}), `{run.get('command', '')}`")
+
+
+def report_markdown(plan, records: list[dict], floor: dict | None, runs: list[dict], figures: dict) -> str:
     has_lpips = any("lpips_mean" in r for r in records)
     has_fid = any("fid" in r for r in records)
     cells = plan.cells
@@ -46,10 +54,9 @@ def report_markdown(plan, records: list[dict], floor: dict | None, run: dict, fi
         f"{len(plan.indices)} images ({plan.image_shape[1]}x{plan.image_shape[2]}x{plan.image_shape[0]}); "
         f"{plan.denoiser} denoiser; sigma_y in {plan.noise_convention} units",
         "- grid: " + "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in axes.items()),
-        f"- {len(records)} cells, {done} of {plan.total_items} images committed; last run: "
-        f"{run.get('new_items', 0)} new images in {run.get('wall_time_s', 0):.1f} s on {run.get('devices', 1)} "
-        f"device(s) x {run.get('num_nodes', 1)} node(s) ({run.get('accelerator')}, {run.get('precision')})",
-        f"- command: `{run.get('command', '')}`",
+        f"- {len(records)} cells, {done} of {plan.total_items} images committed, by {len(runs)} run(s) into this "
+        f"directory (runs.json):",
+        *(f"  - {_run_line(r)}" for r in runs),
         "- FD: the Frechet distance on spectral statistics (zsguide/evaluation/perception.py) between the restored set "
         "(clipped to [0, 1]) and the same clean images, ± its paired bootstrap standard error "
         f"({plan.bootstrap} resamples); Δ: cell - heuristic twin on the same images, (paired standard error)",

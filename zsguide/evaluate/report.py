@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -178,13 +177,26 @@ def write_cells_csv(records: list[dict], path: Path) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def record_run(out: Path, run_info: dict) -> list[dict]:
+    """Append this run's record (command, devices, new images, wall time) to ``DIR/runs.json``; all runs so far."""
+    path = Path(out) / "runs.json"
+    runs = read_runs(out)
+    runs.append(json_safe(run_info))
+    write_json(path, {"runs": runs})
+    return runs
+
+
+def read_runs(out: Path) -> list[dict]:
+    path = Path(out) / "runs.json"
+    return json.loads(path.read_text())["runs"] if path.is_file() else []
+
+
 def write_report(plan, run_info: dict, inception=None) -> dict:
     """Everything from the committed items: results.csv, cells.csv, cells.json, figures/, report.md (written last).
-    Returns the cells.json content."""
+    ``run_info`` is this run's record, appended to runs.json. Returns the cells.json content."""
     from .figures import write_figures
     from .markdown import report_markdown
 
-    t0 = time.perf_counter()
     data = [load_cell(plan, c) for c in plan.cells]
     clean_idx = plan.indices
     clean_feats = {"spectral": spectral_features(clean_images(plan, clean_idx))}
@@ -195,9 +207,9 @@ def write_report(plan, run_info: dict, inception=None) -> dict:
     out = plan.output
     write_results_csv(plan, data, out / "results.csv")
     write_cells_csv(records, out / "cells.csv")
-    content = {"run": run_info, "clean_floor": floor, "notes": plan.notes, "cells": records}
+    runs = record_run(out, run_info)
+    content = {"run": run_info, "runs": runs, "clean_floor": floor, "notes": plan.notes, "cells": records}
     write_json(out / "cells.json", content)
     figures = write_figures(plan, records, data, out / "figures")
-    run_info["report_seconds"] = time.perf_counter() - t0
-    atomic_write_text(out / "report.md", report_markdown(plan, records, floor, run_info, figures))
+    atomic_write_text(out / "report.md", report_markdown(plan, records, floor, runs, figures))
     return json_safe(content)
