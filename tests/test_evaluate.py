@@ -42,7 +42,7 @@ def read_results(out: Path) -> list[dict]:
 
 def cell_stats(out: Path) -> list[dict]:
     cells = json.loads((out / "cells.json").read_text())["cells"]
-    return [{k: v for k, v in c.items() if k not in ("wall_time_s", "images_per_second")} for c in cells]
+    return [{k: v for k, v in c.items() if k not in ("compute_s", "images_per_second")} for c in cells]
 
 
 def item_files(out: Path) -> list[Path]:
@@ -91,8 +91,11 @@ def test_sharding_covers_every_pending_item_once(world, num_images, batch_size):
     (("--grid.params", "[heuristic, {source: spectral, trust_factor: 0.5}]"), "grid.params[1].trust_factor"),
     (("--grid.params", "[heuristic, {source: heuristic, trust_factor: 2}]"), "grid.params[1]: trust_factor"),
     (("--grid.steps", "[0]"), "grid.steps[0]: must be >= 1"),
-    (("--grid.tasks", "[{name: inpaint_random, params: {keep: 1.5}}]"), "grid task 'inpaint_random_keep1.5'"),
+    (("--grid.tasks", "[{name: inpaint_random, params: {keep: 1.5}}]"), "grid.tasks[0] (inpaint_random_keep1.5): "),
     (("--grid.params", "[heuristic, heuristic]"), "grid.params[1]: label 'heuristic' appears twice"),
+    (("--grid.params", "[{source: heuristic, label: base}]"), "grid.params[0]: the heuristic source is labelled"),
+    (("--grid.samplers", "[ddrm, ddrm]"), "grid.samplers[1]: sampler 'ddrm' appears twice"),
+    (("--grid.tasks", "[sr4, {name: sr4, label: x4}]"), "grid.tasks[1]: the same task and parameters"),
     (("--num_images", "1"), "--num_images must be >= 2"),
     (("--fid_weights", "missing.pth"), "FID weights 'missing.pth' (--fid_weights) do not exist"),
 ])
@@ -157,6 +160,35 @@ def test_a_cell_gives_what_restore_gives(reference, tmp_path):
         [(r["index"], r["psnr"], r["ssim"], r["mse"]) for r in restored]
 
 
+def test_fewer_images_than_committed_reports_the_first_ones(reference, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(reference, copy)
+    rc = main(["evaluate", *map(str, GRID), "--num_images", "3", "--output", str(copy)])
+    assert rc == 0
+    cells = json.loads((copy / "cells.json").read_text())
+    assert cells["run"]["new_items"] == 0 and all(c["n"] == 3 and c["status"] == "complete" for c in cells["cells"])
+    assert read_results(copy) == [r for r in read_results(reference) if int(r["index"]) < 3]
+
+
+def test_a_params_file_must_fit_the_grid(tmp_path, capsys):
+    from zsguide.checkpoint import load_score_module
+    from zsguide.samplers import get_sampler
+
+    module, _ = load_score_module(CKPT)
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps(get_sampler("ddrm").heuristic("sr4", 3, module.schedule).to_dict()))
+    rc = main(["evaluate", *map(str, GRID), "--grid.params", f"[heuristic, {{source: {path}}}]", "--output",
+               str(tmp_path / "out")])
+    assert rc == 2 and "grid.params[1]: " in capsys.readouterr().err and not (tmp_path / "out").exists()
+    rc = main(["evaluate", *map(str, GRID), "--grid.samplers", "[ddrm]", "--grid.tasks", "[sr4]", "--grid.params",
+               f"[heuristic, {{source: {path}, label: mine}}]", "--output", str(tmp_path / "ok")])
+    assert rc == 0
+    cells = {c["params"]: c for c in json.loads((tmp_path / "ok" / "cells.json").read_text())["cells"]}
+    assert cells["mine"]["psnr_mean"] == cells["heuristic"]["psnr_mean"]  # the same schedule, the same images
+
+
 def test_report_only_rebuilds_the_same_report(reference, tmp_path):
     import shutil
 
@@ -176,12 +208,18 @@ def test_report_only_rebuilds_the_same_report(reference, tmp_path):
 
 @pytest.mark.slow
 def test_two_ddp_devices_give_the_same_results_as_one(reference, tmp_path):
-    proc = run_cli("evaluate", *GRID, "--output", "ddp", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-                   cwd=tmp_path)
+    ddp = ("--trainer.devices", "2", "--trainer.strategy", "ddp")
+    proc = run_cli("evaluate", *GRID, "--output", "ddp", *ddp, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert read_results(tmp_path / "ddp") == read_results(reference)
     assert cell_stats(tmp_path / "ddp") == cell_stats(reference)
     assert json.loads((tmp_path / "ddp" / "cells.json").read_text())["run"]["devices"] == 2
+    # a resume with fewer pending batches than ranks: rank 1 has nothing to do and must still reach the end
+    item_files(tmp_path / "ddp")[3].unlink()
+    proc = run_cli("evaluate", *GRID, "--output", "ddp", *ddp, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "ddp" / "cells.json").read_text())["run"]["new_items"] == 1
+    assert read_results(tmp_path / "ddp") == read_results(reference)
 
 
 @pytest.mark.slow

@@ -62,11 +62,11 @@ class CellSpec:
     @property
     def key(self) -> str:
         """Readable and unique in the grid: ``sampler/task/steps/params/sigma_y/seed``."""
-        return f"{self.sampler}/{self.task.label}/{self.steps}/{self.params.label}/{self.sigma_y:g}/{self.seed}"
+        return f"{self.sampler}/{self.task.label}/{self.steps}/{self.params.label}/{self.sigma_y!r}/{self.seed}"
 
     @property
     def twin_key(self) -> str:
-        return f"{self.sampler}/{self.task.label}/{self.steps}/heuristic/{self.sigma_y:g}/{self.seed}"
+        return f"{self.sampler}/{self.task.label}/{self.steps}/heuristic/{self.sigma_y!r}/{self.seed}"
 
 
 def _task_spec(entry, where: str) -> TaskSpec:
@@ -129,6 +129,8 @@ def _params_spec(entry, where: str) -> ParamsSpec:
         label = entry.get("label") or default + ("_guard" if guard else "")
     elif source == "heuristic":
         label = entry.get("label") or "heuristic"
+        if label != "heuristic":  # the twin of every other source is found by this label
+            raise ZSGuideError(f"{where}: the heuristic source is labelled 'heuristic' (got label {label!r})")
     else:
         from pathlib import Path
 
@@ -140,12 +142,26 @@ def _params_spec(entry, where: str) -> ParamsSpec:
     return ParamsSpec(str(label), source, trust, guard)
 
 
-def _unique(labels: list[str], what: str) -> None:
+def _unique(keys: list, what: str, message: str = "label {key!r} appears twice; give each entry its own label") -> None:
+    """Refuse a repeated entry of ``grid.<what>``, naming the second one."""
     seen = set()
-    for i, label in enumerate(labels):
-        if label in seen:
-            raise ZSGuideError(f"grid.{what}[{i}]: label {label!r} appears twice; give each entry its own label")
-        seen.add(label)
+    for i, key in enumerate(keys):
+        if key in seen:
+            raise ZSGuideError(f"grid.{what}[{i}]: " + message.format(key=key))
+        seen.add(key)
+
+
+def _check_file_source(spec: ParamsSpec, i: int, grid) -> None:
+    """A params.json fits one sampler, task and step count: the grid must have exactly those."""
+    from ..samplers import ParamSchedule
+
+    params = ParamSchedule.load(spec.source)
+    names = [(_task_spec(t, "").name) for t in grid.tasks]
+    if list(grid.samplers) != [params.method] or set(names) != {params.task} or list(grid.steps) != [params.steps]:
+        raise ZSGuideError(f"grid.params[{i}]: {spec.source!r} is a schedule for {params.method} on {params.task} "
+                           f"with {params.steps} steps; a grid with it needs exactly that sampler, task and step "
+                           f"count (this one has samplers {list(grid.samplers)}, tasks {names}, steps "
+                           f"{list(grid.steps)})")
 
 
 def expand_grid(grid) -> list[CellSpec]:
@@ -160,10 +176,11 @@ def expand_grid(grid) -> list[CellSpec]:
         if name not in SAMPLER_NAMES:
             raise ZSGuideError(f"grid.samplers[{i}]: unknown sampler {name!r}; choose one of "
                                f"{', '.join(SAMPLER_NAMES)}")
-    if len(set(grid.samplers)) != len(grid.samplers):
-        raise ZSGuideError("grid.samplers lists a sampler twice")
+    _unique(list(grid.samplers), "samplers", "sampler {key!r} appears twice")
     tasks = [_task_spec(e, f"grid.tasks[{i}]") for i, e in enumerate(grid.tasks)]
     _unique([t.label for t in tasks], "tasks")
+    _unique([json.dumps([t.name, t.params], sort_keys=True, default=str) for t in tasks], "tasks",
+            "the same task and parameters as an earlier entry")
     params = [_params_spec(e, f"grid.params[{i}]") for i, e in enumerate(grid.params)]
     _unique([p.label for p in params], "params")
     for i, n in enumerate(grid.steps):
@@ -173,8 +190,10 @@ def expand_grid(grid) -> list[CellSpec]:
         if not (isinstance(s, (int, float)) and math.isfinite(s) and s >= 0):
             raise ZSGuideError(f"grid.sigma_y[{i}]: must be a finite number >= 0, got {s!r}")
     for what in ("steps", "sigma_y", "seeds"):
-        if len(set(grid[what])) != len(grid[what]):
-            raise ZSGuideError(f"grid.{what} lists a value twice")
+        _unique([float(v) for v in grid[what]], what, "value {key!r} appears twice")
+    for i, p in enumerate(params):
+        if p.source not in ("heuristic", "spectral"):
+            _check_file_source(p, i, grid)
     return [CellSpec(s, t, int(n), p, float(sy), int(seed))
             for s in grid.samplers for t in tasks for n in grid.steps for sy in grid.sigma_y
             for seed in grid.seeds for p in params]

@@ -27,8 +27,10 @@ def _diff(r: dict, name: str, digits: int) -> str:
 
 
 def _run_line(run: dict) -> str:
-    if run.get("new_items", 0) == 0:
-        return f"{run.get('started')}: nothing to run (report only), `{run.get('command', '')}`"
+    if run.get("report_only"):
+        return f"{run.get('started')}: report only, `{run.get('command', '')}`"
+    if run.get("new_items", 0) == 0 and run.get("wall_time_s", 0) == 0:
+        return f"{run.get('started')}: every image already committed (report only), `{run.get('command', '')}`"
     return (f"{run.get('started')}: {run['new_items']} new images in {run.get('wall_time_s', 0):.1f} s on "
             f"{run.get('devices', 1)} device(s) x {run.get('num_nodes', 1)} node(s) ({run.get('accelerator')}, "
             f"{run.get('precision')}), `{run.get('command', '')}`")
@@ -82,7 +84,7 @@ def report_markdown(plan, records: list[dict], floor: dict | None, runs: list[di
             row += [_pm(r, "lpips", 3)] * has_lpips + [_pm(r, "fid", 2)] * has_fid
             row += [_diff(r, "psnr", 2), _diff(r, "ssim", 3), _diff(r, "fd", 3)] + [_diff(r, "fid", 2)] * has_fid
             row += ["**yes**" if r.get("worse_both") else ("no" if "worse_both" in r else ""),
-                    _num((r.get("wall_time_s") or 0) / max(r["n"], 1), 3)]
+                    _num((r.get("compute_s") or 0) / max(r["n"], 1), 3)]
             lines.append("| " + " | ".join(row) + " |")
         for path in figures.get(task, []):
             lines += ["", f"![{path.stem}](figures/{path.name})"]

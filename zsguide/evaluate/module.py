@@ -27,7 +27,7 @@ from ..evaluation.perception import spectral_features
 from ..restore.inputs import to_pixel_units
 from ..restore.module import measure_and_restore
 from . import store
-from .shard import WorkBatches, pending_batches, shard
+from .shard import EMPTY_BATCH, WorkBatches, pending_batches, shard
 
 
 class EvaluateModule(L.LightningModule):
@@ -48,17 +48,29 @@ class EvaluateModule(L.LightningModule):
         return self._denoiser
 
     def predict_dataloader(self) -> DataLoader:
+        """Rank 0 prepares the cell folders, lists the pending batches and broadcasts them with its cells' folder
+        names; every rank checks that it built the same cells (the same designs: a rank with another design cache
+        could design differently), then takes its share. A rank with no batch gets one empty batch, so that every
+        rank runs the loop and reaches the end barrier (Lightning skips a rank whose loader is empty)."""
         plan = self.plan
         strategy = self.trainer.strategy
-        pending = None
+        shared = None
         if self.trainer.is_global_zero:
             for cell in plan.cells:
                 store.prepare_cell_folder(plan.output, cell.folder, cell_record(cell))
-            done = [store.committed(plan.output, c.folder) for c in plan.cells]
-            pending = pending_batches(len(plan.cells), plan.indices, plan.batch_size, done)
-        self.pending = strategy.broadcast(pending, src=0)
+            done = [plan.done(c) for c in plan.cells]
+            shared = (pending_batches(len(plan.cells), plan.indices, plan.batch_size, done),
+                      [c.folder for c in plan.cells])
+        self.pending, folders = strategy.broadcast(shared, src=0)
+        differs = torch.tensor([float(folders != [c.folder for c in plan.cells])], device=self.device)
+        if self.trainer.world_size > 1:
+            differs = strategy.reduce(differs, reduce_op="sum")
+        if float(differs) > 0:
+            raise ZSGuideError(f"{int(float(differs))} rank(s) prepared other cells than rank 0 (a design or a setting "
+                               f"differs between the processes: give every node the same $ZSGUIDE_CACHE and files)")
         self.mine = shard(self.pending, self.trainer.global_rank, self.trainer.world_size)
-        return DataLoader(WorkBatches(plan.dataset, self.mine), batch_size=None, shuffle=False,
+        batches = self.mine or [EMPTY_BATCH]
+        return DataLoader(WorkBatches(plan.dataset, batches), batch_size=None, shuffle=False,
                           num_workers=plan.num_workers)
 
     def _step_callback(self):
@@ -69,7 +81,9 @@ class EvaluateModule(L.LightningModule):
             return lambda step, t, x, x0: bar.sampler_step(step)
         return None
 
-    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
+        if int(batch["cell"]) < 0:  # the empty batch of a rank with nothing to do
+            return None
         cell = self.plan.cells[int(batch["cell"])]
         indices = [int(i) for i in batch["index"]]
         img = batch["image"]

@@ -9,9 +9,11 @@ image ``restore`` gives with the same options.
 
 A cell's settings (what its results depend on, and nothing else): the checkpoint file's sha256, the data options and
 image shape, the denoiser, the noise convention and level (pixel and network units), the seed, the sampler, the task
-and its resolved parameters, the full parameter schedule (a changed design is a changed cell), the precision, the
-LPIPS and FID weights' sha256, and :data:`RESULTS_VERSION`. ``--batch_size``, device and node counts, and whether
-the run was interrupted are not settings: the results do not depend on them.
+and its resolved parameters, the full parameter schedule (a changed design is a changed cell) and its label, the
+precision and device type (cpu or cuda), the LPIPS and FID weights' sha256 (so adding LPIPS or FID weights later
+recomputes the grid: those metrics are taken from the restorations as they are made), and :data:`RESULTS_VERSION`.
+``--batch_size``, device and node counts, and whether the run was interrupted are not settings: the results do not
+depend on them (a resume with the same ``--batch_size`` reruns exactly the same batches; shard.py).
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ class EvaluatePlan:
     @property
     def total_items(self) -> int:
         return len(self.cells) * len(self.indices)
+
+    def done(self, cell: Cell) -> set[int]:
+        """The cell's committed images among this run's (a larger earlier ``--num_images`` left more on disk)."""
+        from . import store
+
+        return store.committed(self.output, cell.folder) & set(self.indices)
 
 
 def _check_numbers(cfg: Namespace) -> None:
@@ -165,22 +173,25 @@ def make_plan(cfg: Namespace) -> EvaluatePlan:
         "denoiser": cfg.denoiser,
         "noise_convention": cfg.noise_convention,
         "precision": str(cfg.trainer.precision),
+        "device_type": device_type(cfg.trainer.accelerator),
         "clipped": clipped,
         "lpips_weights_sha256": file_sha256(lpips_path) if lpips_path else None,
         "fid_weights_sha256": file_sha256(fid_path) if fid_path else None,
     }
     operators: dict = {}
-    cells: list[Cell] = []
-    for spec in specs:
-        sampler = get_sampler(spec.sampler)
+    for spec in specs:  # every task's parameters first (one error naming the entry), before any design is made
         op_key = (spec.task.label, spec.seed)
-        if op_key not in operators:  # bad task parameters fail here, naming the entry
+        if op_key not in operators:
             try:
                 operators[op_key] = make_operator(spec.task.name, image_shape, spec.seed, [indices[0]],
                                                   **spec.task.params)
             except ZSGuideError as exc:
-                raise ZSGuideError(f"grid task {spec.task.label!r}: {exc}") from None
-        operator = operators[op_key]
+                where = next(i for i, t in enumerate(cfg.grid.tasks) if _task_label(t) == spec.task.label)
+                raise ZSGuideError(f"grid.tasks[{where}] ({spec.task.label}): {exc}") from None
+    cells: list[Cell] = []
+    for spec in specs:
+        sampler = get_sampler(spec.sampler)
+        operator = operators[(spec.task.label, spec.seed)]
         sigma_net = 2 * spec.sigma_y if cfg.noise_convention == "pixel" else spec.sigma_y
         if spec.params.source == "spectral":
             rank_zero_info(f"zsguide: design {spec.key} (made now or read from the design cache) ...")
@@ -209,6 +220,25 @@ def make_plan(cfg: Namespace) -> EvaluatePlan:
         noise_convention=cfg.noise_convention, clipped=clipped, bootstrap=int(cfg.bootstrap),
         examples=int(cfg.examples), save_images=bool(cfg.save_images), lpips_path=lpips_path, fid_path=fid_path,
         notes=notes)
+
+
+def device_type(accelerator: str) -> str:
+    """``cpu`` or ``cuda`` (what ``--trainer.accelerator`` resolves to here): part of a cell's settings, since a CPU
+    and a GPU round differently."""
+    import torch
+
+    name = str(accelerator).lower()
+    if name == "cpu":
+        return "cpu"
+    if name in ("gpu", "cuda"):
+        return "cuda"
+    return "cuda" if torch.cuda.is_available() else "cpu"  # auto (mps and others: not used by zsguide)
+
+
+def _task_label(entry) -> str:
+    from .grid import _task_spec
+
+    return _task_spec(entry, "").label
 
 
 def _schedule(spec: CellSpec, sampler, module, operator, sigma_net: float):

@@ -7,7 +7,6 @@ the whole grid's progress, resumed items included; it is refreshed after each of
 from __future__ import annotations
 
 from ..restore.progress import RichPredictBar
-from . import store
 
 
 class EvaluateProgressBar(RichPredictBar):
@@ -17,7 +16,7 @@ class EvaluateProgressBar(RichPredictBar):
         self._grid = self._batches = None
 
     def _committed(self) -> int:
-        return sum(len(store.committed(self.plan.output, c.folder)) for c in self.plan.cells)
+        return sum(len(self.plan.done(c)) for c in self.plan.cells)
 
     def on_predict_start(self, trainer, pl_module) -> None:
         if not self._enabled:
@@ -31,7 +30,7 @@ class EvaluateProgressBar(RichPredictBar):
         self._steps = self._progress.add_task("sampler steps", total=1)
 
     def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        if self._progress is not None:
+        if self._progress is not None and int(batch["cell"]) >= 0:
             cell = self.plan.cells[int(batch["cell"])]
             self._progress.reset(self._steps, total=cell.params.steps, description=f"steps {cell.key}")
 

@@ -40,7 +40,7 @@ PER_IMAGE = ("psnr", "ssim", "mse", "lpips")
 
 def load_cell(plan, cell) -> dict:
     """The committed items of ``cell``: ``{"index": [...], "<metric>": array, "spectral": (n, F), ...}``."""
-    idx = sorted(store.committed(plan.output, cell.folder))
+    idx = sorted(plan.done(cell))
     items = [store.read_item(plan.output, cell.folder, i) for i in idx]
     out: dict = {"index": idx, "examples": {}}
     if not items:
@@ -102,14 +102,18 @@ def cell_stats(plan, data: list[dict], clean_feats: dict) -> list[dict]:
                 if name in d:
                     rec[f"{name}_mean"], rec[f"{name}_se"] = mean_and_se(list(d[name]))
             secs = float(np.sum(d["seconds"]))
-            rec["wall_time_s"], rec["images_per_second"] = secs, (n / secs if secs > 0 else None)
+            rec["compute_s"], rec["images_per_second"] = secs, (n / secs if secs > 0 else None)
         for feat, label in (("spectral", "fd"), ("inception", "fid")):
             if n >= 2 and feat in d and feat in clean_feats:
                 ref = clean_feats[feat][d["index"]]
                 rec[label] = frechet_distance_features(d[feat], ref)
                 rec[f"{label}_se"] = bootstrap_se(d[feat], ref, num=n_boot, paired=True) if n_boot >= 2 else None
         twin = data[cell.twin] if cell.twin is not None else None
-        if twin is not None and n >= 2 and len(twin["index"]) >= 2:
+        twin_failed = twin is not None and bool(store.failures(plan.output, plan.cells[cell.twin].folder))
+        if twin is not None and (fails or twin_failed):  # images lost to a failure would bias the comparison
+            rec["twin"] = plan.cells[cell.twin].key
+            rec["comparison"] = "none: a failed batch in this cell or its twin"
+        elif twin is not None and n >= 2 and len(twin["index"]) >= 2:
             rec["twin"] = plan.cells[cell.twin].key
             common = sorted(set(d["index"]) & set(twin["index"]))
             pos_c = [d["index"].index(i) for i in common]
@@ -158,7 +162,7 @@ def write_results_csv(plan, data: list[dict], path: Path) -> None:
 CELL_COLUMNS = ("sampler", "task", "steps", "params", "sigma_y", "seed", "status", "n", "psnr_mean", "psnr_se",
                 "ssim_mean", "ssim_se", "mse_mean", "mse_se", "lpips_mean", "lpips_se", "fd", "fd_se", "fid",
                 "fid_se", "twin", "paired_n", "d_psnr", "d_psnr_se", "d_ssim", "d_ssim_se", "d_mse", "d_mse_se",
-                "d_lpips", "d_lpips_se", "d_fd", "d_fd_se", "d_fid", "d_fid_se", "worse_both", "wall_time_s",
+                "d_lpips", "d_lpips_se", "d_fd", "d_fd_se", "d_fid", "d_fid_se", "worse_both", "compute_s",
                 "images_per_second", "params_source", "folder", "failures")
 
 

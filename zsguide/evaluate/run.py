@@ -26,11 +26,13 @@ from .plan import EvaluatePlan, check_options, make_plan, output_dir
 def launch_rank_is_zero() -> bool:
     """Whether this process is global rank 0 by its launcher's variables (none set: a plain single process)."""
     env = os.environ
+    if env.get("LOCAL_RANK", "0") != "0" or env.get("NODE_RANK", "0") != "0":  # Lightning's children, torchrun
+        return False
     if "RANK" in env:  # torchrun
         return env["RANK"] == "0"
     if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:  # srun with one task per device
         return env["SLURM_PROCID"] == "0"
-    return env.get("LOCAL_RANK", "0") == "0" and env.get("NODE_RANK", "0") == "0"  # Lightning's own DDP children
+    return True
 
 
 def run_evaluate(argv: list[str]) -> None:
@@ -51,10 +53,8 @@ def run_evaluate(argv: list[str]) -> None:
             plan = make_plan(cfg)
         except BaseException:
             if lock is not None:
-                lock.release()
+                lock.release(remove_empty_dir=created)  # leave no directory behind that only the lock made
                 lock = None
-                if created:  # leave no directory behind that only the lock made
-                    store.remove_lock_only_dir(output)
             raise
         for note in plan.notes:
             rank_zero_info(f"zsguide: {note}")
@@ -71,9 +71,9 @@ def run_evaluate(argv: list[str]) -> None:
         if is_zero:
             atomic_write_text(plan.output / "config.yaml", yaml.safe_dump(json_safe(config_to_dict(cfg)),
                                                                            sort_keys=False))
-        before = sum(len(store.committed(plan.output, c.folder)) for c in plan.cells) if is_zero else 0
+        before = sum(len(plan.done(c)) for c in plan.cells) if is_zero else 0
         run_info = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        complete = all(len(store.committed(plan.output, c.folder)) == len(plan.indices) for c in plan.cells)
+        complete = all(len(plan.done(c)) == len(plan.indices) for c in plan.cells)
         if cfg.report_only or complete:  # nothing to run (Lightning skips a loop with no batches at all)
             run_info |= {"report_only": bool(cfg.report_only), "new_items": 0, "wall_time_s": 0.0}
             if is_zero:
@@ -82,7 +82,7 @@ def run_evaluate(argv: list[str]) -> None:
         t0 = time.perf_counter()
 
         def on_complete(trainer) -> None:
-            after = sum(len(store.committed(plan.output, c.folder)) for c in plan.cells)
+            after = sum(len(plan.done(c)) for c in plan.cells)
             run_info.update(new_items=after - before, wall_time_s=time.perf_counter() - t0,
                             devices=trainer.world_size // max(trainer.num_nodes, 1), num_nodes=trainer.num_nodes,
                             accelerator=type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 WorkBatch = tuple[int, tuple[int, ...]]  # (cell index, image indices)
+EMPTY_BATCH: WorkBatch = (-1, ())  # what a rank with no share runs (nothing), so that it still runs the loop
 
 
 def chunks(indices: Sequence[int], batch_size: int) -> list[tuple[int, ...]]:
@@ -53,6 +54,8 @@ class WorkBatches(Dataset):
 
     def __getitem__(self, j: int) -> dict:
         cell, idx = self.batches[j]
+        if cell < 0:
+            return {"cell": cell, "index": torch.zeros(0, dtype=torch.long), "image": torch.zeros(0)}
         items = [self.images[i] for i in idx]
         return {"cell": cell, "index": torch.tensor([int(it["index"]) for it in items]),
                 "image": torch.stack([it["image"] for it in items])}

@@ -3,7 +3,7 @@
 Layout of ``DIR`` (``--output``)::
 
     .lock                       held (flock) by the running evaluation's rank 0; a second run refuses
-    grid.json                   the grid as last run: every cell's key, folder and settings
+    config.yaml, runs.json      the options of the last run; a record of every run (command, devices, time)
     cells/<folder>/cell.json    the cell's settings (what its results depend on) and its parameter schedule
     cells/<folder>/items/00012.npz   image 12's result: metrics, spectral features (FD), Inception features
                                 (FID, when asked), seconds, and for the first ``--examples`` images the
@@ -13,10 +13,12 @@ Layout of ``DIR`` (``--output``)::
     cells/<folder>/failures/00012.txt   a sampler failure of the batch starting at image 12 (e.g. a NaN), retried on
                                 the next run
     results.csv, cells.csv, cells.json, report.md, figures/   the report (report.py), rebuilt at the end
+    clean_inception.npz         the clean images' Inception features (FID), cached
 
 A cell's folder name ends in the digest of its settings (grid.py), so a changed setting (a different design, noise
 level, checkpoint, precision, ...) gives a new folder and only that cell is recomputed; results never depend on
-``--batch_size``, the number of devices or an interruption, so none of those are settings.
+``--batch_size``, the number of devices or an interruption, so none of those are settings. Only global rank 0 holds
+the lock: the ranks of other nodes keep going for a while if rank 0 is killed, until their next collective.
 
 The lock is an advisory ``fcntl.flock`` on ``DIR/.lock``: the kernel releases it when the process ends, also after
 ``kill -9``, so a crashed run never blocks the next; the file records the holder's pid, host and start time for the
@@ -46,34 +48,42 @@ class OutputLock:
 
     def __init__(self, out: Path) -> None:
         self.path = Path(out) / ".lock"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "a+")  # noqa: SIM115 - held open for the run's lifetime
-        try:
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._fh.seek(0)
-            holder = self._fh.read().strip() or "unknown process"
+        for _ in range(10):  # a holder may remove the file (remove_lock_only_dir) between our open and our flock
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a+")  # noqa: SIM115 - held open for the run's lifetime
+            try:
+                fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._fh.seek(0)
+                holder = self._fh.read().strip() or "unknown process"
+                self._fh.close()
+                raise ZSGuideError(f"output directory {str(out)!r} is in use by another evaluate run ({holder}); "
+                                   f"wait for it to finish or choose another --output") from None
+            try:
+                if os.fstat(self._fh.fileno()).st_ino == os.stat(self.path).st_ino:
+                    break  # we hold the lock on the file that is there
+            except FileNotFoundError:
+                pass
             self._fh.close()
-            raise ZSGuideError(f"output directory {str(out)!r} is in use by another evaluate run ({holder}); wait "
-                               f"for it to finish or choose another --output") from None
+        else:  # pragma: no cover - ten removals in a row
+            raise ZSGuideError(f"could not lock {str(self.path)!r}: it keeps being removed")
         self._fh.seek(0)
         self._fh.truncate()
         self._fh.write(f"pid {os.getpid()} on {socket.gethostname()}, since "
                        f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
         self._fh.flush()
 
-    def release(self) -> None:
-        if not self._fh.closed:
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-
-
-def remove_lock_only_dir(out: Path) -> None:
-    """Remove ``out`` if all it holds is the lock file (a run that stopped on bad input before writing anything)."""
-    out = Path(out)
-    if out.is_dir() and {p.name for p in out.iterdir()} <= {".lock"}:
-        (out / ".lock").unlink(missing_ok=True)
-        out.rmdir()
+    def release(self, remove_empty_dir: bool = False) -> None:
+        """Unlock; with ``remove_empty_dir``, first (still holding the lock) remove the lock file and the directory
+        if nothing else is in it (a run that stopped on bad input before writing anything leaves nothing)."""
+        if self._fh.closed:
+            return
+        out = self.path.parent
+        if remove_empty_dir and {p.name for p in out.iterdir()} <= {".lock"}:
+            self.path.unlink(missing_ok=True)
+            out.rmdir()
+        fcntl.flock(self._fh, fcntl.LOCK_UN)
+        self._fh.close()
 
 
 def items_dir(out: Path, folder: str) -> Path:

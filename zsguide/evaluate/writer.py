@@ -29,12 +29,14 @@ class EvaluateWriter(BasePredictionWriter):
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx=0) -> None:
+        if prediction is None:  # an empty batch
+            return
         plan = self.plan
         cell = plan.cells[prediction["cell"]]
         if "failure" in prediction:
             store.record_failure(plan.output, cell.folder, prediction["index"][0], prediction["failure"])
             return
-        done = store.committed(plan.output, cell.folder)
+        done = plan.done(cell)
         for j, index in enumerate(prediction["index"]):
             if index in done:  # committed before an interruption; the chunk was re-run whole, its result is the same
                 continue
@@ -60,7 +62,7 @@ class EvaluateWriter(BasePredictionWriter):
         plan = self.plan
         missing = []
         for cell in plan.cells:
-            done = store.committed(plan.output, cell.folder)
+            done = plan.done(cell)
             if len(done) < len(plan.indices) and not store.failures(plan.output, cell.folder):
                 missing.append(f"{cell.key} ({len(plan.indices) - len(done)} images)")
         if missing:

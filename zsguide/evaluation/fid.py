@@ -9,9 +9,9 @@ roots), the same formula as torchmetrics' ``compute`` (checked in tests/test_eva
 features be stored, resumed, merged across devices and bootstrapped.
 
 Weights: the file torch-fidelity downloads, ``pt_inception-2015-12-05-6726825d.pth`` (a plain state dict), given by
-path (``--fid_weights`` or ``$ZSGUIDE_FID_WEIGHTS``); nothing is downloaded. torch-fidelity reads a weights file
-with ``torch.load(weights_only=False)``, which would run code from a crafted file, so the user's file is read here
-with ``weights_only=True`` and only a copy of its tensors, written by us into a private temporary file, is handed
+path (``--fid_weights`` or ``$ZSGUIDE_FID_WEIGHTS``); nothing is downloaded. torch-fidelity unpickles a weights file
+without restriction, which would run code from a crafted file, so the user's file is read here with
+``weights_only=True`` and only a copy of its tensors, written by us into a private temporary file, is handed
 to torchmetrics.
 """
 
