@@ -20,9 +20,10 @@ from .errors import ZSGuideError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 USAGE = (
-    "usage: python -m zsguide {fit,validate,test,prior,restore,evaluate,analyze,tune} [options]\n"
+    "usage: python -m zsguide {fit,validate,test,prior,calibrate,restore,evaluate,analyze,tune} [options]\n"
     "  fit       train the score network and fit the Gaussian surrogate (--config configs/fit/patches.yaml)\n"
     "  prior     a pretrained network (ADM, diffusers) + a surrogate fitted from your images, in one small file\n"
+    "  calibrate measure the denoiser's linear response and residual against the surrogate, per time and frequency\n"
     "  test      denoise check of a checkpoint against its surrogate (--config ... --ckpt_path ...)\n"
     "  validate  validation loss of a checkpoint\n"
     "  restore   restore images with a sampler (--ckpt_path ... --task sr4 --sampler ddrm; configs/restore/)\n"
@@ -98,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             from .restore import run_restore
 
             run_restore(argv[1:])
+        elif command == "calibrate":
+            from .calibration.command import run_calibrate
+
+            run_calibrate(argv[1:])
         elif command == "evaluate":
             from .evaluate import run_evaluate
 
