@@ -361,13 +361,21 @@ def test_unsafe_fid_weights_are_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_reports_fid_with_local_weights(inception_weights, tmp_path):
+def test_evaluate_reports_fid_and_lpips_with_local_weights(inception_weights, tmp_path):
+    import torchvision
+
+    lpips = tmp_path / "alexnet.pth"
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), lpips)  # the genuine format, random weights
     grid = [str(a) for a in GRID]
     grid[grid.index("--grid.samplers") + 1] = "[ddrm]"
     grid[grid.index("--grid.tasks") + 1] = "[sr4]"
-    rc = main(["evaluate", *grid, "--num_images", "4", "--fid_weights", str(inception_weights), "--output",
-               str(tmp_path / "fid")])
+    rc = main(["evaluate", *grid, "--num_images", "4", "--fid_weights", str(inception_weights), "--lpips_weights",
+               str(lpips), "--output", str(tmp_path / "fid")])
     assert rc == 0
     cells = json.loads((tmp_path / "fid" / "cells.json").read_text())["cells"]
-    assert all(c["fid"] >= 0 and c["fid_se"] >= 0 for c in cells) and "d_fid" in cells[1]
-    assert "FID" in (tmp_path / "fid" / "report.md").read_text()
+    assert all(c["fid"] >= 0 and c["fid_se"] >= 0 and c["lpips_mean"] >= 0 for c in cells)
+    assert "d_fid" in cells[1] and "d_lpips" in cells[1]
+    report = (tmp_path / "fid" / "report.md").read_text()
+    assert "FID" in report and "LPIPS" in report and "skipped" not in report
+    with open(tmp_path / "fid" / "results.csv", newline="") as fh:
+        assert all(float(r["lpips"]) >= 0 for r in csv.DictReader(fh))
