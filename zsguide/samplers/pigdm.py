@@ -15,8 +15,9 @@ with ``H^T (r^2 H H^T + sigma^2)^{-1} = V diag(s / (r^2 s^2 + sigma^2)) U^T`` co
 ``g`` is ``r_t^2`` times the approximate likelihood score. Moving ``x0`` by the full Tweedie amount
 ``(1 - abar_t) / sqrt(abar_t)`` times the score instead (an earlier version of this file) is ``1 / abar_t`` times
 larger at high t and diverges on natural-image priors, where the prior variance per frequency exceeds 1: the closed
-form showed it (docs/benchmarks.md). Under a Gaussian prior the guidance is the gain ``r_t^2`` in place of the true
-``s_t`` (theory.md §4); the method is not an exact posterior sampler (its output variance is too small).
+form showed it (docs/benchmarks.md). Under a Gaussian prior the exact guidance would use the posterior
+covariance ``Cov[x0 | x_t] = S_t`` (theory.md §3) where PiGDM uses ``r_t^2 I`` and the network's Jacobian: it is
+exact only where ``S_t = r_t^2 I``, so the method is not an exact posterior sampler (theory.md §4).
 Heuristic defaults: guidance weight ``w = 1``, ``eta = 1`` (the paper's DDPM-like setting), 100 steps.
 """
 
