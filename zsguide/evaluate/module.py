@@ -26,6 +26,7 @@ from ..evaluation.metrics import image_metrics, lpips_per_image
 from ..evaluation.perception import spectral_features
 from ..restore.inputs import to_pixel_units
 from ..restore.module import measure_and_restore
+from ..restore.progress import sampler_step_callback
 from . import store
 from .shard import EMPTY_BATCH, WorkBatches, pending_batches, shard
 
@@ -73,14 +74,6 @@ class EvaluateModule(L.LightningModule):
         return DataLoader(WorkBatches(plan.dataset, batches), batch_size=None, shuffle=False,
                           num_workers=plan.num_workers)
 
-    def _step_callback(self):
-        from .progress import EvaluateProgressBar
-
-        bar = self.trainer.progress_bar_callback if self._trainer is not None else None
-        if isinstance(bar, EvaluateProgressBar) and bar.is_enabled:
-            return lambda step, t, x, x0: bar.sampler_step(step)
-        return None
-
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
         if int(batch["cell"]) < 0:  # the empty batch of a rank with nothing to do
             return None
@@ -92,7 +85,7 @@ class EvaluateModule(L.LightningModule):
             x0, y, op = measure_and_restore(
                 img, indices, task=cell.spec.task.name, task_params=cell.spec.task.params, seed=cell.spec.seed,
                 sigma_net=cell.sigma_net, sampler=cell.sampler, params=cell.params, denoiser=self.denoiser(),
-                surrogate=self.score.surrogate, callback=self._step_callback())
+                surrogate=self.score.surrogate, callback=sampler_step_callback(self))
         except ZSGuideError as exc:
             return {"cell": int(batch["cell"]), "index": indices, "failure": str(exc)}
         restored = ((x0 + 1) / 2).float()

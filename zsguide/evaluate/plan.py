@@ -131,8 +131,9 @@ def check_options(cfg: Namespace) -> list[CellSpec]:
     return specs
 
 
-def make_plan(cfg: Namespace) -> EvaluatePlan:
-    """Check everything and prepare every cell (designs are made here, or read from the design cache)."""
+def make_plan(cfg: Namespace, specs: list[CellSpec] | None = None) -> EvaluatePlan:
+    """Check everything and prepare every cell (designs are made here, or read from the design cache); ``specs``:
+    the cells :func:`check_options` already returned (otherwise it is run here)."""
     from ..checkpoint import load_score_module
     from ..evaluation.fid import fid_weights_path
     from ..evaluation.metrics import lpips_min_side, lpips_weights_path
@@ -141,7 +142,7 @@ def make_plan(cfg: Namespace) -> EvaluatePlan:
     from ..safe_files import file_sha256
     from ..samplers import get_sampler
 
-    specs = check_options(cfg)
+    specs = check_options(cfg) if specs is None else specs
     output = output_dir(cfg)
     lpips_path = lpips_weights_path(cfg.lpips_weights)
     fid_path = fid_weights_path(cfg.fid_weights)

@@ -44,13 +44,13 @@ def run_evaluate(argv: list[str]) -> None:
     warnings.filterwarnings("ignore", message=".*infer the batch indices.*")  # our batches carry their indices
     cfg = parse(argv)
     is_zero = launch_rank_is_zero()
-    check_options(cfg)  # cheap checks first: a bad entry never touches --output
+    specs = check_options(cfg)  # cheap checks first: a bad entry never touches --output
     output = output_dir(cfg)
     created = not output.exists()
     lock = store.OutputLock(output) if is_zero else None  # before the designs, so a second run waits for nothing
     try:
         try:
-            plan = make_plan(cfg)
+            plan = make_plan(cfg, specs)
         except BaseException:
             if lock is not None:
                 lock.release(remove_empty_dir=created)  # leave no directory behind that only the lock made

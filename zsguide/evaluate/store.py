@@ -40,8 +40,6 @@ import numpy as np
 from ..errors import ZSGuideError
 from ..restore.outputs import atomic_write_bytes, atomic_write_text, image_name, json_safe
 
-ITEM_SCALARS = ("psnr", "ssim", "mse", "lpips", "seconds")
-
 
 class OutputLock:
     """``flock(DIR/.lock, LOCK_EX | LOCK_NB)`` for as long as this object lives (or until :meth:`release`)."""

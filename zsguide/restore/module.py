@@ -29,6 +29,7 @@ import torch
 from ..errors import ZSGuideError
 from ..evaluation.metrics import image_metrics, lpips_per_image
 from .inputs import to_pixel_units
+from .progress import sampler_step_callback
 
 
 class RestoreModule(L.LightningModule):
@@ -63,14 +64,6 @@ class RestoreModule(L.LightningModule):
         return make_operator(self.task, self.image_shape, self.seed, op_indices, **self.task_params).to(
             like.device, like.dtype)
 
-    def _step_callback(self):
-        from .progress import RestoreProgressBar
-
-        bar = self.trainer.progress_bar_callback if self._trainer is not None else None
-        if isinstance(bar, RestoreProgressBar) and bar.is_enabled:
-            return lambda step, t, x, x0: bar.sampler_step(step)
-        return None
-
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
         if self.failure is not None:  # an earlier batch failed: skip, report at the end
             return None
@@ -87,14 +80,14 @@ class RestoreModule(L.LightningModule):
             x0, y, op = measure_and_restore(
                 img, indices, task=self.task, task_params=self.task_params, seed=self.seed, sigma_net=self.sigma_net,
                 sampler=self.sampler, params=self.params, denoiser=self.denoiser(), surrogate=self.score.surrogate,
-                callback=self._step_callback())
+                callback=sampler_step_callback(self))
         else:
             img = None
             y = batch["measurement"]
             op = self._operator(indices, y)
             x0 = run_sampler(self.sampler, self.denoiser(), op, y, sigma_net=self.sigma_net, params=self.params,
                              seed=self.seed, indices=indices, surrogate=self.score.surrogate,
-                             callback=self._step_callback())
+                             callback=sampler_step_callback(self))
         out = {
             "index": indices,
             "restored": ((x0 + 1) / 2).float().cpu(),

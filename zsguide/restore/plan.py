@@ -31,7 +31,6 @@ from .options import DATA_EXCLUDED, DENOISERS, NOISE_CONVENTIONS
 from .schedules import param_schedule
 
 
-
 @dataclass
 class RestorePlan:
     """A checked restore job: what to restore, how, and where to write it."""

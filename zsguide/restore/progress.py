@@ -55,6 +55,15 @@ class RichPredictBar(ProgressBar):
             self._progress = None
 
 
+def sampler_step_callback(module):
+    """The sampler's ``callback(step, t, x_t, x0_y)`` that feeds the trainer's :class:`RichPredictBar` (None without
+    an enabled one, e.g. off rank 0 or with the bar switched off)."""
+    bar = module.trainer.progress_bar_callback if module._trainer is not None else None
+    if isinstance(bar, RichPredictBar) and bar.is_enabled:
+        return lambda step, t, x, x0: bar.sampler_step(step)
+    return None
+
+
 class RestoreProgressBar(RichPredictBar):
     def __init__(self, num_images: int, steps: int) -> None:
         super().__init__()
