@@ -150,8 +150,10 @@ class BlockProblem:
     note: str = ""
     weight: torch.Tensor | None = None  # (...): block b stands for weight[b] equal blocks (None: each counts once)
     positions: tuple[torch.Tensor, torch.Tensor] | None = None  # sampled alias blocks: (rows, cols) on the low-res grid
+    denoiser: object | None = None  # a CalibratedDenoiser (denoiser_model.py); None: the surrogate's Wiener denoiser
     evals: torch.Tensor = field(init=False, repr=False)
     evecs: torch.Tensor = field(init=False, repr=False)
+    _denoiser_cache: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.n == 1:
@@ -185,9 +187,12 @@ class BlockProblem:
         so the grouped problem's criteria differ from the exact ones by second order in the cell widths
         (``tests/test_spectral_design.py`` bounds it); it serves the designer, whose L-BFGS evaluates the closed
         form a hundred times or more (its size and accuracy at 256 x 256: docs/benchmarks.md).
-        Only marginal criteria (over y) are defined on it."""
+        Only marginal criteria (over y) are defined on it, and only for the Wiener denoiser (a calibrated gain is not
+        a function of ``lambda``)."""
         if self.structure != "fourier_diagonal":
             raise ValueError("only blur (1 x 1 blocks) problems can be grouped")
+        if self.denoiser is not None:
+            raise ValueError("a problem with a calibrated denoiser cannot be grouped by (lambda, s)")
         lam = self.Sigma[..., 0, 0].real.flatten()
         s, kept = self.s[..., 0].flatten().to(torch.float64), (self.s_eff[..., 0] > 0).flatten()
         s_bin = torch.where(kept, torch.round(s.clamp(min=1e-300).log() / math.log1p(s_rel_step)),
@@ -208,6 +213,38 @@ class BlockProblem:
     def fn(self, f) -> torch.Tensor:
         """``f(Sigma)`` for a scalar function ``f`` applied to the eigenvalues."""
         return eig_fn(self.evals, self.evecs, f(self.evals))
+
+    def frequency_operator(self, v: torch.Tensor) -> torch.Tensor:
+        """The operator ``Q^T F^H diag(v) F Q`` (``v`` per decorrelated channel and frequency, (C, H, W), of the
+        whole image) in the blocks' SVD coordinates (..., n, n), built as ``Sigma`` is from ``lambda``: per
+        frequency for blur, ``Vh diag(v_alias) Vh^H`` per alias block, and the circulant restricted to the modelled
+        window (``circulant_covariance``) for masks."""
+        v = v.detach().cpu().to(torch.float64)
+        if self.structure == "fourier_diagonal":
+            return v.to(self.dtype)[..., None, None]
+        if self.structure == "fourier_block":
+            v_al = rearrange(v, _ALIAS, s1=self.factor, s2=self.factor).to(torch.complex128)
+            if self.positions is not None:
+                rows, cols = self.positions
+                v_al = v_al[torch.arange(rows.shape[0])[:, None], rows, cols]
+            M = self.Vh @ (v_al[..., :, None] * self.Vh.mH)
+            return 0.5 * (M + M.mH)
+        r0, c0 = self.origin
+        rows = torch.arange(r0, r0 + self.grid[0]).repeat_interleave(self.grid[1])
+        cols = torch.arange(c0, c0 + self.grid[1]).repeat(self.grid[0])
+        return circulant_covariance(v, rows, cols).to(self.dtype)
+
+    def denoiser_at(self, a: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The denoiser model at ``abar_t = a`` in block coordinates (denoiser_model.py): ``(C_t, R_t)`` with
+        ``x0_hat = C_t x_t + N(0, R_t)`` (centred); the Wiener ``C_t = sqrt(a) Sigma (a Sigma + (1 - a) I)^{-1}`` and
+        ``R_t`` None without a calibrated denoiser. A calibrated one is cached per time (the designer re-evaluates the
+        same steps); the Wiener gain is cheaper to recompute than to hold at every step of a large image."""
+        if self.denoiser is None:
+            return self.fn(lambda e: math.sqrt(a) * e / (a * e + 1 - a)), None
+        if a not in self._denoiser_cache:
+            g, r = self.denoiser.fields(a)
+            self._denoiser_cache[a] = (self.frequency_operator(g), self.frequency_operator(r))
+        return self._denoiser_cache[a]
 
     def H(self) -> torch.Tensor:
         """``H_bar = [diag(s) 0]`` (..., m, n)."""
@@ -330,9 +367,10 @@ def _matching_window(mask: torch.Tensor, hh: int, ww: int) -> tuple[int, int]:
 
 
 def problem_for(surrogate, operator, sigma: float, *, max_dense: int = MAX_DENSE, crop: int = CROP,
-                max_fourier: int = MAX_FOURIER_BLOCKS) -> BlockProblem:
+                max_fourier: int = MAX_FOURIER_BLOCKS, denoiser=None) -> BlockProblem:
     """The block problem of ``operator`` (its first image's operator when it has one per image) under ``surrogate``
-    with noise ``sigma`` (network units).
+    with noise ``sigma`` (network units); ``denoiser`` a calibrated denoiser model (denoiser_model.py; None: the
+    Wiener denoiser).
 
     Super-resolution of large images (more than ``max_fourier / s^2`` alias blocks of s^2 x s^2 per channel, the
     count of a 32 x 32 image) is modelled on a weighted sample of its blocks, the most powerful ones and one in every
@@ -349,7 +387,7 @@ def problem_for(surrogate, operator, sigma: float, *, max_dense: int = MAX_DENSE
         phase = torch.where(s > 0, h / torch.where(s > 0, s, 1.0), torch.ones_like(h))
         return BlockProblem(lam.to(torch.complex128)[..., None, None], s[..., None], truncate(s, rcond)[..., None],
                             torch.ones_like(s)[..., None], float(sigma), C * Hh * Ww, structure,
-                            U=phase[..., None, None], grid=(Hh, Ww))
+                            U=phase[..., None, None], grid=(Hh, Ww), denoiser=denoiser)
     if structure == "fourier_block":
         f = operator.factor
         R = operator.fourier_blocks()[0, 0].detach().cpu().to(torch.complex128)  # (h, w, f^2)
@@ -367,7 +405,7 @@ def problem_for(surrogate, operator, sigma: float, *, max_dense: int = MAX_DENSE
         Sigma = Vh @ (lam_al[..., :, None] * Vh.mH)
         Sigma = 0.5 * (Sigma + Sigma.mH)
         return BlockProblem(Sigma, S, cut, torch.ones_like(S), float(sigma), C * Hh * Ww, structure, Vh=Vh, U=U,
-                            factor=f, grid=(Hh, Ww), weight=weight, positions=positions,
+                            factor=f, grid=(Hh, Ww), weight=weight, positions=positions, denoiser=denoiser,
                             note=_subgrid_note(Hh // f, Ww // f, k, f) if k > 1 else "")
     if structure == "pixel_mask":
         mask = operator.mask[0].detach().cpu().to(torch.float64)  # (1 or C, H, W)
@@ -390,5 +428,6 @@ def problem_for(surrogate, operator, sigma: float, *, max_dense: int = MAX_DENSE
             raise ZSGuideError(f"the inpainting mask keeps no pixel of the {hh}x{ww} window the spectral engine "
                                f"models; nothing to design for")
         return BlockProblem(Sigma, m, truncate(m, rcond), m, float(sigma), C * hh * ww, structure,
-                            norm_scale=float(mask.sum() / m[0].sum()), grid=(hh, ww), origin=(r0, c0), note=note)
+                            norm_scale=float(mask.sum() / m[0].sum()), grid=(hh, ww), origin=(r0, c0), note=note,
+                            denoiser=denoiser)
     raise ZSGuideError(f"the spectral engine has no closed form for operators of structure {structure!r}")

@@ -65,15 +65,16 @@ def _eye(p: BlockProblem) -> torch.Tensor:
 
 
 def _ddim(X, Y, E0, p: BlockProblem, a_t: float, a_prev: float, eta):
-    """Compose ``x0_y = X x + Y eta + N(0, E0)`` with the DDIM step of samplers/base.py."""
+    """Compose ``x0_y = X x + Y eta + N(0, E0)`` with the DDIM step of samplers/base.py, ``x' = k1 x0_y + k2 x +
+    N(0, s^2 I)``: ``(A, b, E, k1)``, ``k1`` the step's coefficient on ``x0_y``."""
     if a_prev >= 1.0:
-        return X, Y, E0
+        return X, Y, E0, 1.0
     s = eta * math.sqrt(max((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev), 0.0))
     c_eps = sqrt_pos(1 - a_prev - s * s)
     k1 = math.sqrt(a_prev) - c_eps * math.sqrt(a_t / (1 - a_t))
     k2 = c_eps / math.sqrt(1 - a_t)
     E = k1 * k1 * E0 + s * s * _eye(p) if torch.is_tensor(E0) else s * s * _eye(p)
-    return k1 * X + k2 * _eye(p), k1 * Y, E
+    return k1 * X + k2 * _eye(p), k1 * Y, E, k1
 
 
 def _zero_b(p: BlockProblem) -> torch.Tensor:
@@ -94,11 +95,14 @@ def _ddrm_init(p: BlockProblem, a_T: float):
     return B, torch.diag_embed(var.to(p.dtype))
 
 
-def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None):
-    """``(A, b, E)`` of one step of ``method`` (see the module docstring and samplers/<method>.py)."""
+def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None, resid=None):
+    """``(A, b, E, Q)`` of one step of ``method`` (see the module docstring and samplers/<method>.py): ``Q`` is the
+    step's coefficient on the denoiser's output ``x0_hat`` (a matrix, or a vector for a diagonal one), through which
+    a calibrated denoiser's residual ``N(0, resid)`` enters (DPS's residual norm holds it too)."""
     sig, n, m = p.sigma, p.n, p.m
     s = pad(p.s_eff, n)
     eps_x = (_eye(p) - math.sqrt(a_t) * C) / math.sqrt(1 - a_t)  # eps_hat = eps_x x
+    x0_eps = -math.sqrt(a_t) / math.sqrt(1 - a_t)  # eps_hat's coefficient on x0_hat
     if method == "ddrm":
         eta, eta_b = value("eta"), value("eta_b")
         r = math.sqrt(a_prev)
@@ -113,7 +117,8 @@ def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None):
                                                          torch.zeros_like(s)))
         e2 = torch.where(cb, (sn**2 - (eta_b * sig * inv) ** 2).clamp(min=0), std**2 * torch.ones_like(s))
         A = r * (_col(alpha.to(p.dtype)) * C + _col(beta.to(p.dtype)) * eps_x)
-        return A, r * embed(bcoef[..., :m].to(p.dtype), n), a_prev * torch.diag_embed(e2.to(p.dtype))
+        return (A, r * embed(bcoef[..., :m].to(p.dtype), n), a_prev * torch.diag_embed(e2.to(p.dtype)),
+                r * (alpha + x0_eps * beta))
     if method == "ddnm":
         eta, mult = value("eta"), value("lambda_scale")
         a, st = math.sqrt(a_prev), math.sqrt(1 - a_prev)
@@ -129,16 +134,19 @@ def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None):
         g = mult * lam_t * (s > 0).to(s.dtype)
         X, Y = _col((1 - g).to(p.dtype)) * C, embed((g * inv)[..., :m].to(p.dtype), n)
         if a_prev >= 1.0:
-            return X, Y, 0.0
-        return a * X + _col(d2.to(p.dtype)) * eps_x, a * Y, torch.diag_embed((d1 * d1).to(p.dtype))
+            return X, Y, 0.0, 1 - g
+        return (a * X + _col(d2.to(p.dtype)) * eps_x, a * Y, torch.diag_embed((d1 * d1).to(p.dtype)),
+                a * (1 - g) + x0_eps * d2)
     if method == "pigdm":
         w, eta = value("weight"), value("eta")
         r2 = 1 - a_t
         q = r2 * s * _safe_inv((r2 * s * s + sig**2) * (s > 0))  # r^2 s / (r^2 s^2 + sigma^2) on the kept range
         k = w * math.sqrt(min(a_prev, 1.0) * a_t)
-        Ch = C.mH  # g = C^H diag(q) (eta - diag(s) C x), added as k g after the DDIM step
-        A, _, E = _ddim(C, _zero_b(p), 0.0, p, a_t, a_prev, eta)
-        return A - k * mm(Ch, _col((q * s).to(p.dtype)) * C), k * Ch[..., :, :m] * q[..., None, :m].to(p.dtype), E
+        Ch = C.mH  # g = C^H diag(q) (eta - diag(s) x0_hat), added as k g after the DDIM step (C^H: the Jacobian)
+        A, _, E, k1 = _ddim(C, _zero_b(p), 0.0, p, a_t, a_prev, eta)
+        qs = (q * s).to(p.dtype)
+        return (A - k * mm(Ch, _col(qs) * C), k * Ch[..., :, :m] * q[..., None, :m].to(p.dtype), E,
+                k1 * _eye(p) - k * Ch * qs[..., None, :])
     if method == "diffpir":
         lam_k, zeta = value("lam"), value("zeta")
         if lam_k.ndim == 1:  # per radial frequency band (blur): expand to the blocks' frequency grid
@@ -150,18 +158,19 @@ def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None):
         keep = torch.where(s > 0, rho / den, torch.ones_like(s))  # the sampler keeps x0_hat where s = 0
         X, Y = _col(keep.to(p.dtype)) * C, embed((s / den)[..., :m].to(p.dtype), n)
         if a_prev >= 1.0:
-            return X, Y, 0.0
+            return X, Y, 0.0, keep
         zeta = zeta.clamp(0.0, 1.0)
         k2 = math.sqrt(1 - a_prev) * (1 - zeta).sqrt() / math.sqrt(1 - a_t)
         k1 = math.sqrt(a_prev) - k2 * math.sqrt(a_t)
-        return k1 * X + k2 * _eye(p), k1 * Y, (1 - a_prev) * zeta * _eye(p)
+        return k1 * X + k2 * _eye(p), k1 * Y, (1 - a_prev) * zeta * _eye(p), k1 * keep
     if method == "oracle":
         eta = value("eta")
         S = p.fn(lambda e: (1 - a_t) * e / (a_t * e + 1 - a_t))  # Cov[x0 | x_t]
         K = p.gain(S)
         IKH = _eye(p) - mm(K, p.H())
         E0 = mm(mm(IKH, S), IKH.mH) + sig**2 * mm(K, K.mH)
-        return _ddim(mm(IKH, C), K, 0.5 * (E0 + E0.mH), p, a_t, a_prev, eta)
+        A, b, E, k1 = _ddim(mm(IKH, C), K, 0.5 * (E0 + E0.mH), p, a_t, a_prev, eta)
+        return A, b, E, k1 * IKH
     if method == "dps":
         zeta, eta = value("zeta"), value("eta")
         H = p.H()
@@ -173,12 +182,12 @@ def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None):
             mean_part = (R @ y_coords[..., None].to(p.dtype)).abs().square().sum()
         else:
             raise ValueError("a grouped problem (weighted blocks) has no per-measurement coordinates")
-        r2 = (mean_part + block_sum(mm(mm(HC, V), HC.mH).diagonal(dim1=-2, dim2=-1).real.sum(-1), p.weight)) \
-            * p.norm_scale
+        spread = mm(mm(HC, V), HC.mH) if resid is None else mm(mm(HC, V), HC.mH) + mm(mm(H, resid), H.mH)
+        r2 = (mean_part + block_sum(spread.diagonal(dim1=-2, dim2=-1).real.sum(-1), p.weight)) * p.norm_scale
         gain = zeta / sqrt_pos(r2)
         G = HC.mH  # (H C)^H = C^H H^H: the vector-Jacobian product of the residual
-        A, _, E = _ddim(C, _zero_b(p), 0.0, p, a_t, a_prev, eta)
-        return A - gain * mm(G, HC), gain * G, E
+        A, _, E, k1 = _ddim(C, _zero_b(p), 0.0, p, a_t, a_prev, eta)
+        return A - gain * mm(G, HC), gain * G, E, k1 * _eye(p) - gain * mm(G, H)
     raise ValueError(f"no closed form for sampler {method!r}; known: {', '.join(METHODS)}")
 
 
@@ -201,8 +210,11 @@ def transfer(method: str, p: BlockProblem, params: ParamSchedule, abar: torch.Te
     for i, t in enumerate(taus):
         a_t = float(abar[t])
         a_prev = float(abar[taus[i + 1]]) if i + 1 < len(taus) else 1.0
-        C = p.fn(lambda e, a=a_t: math.sqrt(a) * e / (a * e + 1 - a))
-        A, b, E = _step(method, p, C, a_t, a_prev, lambda k, i=i: vals[k][i], B, V, eta)
+        C, R = p.denoiser_at(a_t)
+        A, b, E, Q = _step(method, p, C, a_t, a_prev, lambda k, i=i: vals[k][i], B, V, eta, R)
         B = mm(A, B) + b
         V = mm(mm(A, V), A.mH) + E
+        if R is not None:  # the calibrated denoiser's residual, through the step's coefficient on x0_hat
+            V = V + (_col(Q.to(p.dtype)) * R * Q.to(p.dtype).conj()[..., None, :] if Q.ndim == R.ndim - 1
+                     else mm(mm(Q, R), Q.mH))
     return Transfer(B, 0.5 * (V + V.mH))
