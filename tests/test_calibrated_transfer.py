@@ -116,3 +116,34 @@ def test_a_wiener_calibration_reproduces_the_gaussian_closed_form():
     g, r = model.fields(float(SCHED.alphas_cumprod[550]))  # between calibrated times 700 and 400
     assert torch.allclose(g, wiener_gain(sur.spectrum, float(SCHED.alphas_cumprod[550])), rtol=1e-12)
     assert float(r.abs().max()) == 0.0
+
+
+def test_calibration_files_are_checked_against_the_surrogate_and_checkpoint(tmp_path):
+    """A calibration file is read with weights_only and refused, naming it, when it describes another surrogate or
+    checkpoint file; a matching one gives the model its fields; --denoiser_model takes gaussian or calibrated only."""
+    from zsguide.errors import ZSGuideError
+    from zsguide.prior.file import write_atomically
+    from zsguide.spectral.denoiser_model import denoiser_model_for, load_calibration
+
+    sur = _surrogate()
+    abar = SCHED.alphas_cumprod[[900, 100]].to(torch.float64)
+    a = abar.reshape(-1, 1, 1, 1)
+    gain = 0.9 * a.sqrt() * sur.spectrum / (a * sur.spectrum + 1 - a)
+    content = {"zsguide": {"kind": "calibration", "surrogate_digest": sur.digest(), "checkpoint_sha256": "ab" * 32},
+               "abar": abar, "gain": gain, "residual": torch.zeros_like(gain)}
+    path = tmp_path / "cal.pt"
+    write_atomically(content, path)
+    model = load_calibration(path, sur, "ab" * 32)
+    g, _ = model.fields(float(abar[0]))
+    assert torch.allclose(g, gain[0], rtol=1e-12)
+    with pytest.raises(ZSGuideError, match="another checkpoint file"):
+        load_calibration(path, sur, "cd" * 32)
+    other = _surrogate()
+    other.set(other.mean, 2 * other.spectrum)
+    with pytest.raises(ZSGuideError, match=r"cal\.pt.*another Gaussian surrogate"):
+        load_calibration(path, other)
+    with pytest.raises(ZSGuideError, match="--denoiser_model must be one of gaussian, calibrated"):
+        denoiser_model_for("network", sur)
+    with pytest.raises(ZSGuideError, match="no calibration of"):
+        denoiser_model_for("calibrated", sur, str(path))  # no file next to this 'checkpoint'
+    assert denoiser_model_for("gaussian", sur) is None

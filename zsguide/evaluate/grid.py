@@ -7,8 +7,9 @@ held-out test images. Entries:
   (operators/tasks.py), ``label`` names it in the tables (default: the name, with ``key=value`` pairs when
   ``params`` are given);
 - a parameter source is ``heuristic``, ``spectral`` (restore's default design: trust factor 2, no guard), or a mapping
-  ``{source: spectral, trust_factor: T | none, pareto_guard: bool, label}`` (label default ``spectral`` for the
-  default design, else ``spectral_trust<T>`` / ``spectral_free`` plus ``_guard``), or ``{source: PATH}`` for a
+  ``{source: spectral, trust_factor: T | none, pareto_guard: bool, denoiser_model: gaussian | calibrated,
+  calibration: PATH, label}`` (label default ``spectral`` for the default design, else ``spectral_trust<T>`` /
+  ``spectral_free``, plus ``_guard`` and ``_calibrated``), or ``{source: PATH}`` for a
   params.json;
 - sigma_y >= 0 (finite), steps >= 1, seeds integers, samplers by restore's names.
 
@@ -30,7 +31,7 @@ from typing import Any
 from ..errors import ZSGuideError
 
 SPEC_KEYS_TASK = ("name", "params", "label")
-SPEC_KEYS_PARAMS = ("source", "trust_factor", "pareto_guard", "label")
+SPEC_KEYS_PARAMS = ("source", "trust_factor", "pareto_guard", "denoiser_model", "calibration", "label")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class ParamsSpec:
     source: str  # heuristic, spectral or a params.json path
     trust_factor: Any = None  # as restore's --trust_factor takes it (None: the default factor)
     pareto_guard: bool = False
+    denoiser_model: str = "gaussian"  # the denoiser the design assumes (spectral/denoiser_model.py)
+    calibration: str | None = None  # its calibration file (None: the one next to the checkpoint)
 
 
 @dataclass(frozen=True)
@@ -113,8 +116,16 @@ def _params_spec(entry, where: str) -> ParamsSpec:
     trust, guard = entry.get("trust_factor"), entry.get("pareto_guard", False)
     if not isinstance(guard, bool):
         raise ZSGuideError(f"{where}: pareto_guard must be true or false, got {guard!r}")
-    if source != "spectral" and (trust is not None or guard):
-        raise ZSGuideError(f"{where}: trust_factor and pareto_guard apply to source spectral only")
+    model, calibration = entry.get("denoiser_model", "gaussian"), entry.get("calibration")
+    if source != "spectral" and (trust is not None or guard or model != "gaussian" or calibration is not None):
+        raise ZSGuideError(f"{where}: trust_factor, pareto_guard, denoiser_model and calibration apply to source "
+                           f"spectral only")
+    from ..spectral.denoiser_model import DENOISER_MODELS
+
+    if model not in DENOISER_MODELS:
+        raise ZSGuideError(f"{where}: denoiser_model must be one of {', '.join(DENOISER_MODELS)}, got {model!r}")
+    if calibration is not None and (model != "calibrated" or not isinstance(calibration, str)):
+        raise ZSGuideError(f"{where}: calibration (a file path) applies to denoiser_model calibrated only")
     if source == "spectral":
         from ..spectral.service import resolve_trust_factor
 
@@ -126,7 +137,8 @@ def _params_spec(entry, where: str) -> ParamsSpec:
 
         default = "spectral" if factor == DEFAULT_TRUST_FACTOR else (
             "spectral_free" if factor is None else f"spectral_trust{factor:g}")
-        label = entry.get("label") or default + ("_guard" if guard else "")
+        label = entry.get("label") or default + ("_guard" if guard else "") + (
+            "_calibrated" if model == "calibrated" else "")
     elif source == "heuristic":
         label = entry.get("label") or "heuristic"
         if label != "heuristic":  # the twin of every other source is found by this label
@@ -139,7 +151,7 @@ def _params_spec(entry, where: str) -> ParamsSpec:
         label = entry.get("label") or Path(source).stem
     if label == "heuristic" and source != "heuristic":
         raise ZSGuideError(f"{where}: the label 'heuristic' is reserved for the heuristic source")
-    return ParamsSpec(str(label), source, trust, guard)
+    return ParamsSpec(str(label), source, trust, guard, model, calibration)
 
 
 def _unique(keys: list, what: str, message: str = "label {key!r} appears twice; give each entry its own label") -> None:

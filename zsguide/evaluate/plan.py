@@ -197,7 +197,7 @@ def make_plan(cfg: Namespace, specs: list[CellSpec] | None = None) -> EvaluatePl
         if spec.params.source == "spectral":
             rank_zero_info(f"zsguide: design {spec.key} (made now or read from the design cache) ...")
         try:
-            params, source = _schedule(spec, sampler, module, operator, sigma_net)
+            params, source = _schedule(spec, sampler, module, operator, sigma_net, str(cfg.ckpt_path))
         except ZSGuideError as exc:
             raise ZSGuideError(f"grid cell {spec.key}: {exc}") from None
         defaults = task_defaults(spec.task.name)
@@ -242,9 +242,11 @@ def _task_label(entry) -> str:
     return _task_spec(entry, "").label
 
 
-def _schedule(spec: CellSpec, sampler, module, operator, sigma_net: float):
+def _schedule(spec: CellSpec, sampler, module, operator, sigma_net: float, ckpt_path: str):
     from ..restore.schedules import param_schedule
 
     return param_schedule(spec.params.source, sampler, module, operator, sigma_net, task=spec.task.name,
                           steps=spec.steps, trust_factor=spec.params.trust_factor,
-                          pareto_guard=spec.params.pareto_guard, option="grid.params")
+                          pareto_guard=spec.params.pareto_guard, denoiser_model=spec.params.denoiser_model,
+                          calibration=spec.params.calibration, ckpt_path=ckpt_path,
+                          option="grid.params")

@@ -97,7 +97,9 @@ def make_plan(cfg: Namespace) -> RestorePlan:
         raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.num_samples > 1 and cfg.input is None:
         raise ZSGuideError("--num_samples > 1 needs --input (test images are restored once each)")
-    for option, given in (("trust_factor", cfg.trust_factor is not None), ("pareto_guard", cfg.pareto_guard is True)):
+    for option, given in (("trust_factor", cfg.trust_factor is not None), ("pareto_guard", cfg.pareto_guard is True),
+                          ("denoiser_model", cfg.denoiser_model != "gaussian"),
+                          ("calibration", cfg.calibration is not None)):
         if given and cfg.params != "spectral":
             raise ZSGuideError(f"--{option} applies to --params spectral only (got --{option} "
                                f"{getattr(cfg, option)!r} with --params {cfg.params!r})")
@@ -154,7 +156,8 @@ def make_plan(cfg: Namespace) -> RestorePlan:
     # --- the parameter schedule
     params, params_source = param_schedule(cfg.params, sampler, module, operator, sigma_net, task=cfg.task,
                                            steps=cfg.steps, spacing=cfg.spacing, trust_factor=cfg.trust_factor,
-                                           pareto_guard=cfg.pareto_guard)
+                                           pareto_guard=cfg.pareto_guard, denoiser_model=cfg.denoiser_model,
+                                           calibration=cfg.calibration, ckpt_path=cfg.ckpt_path)
 
     # --- LPIPS (only with ground truth, only from local weights)
     lpips_path = lpips_note = None

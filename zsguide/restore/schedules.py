@@ -8,7 +8,8 @@ way:
 - ``spectral``: that heuristic's knobs designed on the checkpoint's Gaussian surrogate for this operator and noise
   (:func:`zsguide.spectral.service.designed_schedule`, cached), inside the trust region ``trust_factor`` (resolved by
   :func:`~zsguide.spectral.service.resolve_trust_factor`: None -> the default factor, ``none`` -> unconstrained), with
-  the Pareto guard when ``pareto_guard``. The oracle is exact as it is, so its "design" is its heuristic;
+  the Pareto guard when ``pareto_guard``, for the Wiener denoiser or, with ``denoiser_model`` ``calibrated``, the
+  network's calibration (``calibration``, default: the one next to ``ckpt_path``; spectral/denoiser_model.py). The oracle is exact as it is, so its "design" is its heuristic;
 - a path: a ``params.json`` checked against the sampler, the task, ``steps`` / ``spacing`` when given, and the
   checkpoint's timesteps.
 """
@@ -24,6 +25,7 @@ DEFAULT_STEPS = 20  # DDRM's README default (docs/peers.md); the heuristic's ste
 
 def param_schedule(source: str, sampler, module, operator, sigma_net: float, *, task: str, steps: int | None = None,
                    spacing: str | None = None, trust_factor=None, pareto_guard: bool = False,
+                   denoiser_model: str = "gaussian", calibration: str | None = None, ckpt_path: str | None = None,
                    option: str = "--params"):
     """``(ParamSchedule, params_source)`` for ``source`` (heuristic, spectral or a params.json path); bad input is one
     :class:`ZSGuideError` line that names ``option``."""
@@ -36,7 +38,7 @@ def param_schedule(source: str, sampler, module, operator, sigma_net: float, *, 
         if source == "heuristic":
             return heuristic, "heuristic"
         return _designed(sampler, module, operator, sigma_net, heuristic, task, trust_factor, pareto_guard,
-                         option), "spectral"
+                         (denoiser_model, calibration, ckpt_path), option), "spectral"
     path = Path(source)
     if not path.is_file():
         raise ZSGuideError(f"{option} {source!r} is neither 'heuristic', 'spectral' nor an existing params.json")
@@ -56,14 +58,18 @@ def param_schedule(source: str, sampler, module, operator, sigma_net: float, *, 
     return params, str(path)
 
 
-def _designed(sampler, module, operator, sigma_net, heuristic, task, trust_factor, pareto_guard, option):
+def _designed(sampler, module, operator, sigma_net, heuristic, task, trust_factor, pareto_guard, model, option):
+    from ..spectral.denoiser_model import denoiser_model_for
     from ..spectral.service import designed_schedule, resolve_trust_factor
 
+    kind, calibration, ckpt_path = model
     if sampler.name == "oracle":
         heuristic.provenance = {"source": "spectral", "objective": "exact already (the oracle)"}
         return heuristic
     try:
+        denoiser = denoiser_model_for(kind, module.surrogate, ckpt_path, calibration)
         return designed_schedule(module.surrogate, operator, sigma_net, module.schedule, heuristic, task,
-                                 trust=resolve_trust_factor(trust_factor), guard=pareto_guard).params
+                                 trust=resolve_trust_factor(trust_factor), guard=pareto_guard,
+                                 denoiser=denoiser).params
     except ZSGuideError as exc:
         raise ZSGuideError(f"{option} spectral: {exc}") from None

@@ -62,8 +62,13 @@ def _parse(prog: str, tune: bool, argv: list[str]):
         raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.frequency_bands < 0:
         raise ZSGuideError(f"--frequency_bands must be >= 0, got {cfg.frequency_bands}")
+    from .denoiser_model import DENOISER_MODELS
     from .service import resolve_trust_factor
 
+    if cfg.denoiser_model not in DENOISER_MODELS:
+        raise ZSGuideError(f"--denoiser_model must be one of {', '.join(DENOISER_MODELS)}, got {cfg.denoiser_model!r}")
+    if cfg.calibration is not None and cfg.denoiser_model != "calibrated":
+        raise ZSGuideError("--calibration applies to --denoiser_model calibrated only")
     cfg.trust_factor = resolve_trust_factor(cfg.trust_factor)  # None from here on: unconstrained
     return cfg
 
@@ -71,12 +76,14 @@ def _parse(prog: str, tune: bool, argv: list[str]):
 def _setup(cfg):
     from ..checkpoint import load_gaussian_prior
     from ..operators import make_operator
+    from .denoiser_model import denoiser_model_for
     from .service import block_problem
 
     prior = load_gaussian_prior(cfg.ckpt_path)  # surrogate and schedule only: no network, no Lightning import
     operator = make_operator(cfg.task, tuple(prior.meta["image_shape"]), 0, [0], **dict(cfg.task_params or {}))
     sigma_net = 2 * cfg.sigma_y
-    return prior, operator, sigma_net, block_problem(prior.surrogate, operator, sigma_net)
+    denoiser = denoiser_model_for(cfg.denoiser_model, prior.surrogate, cfg.ckpt_path, cfg.calibration)
+    return prior, operator, sigma_net, block_problem(prior.surrogate, operator, sigma_net, denoiser)
 
 
 def _pixel_units(c: dict) -> dict:
@@ -100,7 +107,8 @@ def run_tune(argv: list[str]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     r.params.save(out)
     h, d = _pixel_units(r.heuristic), _pixel_units(r.designed)
-    print(f"tune: {cfg.sampler} on {cfg.task}, {cfg.steps} steps, sigma_y {cfg.sigma_y}: avg W2^2 {h['avg_w2']:.3e} -> "
+    print(f"tune: {cfg.sampler} on {cfg.task}, {cfg.steps} steps, sigma_y {cfg.sigma_y}, {cfg.denoiser_model} "
+          f"denoiser: avg W2^2 {h['avg_w2']:.3e} -> "
           f"{d['avg_w2']:.3e}, MSE {h['mse']:.3e} -> {d['mse']:.3e} (per pixel, [0, 1] units), "
           f"{time.perf_counter() - t0:.1f} s\nwrote {out}")
 
@@ -123,6 +131,8 @@ def run_analyze(argv: list[str]) -> None:
     mmse = refs["mmse"]
     result = {"task": cfg.task, "task_params": dict(cfg.task_params or {}), "steps": cfg.steps, "sigma_y": cfg.sigma_y,
               "trust_factor": cfg.trust_factor, "pareto_guard": cfg.pareto_guard,
+              "denoiser_model": cfg.denoiser_model,
+              "calibration": problem.denoiser.source if problem.denoiser is not None else None,
               "units": "per pixel, squared, [0, 1] pixel units", "surrogate_digest": prior.surrogate.digest(),
               "structure": problem.structure, "reduction": problem.note or None, "references": refs, "samplers": {}}
     transfers, schedules = {}, {}
@@ -164,7 +174,7 @@ def run_analyze(argv: list[str]) -> None:
         steps_figure(result, out / "w2_vs_steps.png")
     result["wall_time_s"] = time.perf_counter() - t0
     (out / "analysis.json").write_text(json.dumps(result, indent=2))
-    lines = [f"analyze: {cfg.task}, {cfg.steps} steps, sigma_y {cfg.sigma_y} (per pixel, squared, [0, 1] units)",
+    lines = [f"analyze: {cfg.task}, {cfg.steps} steps, sigma_y {cfg.sigma_y}, {cfg.denoiser_model} denoiser (per pixel, squared, [0, 1] units)",
              f"references: posterior sampler MSE {2 * mmse:.3e}, MMSE {mmse:.3e}"
              + (f"\n{problem.note}" if problem.note else ""),
              f"{'sampler':8s} {'avgW2 heur':>11s} {'avgW2 spec':>11s} {'MSE heur':>10s} {'MSE spec':>10s} "

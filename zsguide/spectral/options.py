@@ -4,7 +4,7 @@ passed to service.designed_schedule as ``trust`` and ``guard`` (design.py has th
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
 DEFAULT_TRUST_FACTOR = 2.0
 """The trust factor that ``restore --params spectral``, ``analyze`` and ``tune`` use when none is given: every designed
@@ -22,6 +22,13 @@ def add_design_region_options(parser, context: str = "") -> None:
                         help=f"{context}keep every designed knob within this factor (> 1) of its heuristic (odds for "
                              f"knobs in [0, 1]), or 'none' for the unconstrained design; default: "
                              f"{DEFAULT_TRUST_FACTOR:g}")
+    parser.add_argument("--denoiser_model", type=str, default="gaussian",
+                        help=f"{context}the denoiser the closed forms assume: gaussian (the surrogate's Wiener "
+                             "denoiser) or calibrated (the network's measured gain and residual, from 'python -m "
+                             "zsguide calibrate'; spectral/denoiser_model.py)")
+    parser.add_argument("--calibration", type=Optional[str], default=None,
+                        help=f"{context}with --denoiser_model calibrated: the calibration file (default: the "
+                             "network calibration next to the checkpoint, for this checkpoint file)")
     parser.add_argument("--pareto_guard", type=bool, default=False,
                         help=f"{context}design only closed-form Pareto improvements: MSE and perception W2 no worse "
                              "than the heuristic's (within 0.1 percent)")

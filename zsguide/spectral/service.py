@@ -64,9 +64,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ZSGUIDE_CACHE", Path.home() / ".cache" / "zsguide")) / "designs"
 
 
-def block_problem(surrogate, operator, sigma_net: float) -> BlockProblem:
-    """The spectral engine's problem for ``operator`` (problem.py), with one-line errors."""
-    return problem_for(surrogate, operator, sigma_net)
+def block_problem(surrogate, operator, sigma_net: float, denoiser=None) -> BlockProblem:
+    """The spectral engine's problem for ``operator`` (problem.py), with ``denoiser`` a calibrated denoiser model
+    (denoiser_model.py; None: the Wiener denoiser)."""
+    return problem_for(surrogate, operator, sigma_net, denoiser=denoiser)
 
 
 def _digest(parts: dict, tensors: list[torch.Tensor]) -> str:
@@ -84,6 +85,8 @@ def design_keys(surrogate, problem: BlockProblem, schedule, heuristic: ParamSche
     parts = {"trust_factor": float(trust)} if trust is not None else {}
     if guard:
         parts["pareto_guard"] = True
+    if problem.denoiser is not None:
+        parts["denoiser_model"] = problem.denoiser.digest
     family = _digest({**parts, "surrogate": surrogate.digest(), "sigma": round(problem.sigma, 12), "structure": problem.structure,
                       "grid": list(problem.grid), "factor": problem.factor, "note": problem.note,
                       "schedule": schedule.to_dict(), "method": heuristic.method, "spacing": heuristic.spacing,
@@ -147,16 +150,18 @@ def _check_on_exact(result: DesignResult, problem: BlockProblem, criteria, heuri
 def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic: ParamSchedule, task: str, *,
                       mse_weight: float = 0.0, degree: int = 3, use_cache: bool = True,
                       problem: BlockProblem | None = None, criteria=None, bands: int = 0,
-                      trust: float | None = None, guard: bool = False) -> DesignResult:
+                      trust: float | None = None, guard: bool = False, denoiser=None) -> DesignResult:
     """The designed schedule for ``heuristic``'s sampler and steps (from the cache when it is there). ``bands`` > 0:
     the per-frequency variant (DiffPIR's ``lam`` per radial band on circulant operators), warm-started from the
     scalar design. ``trust`` (> 1): every knob within that factor of its heuristic (design.py); None here is the
     unconstrained design (the command lines' default, DEFAULT_TRUST_FACTOR, is applied by resolve_trust_factor).
-    ``guard``: the Pareto guard (MSE and perception W2 no worse than the heuristic's; design.py)."""
+    ``guard``: the Pareto guard (MSE and perception W2 no worse than the heuristic's; design.py). ``denoiser``: a
+    calibrated denoiser model (denoiser_model.py) the closed forms assume in place of the Wiener denoiser (ignored
+    when ``problem`` is given: the problem carries its own); it enters the cache key."""
     if heuristic.method not in DESIGNABLE:
         raise ZSGuideError(f"spectral design has no knobs to design for sampler {heuristic.method!r}; "
                            f"choose one of {', '.join(DESIGNABLE)}")
-    problem = problem if problem is not None else block_problem(surrogate, operator, sigma_net)
+    problem = problem if problem is not None else block_problem(surrogate, operator, sigma_net, denoiser)
     if bands and (heuristic.method != "diffpir" or problem.structure != "fourier_diagonal"):
         raise ZSGuideError(f"per-frequency design (frequency_bands {bands}) exists for DiffPIR's lam on blur tasks, "
                            f"not for {heuristic.method} on a {problem.structure} operator")
@@ -175,7 +180,8 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
                                    degree=degree, use_cache=use_cache, problem=problem, criteria=criteria,
                                    trust=trust, guard=guard)
         warm = {"steps": f"{heuristic.steps} (scalar design)", "theta": scalar.theta}
-    grouped = problem.structure == "fourier_diagonal" and problem.num_blocks > GROUP_ABOVE and not bands
+    grouped = (problem.structure == "fourier_diagonal" and problem.num_blocks > GROUP_ABOVE and not bands
+               and problem.denoiser is None)
     on = problem.grouped() if grouped else problem
     result = design(heuristic.method, on, heuristic, schedule.alphas_cumprod, mse_weight=mse_weight,
                     degree=degree, warm_theta=warm["theta"] if warm else None,
@@ -189,6 +195,9 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
     result.params.provenance["warm_start_candidates"] = ["heuristic"] + ([f"design at {warm['steps']} steps"]
                                                                           if warm else [])
     result.params.provenance.update({"surrogate_digest": surrogate.digest(), "sigma_network": float(sigma_net),
+                                     "denoiser_model": "gaussian" if problem.denoiser is None else "calibrated",
+                                     "calibration": None if problem.denoiser is None else {
+                                         "file": problem.denoiser.source, "digest": problem.denoiser.digest},
                                      "cache_key": key, "predicted_heuristic": result.heuristic,
                                      "predicted_designed": result.designed})
     if getattr(operator, "batch_size", 1) > 1:
