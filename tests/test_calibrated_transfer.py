@@ -63,10 +63,8 @@ def _model(sur, gr, rr) -> CalibratedDenoiser:
     """The model as a calibration at five times would give it (constant ratios: interpolation is exact)."""
     times = [999, 700, 400, 100, 5]
     abar = SCHED.alphas_cumprod[times].to(torch.float64)
-    a = abar.reshape(-1, 1, 1, 1)
-    lam = sur.spectrum
-    return CalibratedDenoiser.from_fields(lam, abar, gr * a.sqrt() * lam / (a * lam + 1 - a),
-                                          rr * (1 - a) * lam / (a * lam + 1 - a))
+    a, lam = abar.reshape(-1, 1, 1, 1), sur.spectrum
+    return CalibratedDenoiser.from_fields(lam, abar, gr * wiener_gain(lam, a), rr * wiener_error(lam, a))
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -127,8 +125,7 @@ def test_calibration_files_are_checked_against_the_surrogate_and_checkpoint(tmp_
 
     sur = _surrogate()
     abar = SCHED.alphas_cumprod[[900, 100]].to(torch.float64)
-    a = abar.reshape(-1, 1, 1, 1)
-    gain = 0.9 * a.sqrt() * sur.spectrum / (a * sur.spectrum + 1 - a)
+    gain = 0.9 * wiener_gain(sur.spectrum, abar.reshape(-1, 1, 1, 1))
     content = {"zsguide": {"kind": "calibration", "surrogate_digest": sur.digest(), "checkpoint_sha256": "ab" * 32},
                "abar": abar, "gain": gain, "residual": torch.zeros_like(gain)}
     path = tmp_path / "cal.pt"
@@ -146,4 +143,8 @@ def test_calibration_files_are_checked_against_the_surrogate_and_checkpoint(tmp_
         denoiser_model_for("network", sur)
     with pytest.raises(ZSGuideError, match="no calibration of"):
         denoiser_model_for("calibrated", sur, str(path))  # no file next to this 'checkpoint'
+    ckpt = tmp_path / "other.ckpt"
+    ckpt.write_bytes(b"another checkpoint")
+    with pytest.raises(ZSGuideError, match="another checkpoint file"):  # an explicit file is checked as well
+        denoiser_model_for("calibrated", sur, str(ckpt), str(path))
     assert denoiser_model_for("gaussian", sur) is None

@@ -9,7 +9,8 @@ way:
   (:func:`zsguide.spectral.service.designed_schedule`, cached), inside the trust region ``trust_factor`` (resolved by
   :func:`~zsguide.spectral.service.resolve_trust_factor`: None -> the default factor, ``none`` -> unconstrained), with
   the Pareto guard when ``pareto_guard``, for the Wiener denoiser or, with ``denoiser_model`` ``calibrated``, the
-  network's calibration (``calibration``, default: the one next to ``ckpt_path``; spectral/denoiser_model.py). The oracle is exact as it is, so its "design" is its heuristic;
+  network's calibration (``calibration``, default: the one next to ``ckpt_path``; spectral/denoiser_model.py). The
+  oracle is exact as it is, so its "design" is its heuristic;
 - a path: a ``params.json`` checked against the sampler, the task, ``steps`` / ``spacing`` when given, and the
   checkpoint's timesteps.
 """
@@ -37,8 +38,8 @@ def param_schedule(source: str, sampler, module, operator, sigma_net: float, *, 
         heuristic = sampler.heuristic(task, n, schedule, spacing=spacing)
         if source == "heuristic":
             return heuristic, "heuristic"
-        return _designed(sampler, module, operator, sigma_net, heuristic, task, trust_factor, pareto_guard,
-                         (denoiser_model, calibration, ckpt_path), option), "spectral"
+        return _designed(sampler, module, operator, sigma_net, heuristic, task, trust_factor, pareto_guard, option,
+                         denoiser_model=denoiser_model, calibration=calibration, ckpt_path=ckpt_path), "spectral"
     path = Path(source)
     if not path.is_file():
         raise ZSGuideError(f"{option} {source!r} is neither 'heuristic', 'spectral' nor an existing params.json")
@@ -58,16 +59,15 @@ def param_schedule(source: str, sampler, module, operator, sigma_net: float, *, 
     return params, str(path)
 
 
-def _designed(sampler, module, operator, sigma_net, heuristic, task, trust_factor, pareto_guard, model, option):
+def _designed(sampler, module, operator, sigma_net, heuristic, task, trust_factor, pareto_guard, option, *,
+              denoiser_model, calibration, ckpt_path):
     from ..spectral.denoiser_model import denoiser_model_for
     from ..spectral.service import designed_schedule, resolve_trust_factor
-
-    kind, calibration, ckpt_path = model
     if sampler.name == "oracle":
         heuristic.provenance = {"source": "spectral", "objective": "exact already (the oracle)"}
         return heuristic
     try:
-        denoiser = denoiser_model_for(kind, module.surrogate, ckpt_path, calibration)
+        denoiser = denoiser_model_for(denoiser_model, module.surrogate, ckpt_path, calibration)
         return designed_schedule(module.surrogate, operator, sigma_net, module.schedule, heuristic, task,
                                  trust=resolve_trust_factor(trust_factor), guard=pareto_guard,
                                  denoiser=denoiser).params

@@ -35,13 +35,13 @@ from ..errors import ZSGuideError
 DENOISER_MODELS = ("gaussian", "calibrated")
 
 
-def wiener_gain(lam: torch.Tensor, a: float) -> torch.Tensor:
-    """``c_t = sqrt(abar) lambda / (abar lambda + 1 - abar)``."""
-    return math.sqrt(a) * lam / (a * lam + 1 - a)
+def wiener_gain(lam: torch.Tensor, a) -> torch.Tensor:
+    """``c_t = sqrt(abar) lambda / (abar lambda + 1 - abar)`` (``a`` a float, or a tensor broadcast against ``lam``)."""
+    return a**0.5 * lam / (a * lam + 1 - a)
 
 
-def wiener_error(lam: torch.Tensor, a: float) -> torch.Tensor:
-    """``s_t = Var[x0 | x_t] = (1 - abar) lambda / (abar lambda + 1 - abar)``."""
+def wiener_error(lam: torch.Tensor, a) -> torch.Tensor:
+    """``s_t = Var[x0 | x_t] = (1 - abar) lambda / (abar lambda + 1 - abar)`` (``a`` as for :func:`wiener_gain`)."""
     return (1 - a) * lam / (a * lam + 1 - a)
 
 
@@ -65,8 +65,7 @@ class CalibratedDenoiser:
         """From a gain and residual power per time and frequency (T, C, H, W) at times ``abar`` (T,)."""
         lam = spectrum.detach().cpu().to(torch.float64)
         a = torch.as_tensor(abar, dtype=torch.float64).reshape(-1, 1, 1, 1)
-        c = (a.sqrt() * lam / (a * lam + 1 - a)).clamp(min=1e-300)
-        s = ((1 - a) * lam / (a * lam + 1 - a)).clamp(min=1e-300)
+        c, s = wiener_gain(lam, a).clamp(min=1e-300), wiener_error(lam, a).clamp(min=1e-300)
         order = torch.argsort(a.flatten())
         g, r = gain.detach().cpu().to(torch.float64), residual.detach().cpu().to(torch.float64).clamp(min=0)
         if not (torch.isfinite(g).all() and torch.isfinite(r).all()):
@@ -117,7 +116,8 @@ def load_calibration(path: str | Path, surrogate, checkpoint_sha256: str | None 
 def denoiser_model_for(kind: str, surrogate, ckpt_path: str | None = None, calibration: str | None = None,
                        option: str = "--denoiser_model") -> CalibratedDenoiser | None:
     """``--denoiser_model`` resolved: None for ``gaussian``; for ``calibrated`` the file ``calibration`` or, left out,
-    the network calibration next to ``ckpt_path`` for this checkpoint file's sha256 (calibration/command.py names it)."""
+    the network calibration next to ``ckpt_path`` for this checkpoint file's sha256 (calibration/command.py names it);
+    either must have been measured on ``ckpt_path``'s file when that is given."""
     if kind not in DENOISER_MODELS:
         raise ZSGuideError(f"{option} must be one of {', '.join(DENOISER_MODELS)}, got {kind!r}")
     if kind == "gaussian":
@@ -125,13 +125,14 @@ def denoiser_model_for(kind: str, surrogate, ckpt_path: str | None = None, calib
     from ..calibration.command import calibration_path
     from ..safe_files import file_sha256
 
-    sha = file_sha256(ckpt_path) if ckpt_path is not None else None
-    if calibration is None:
-        if ckpt_path is None:
+    if ckpt_path is None:
+        if calibration is None:
             raise ZSGuideError(f"{option} calibrated needs --calibration (a file from 'python -m zsguide calibrate')")
+        return load_calibration(calibration, surrogate)
+    sha = file_sha256(ckpt_path)
+    if calibration is None:
         calibration = str(calibration_path(ckpt_path, "network", sha))
         if not Path(calibration).is_file():
             raise ZSGuideError(f"{option} calibrated: no calibration of {ckpt_path!r} at {calibration!r}; make it "
                                f"with 'python -m zsguide calibrate --ckpt_path {ckpt_path}' or pass --calibration")
-        return load_calibration(calibration, surrogate, sha)
-    return load_calibration(calibration, surrogate, None)
+    return load_calibration(calibration, surrogate, sha)
