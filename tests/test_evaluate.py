@@ -90,6 +90,12 @@ def test_sharding_covers_every_pending_item_once(world, num_images, batch_size):
     (("--grid.sigma_y", "[0.02, -0.1]"), "grid.sigma_y[1]: must be a finite number >= 0, got -0.1"),
     (("--grid.params", "[heuristic, {source: spectral, trust_factor: 0.5}]"), "grid.params[1].trust_factor"),
     (("--grid.params", "[heuristic, {source: heuristic, trust_factor: 2}]"), "grid.params[1]: trust_factor"),
+    (("--grid.params", "[heuristic, {source: spectral, objective: psnr}]"),
+     "grid.params[1].objective must be one of w2, mse, perception, pareto"),
+    (("--grid.params", "[heuristic, {source: heuristic, objective: mse}]"), "grid.params[1]: trust_factor, "
+     "pareto_guard, objective"),
+    (("--grid.params", "[heuristic, {source: spectral, objective: mse}, {source: spectral, objective: mse}]"),
+     "grid.params[2]: label 'spectral_mse' appears twice"),
     (("--grid.steps", "[0]"), "grid.steps[0]: must be >= 1"),
     (("--grid.tasks", "[{name: inpaint_random, params: {keep: 1.5}}]"), "grid.tasks[0] (inpaint_random_keep1.5): "),
     (("--grid.params", "[heuristic, heuristic]"), "grid.params[1]: label 'heuristic' appears twice"),
@@ -139,7 +145,7 @@ def test_report_files_figures_and_paired_differences(reference):
     import matplotlib.image as mpimg
 
     for task in ("sr4", "inpaint_random_keep0.5"):
-        for kind in ("pd", "steps", "examples"):
+        for kind in ("pd", "mse_fd", "steps", "examples"):
             path = reference / "figures" / f"{kind}_{task}.png"
             assert f"figures/{path.name}" in report
             assert mpimg.imread(path).shape[0] > 100  # a real image

@@ -298,6 +298,8 @@ def small_ckpt(tmp_path_factory):
         (["--params", "spectral", "--trust_factor", "0.5"], ["--trust_factor", "> 1", "0.5"]),
         (["--params", "spectral", "--trust_factor", "tight"], ["--trust_factor", "'none'", "'tight'"]),
         (["--pareto_guard", "true"], ["--pareto_guard", "--params spectral", "'heuristic'"]),
+        (["--objective", "mse"], ["--objective", "--params spectral", "'heuristic'"]),
+        (["--params", "spectral", "--objective", "psnr"], ["--objective", "w2, mse, perception, pareto", "'psnr'"]),
         (["--trust_factor", "0"], ["--trust_factor 0.0", "--params spectral"]),
     ],
 )

@@ -166,6 +166,32 @@ def test_pareto_guard_keeps_mse_and_perception_at_most_the_heuristics(method, tm
     assert len({both.params.provenance["cache_key"], trusted.params.provenance["cache_key"], prov["cache_key"]}) == 3
 
 
+@pytest.mark.parametrize("method", ["ddrm", "pigdm", "diffpir"])
+def test_each_objective_moves_its_own_criterion(method, tmp_path, monkeypatch):
+    """--objective picks the closed-form criterion the design minimises (deblurring, 10 steps, trust factor 2): the
+    MSE design has a lower MSE and the perception design a lower perception W2 than the W2 design, each lowers its
+    own criterion below the heuristic's by at least 2%, and pareto is the W2 design under the guard (the same cache
+    key as --pareto_guard true); the criterion enters the cache key, and an unknown objective is one error line."""
+    monkeypatch.setenv("ZSGUIDE_CACHE", str(tmp_path))
+    sur, op, _ = _setup("deblur_gaussian")
+    h = get_sampler(method).heuristic("deblur_gaussian", 10, SCHED)
+    r = {o: designed_schedule(sur, op, 0.1, SCHED, h, "deblur_gaussian", trust=2.0, objective=o)
+         for o in ("w2", "mse", "perception", "pareto")}
+    assert r["mse"].designed["mse"] < r["w2"].designed["mse"]
+    assert r["perception"].designed["perception_w2"] < r["w2"].designed["perception_w2"]
+    for o, crit in (("w2", "avg_w2"), ("mse", "mse"), ("perception", "perception_w2")):
+        assert r[o].designed[crit] < 0.98 * r[o].heuristic[crit], (o, r[o].heuristic, r[o].designed)
+        assert r[o].params.provenance["objective"] == crit
+    P, H = r["pareto"].designed, r["pareto"].heuristic
+    assert P["mse"] <= H["mse"] * (1 + 1e-3) and P["perception_w2"] <= H["perception_w2"] * (1 + 1e-3)
+    guarded = designed_schedule(sur, op, 0.1, SCHED, h, "deblur_gaussian", trust=2.0, guard=True)
+    assert guarded.params.provenance["cache_key"] == r["pareto"].params.provenance["cache_key"]
+    assert guarded.params.values == r["pareto"].params.values
+    assert len({x.params.provenance["cache_key"] for x in r.values()}) == 4
+    with pytest.raises(ZSGuideError, match="design objective must be one of w2, mse, perception, pareto.*'psnr'"):
+        designed_schedule(sur, op, 0.1, SCHED, h, "deblur_gaussian", objective="psnr")
+
+
 def test_trust_factor_option_values():
     """The command lines' --trust_factor: left out -> the default factor 2; 'none' / 'inf' (any case) or an infinite
     float -> unconstrained (None); a number > 1, given as text or float -> that number; anything else -> one error

@@ -7,10 +7,10 @@ held-out test images. Entries:
   (operators/tasks.py), ``label`` names it in the tables (default: the name, with ``key=value`` pairs when
   ``params`` are given);
 - a parameter source is ``heuristic``, ``spectral`` (restore's default design: trust factor 2, no guard), or a mapping
-  ``{source: spectral, trust_factor: T | none, pareto_guard: bool, denoiser_model: gaussian | calibrated,
-  calibration: PATH, label}`` (label default ``spectral`` for the default design, else ``spectral_trust<T>`` /
-  ``spectral_free``, plus ``_guard`` and ``_calibrated``), or ``{source: PATH}`` for a
-  params.json;
+  ``{source: spectral, trust_factor: T | none, pareto_guard: bool, objective: w2 | mse | perception | pareto,
+  denoiser_model: gaussian | calibrated, calibration: PATH, label}`` (label default ``spectral`` for the default
+  design, else ``spectral_trust<T>`` / ``spectral_free``, plus ``_guard``, ``_<objective>`` for an objective other
+  than w2, and ``_calibrated``), or ``{source: PATH}`` for a params.json;
 - sigma_y >= 0 (finite), steps >= 1, seeds integers, samplers by restore's names.
 
 Every entry is checked before anything runs, and an error names the entry (``grid.tasks[1]``). Duplicate labels are
@@ -31,7 +31,7 @@ from typing import Any
 from ..errors import ZSGuideError
 
 SPEC_KEYS_TASK = ("name", "params", "label")
-SPEC_KEYS_PARAMS = ("source", "trust_factor", "pareto_guard", "denoiser_model", "calibration", "label")
+SPEC_KEYS_PARAMS = ("source", "trust_factor", "pareto_guard", "objective", "denoiser_model", "calibration", "label")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class ParamsSpec:
     pareto_guard: bool = False
     denoiser_model: str = "gaussian"  # the denoiser the design assumes (spectral/denoiser_model.py)
     calibration: str | None = None  # its calibration file (None: the one next to the checkpoint)
+    objective: str = "w2"  # the closed-form criterion the design minimises (spectral/design.py)
 
 
 @dataclass(frozen=True)
@@ -117,9 +118,11 @@ def _params_spec(entry, where: str) -> ParamsSpec:
     if not isinstance(guard, bool):
         raise ZSGuideError(f"{where}: pareto_guard must be true or false, got {guard!r}")
     model, calibration = entry.get("denoiser_model", "gaussian"), entry.get("calibration")
-    if source != "spectral" and (trust is not None or guard or model != "gaussian" or calibration is not None):
-        raise ZSGuideError(f"{where}: trust_factor, pareto_guard, denoiser_model and calibration apply to source "
-                           f"spectral only")
+    objective = entry.get("objective", "w2")
+    if source != "spectral" and (trust is not None or guard or model != "gaussian" or calibration is not None
+                                 or objective != "w2"):
+        raise ZSGuideError(f"{where}: trust_factor, pareto_guard, objective, denoiser_model and calibration apply to "
+                           f"source spectral only")
     from ..spectral.denoiser_model import DENOISER_MODELS
 
     if model not in DENOISER_MODELS:
@@ -127,18 +130,16 @@ def _params_spec(entry, where: str) -> ParamsSpec:
     if calibration is not None and (model != "calibrated" or not isinstance(calibration, str)):
         raise ZSGuideError(f"{where}: calibration (a file path) applies to denoiser_model calibrated only")
     if source == "spectral":
-        from ..spectral.service import resolve_trust_factor
+        from ..spectral.service import resolve_objective, resolve_trust_factor
 
-        try:
-            factor = resolve_trust_factor(trust, option=f"{where}.trust_factor")
-        except ZSGuideError as exc:
-            raise ZSGuideError(str(exc)) from None
+        factor = resolve_trust_factor(trust, option=f"{where}.trust_factor")
+        resolve_objective(objective, option=f"{where}.objective")
         from ..spectral.options import DEFAULT_TRUST_FACTOR
 
         default = "spectral" if factor == DEFAULT_TRUST_FACTOR else (
             "spectral_free" if factor is None else f"spectral_trust{factor:g}")
         label = entry.get("label") or default + ("_guard" if guard else "") + (
-            "_calibrated" if model == "calibrated" else "")
+            f"_{objective}" if objective != "w2" else "") + ("_calibrated" if model == "calibrated" else "")
     elif source == "heuristic":
         label = entry.get("label") or "heuristic"
         if label != "heuristic":  # the twin of every other source is found by this label
@@ -151,7 +152,7 @@ def _params_spec(entry, where: str) -> ParamsSpec:
         label = entry.get("label") or Path(source).stem
     if label == "heuristic" and source != "heuristic":
         raise ZSGuideError(f"{where}: the label 'heuristic' is reserved for the heuristic source")
-    return ParamsSpec(str(label), source, trust, guard, model, calibration)
+    return ParamsSpec(str(label), source, trust, guard, model, calibration, objective)
 
 
 def _unique(keys: list, what: str, message: str = "label {key!r} appears twice; give each entry its own label") -> None:

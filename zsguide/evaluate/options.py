@@ -2,7 +2,8 @@
 
 The grid is ``--grid.samplers`` x ``--grid.tasks`` x ``--grid.steps`` x ``--grid.params`` x ``--grid.sigma_y`` x
 ``--grid.seeds``; each task is a name or ``{name, params, label}``, each parameter source ``heuristic``, ``spectral``
-(restore's default design, trust factor 2) or ``{source, trust_factor, pareto_guard, label}`` (grid.py). The rest
+(restore's default design, trust factor 2) or ``{source, trust_factor, pareto_guard, objective, denoiser_model,
+calibration, label}`` (grid.py). The rest
 mirrors ``restore``: the prior (``--ckpt_path``), the held-out images (``--data.*``, defaulting to the checkpoint's,
 and ``--num_images``), the denoiser, the noise convention, LPIPS weights, and ``--trainer.*`` for the one Lightning
 run (devices, nodes, strategy, precision). Parse errors become one :class:`~zsguide.errors.ZSGuideError` line.
@@ -34,7 +35,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--grid.steps", type=list[int], default=[20], help="sampling step counts")
     p.add_argument("--grid.params", type=list[Union[str, dict[str, Any]]], default=["heuristic", "spectral"],
                    help="parameter sources: heuristic, spectral, or {source: spectral, trust_factor: none, "
-                        "pareto_guard: false, label: ...}")
+                        "pareto_guard: false, objective: w2, denoiser_model: gaussian, label: ...}")
     p.add_argument("--grid.sigma_y", type=list[float], default=[0.02],
                    help="measurement noise levels (pixel units [0, 1] unless --noise_convention network)")
     p.add_argument("--grid.seeds", type=list[int], default=[0], help="seeds of every per-image draw")

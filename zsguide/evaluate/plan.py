@@ -247,6 +247,7 @@ def _schedule(spec: CellSpec, sampler, module, operator, sigma_net: float, ckpt_
 
     return param_schedule(spec.params.source, sampler, module, operator, sigma_net, task=spec.task.name,
                           steps=spec.steps, trust_factor=spec.params.trust_factor,
-                          pareto_guard=spec.params.pareto_guard, denoiser_model=spec.params.denoiser_model,
+                          pareto_guard=spec.params.pareto_guard, objective=spec.params.objective,
+                          denoiser_model=spec.params.denoiser_model,
                           calibration=spec.params.calibration, ckpt_path=ckpt_path,
                           option="grid.params")

@@ -98,15 +98,17 @@ def make_plan(cfg: Namespace) -> RestorePlan:
     if cfg.num_samples > 1 and cfg.input is None:
         raise ZSGuideError("--num_samples > 1 needs --input (test images are restored once each)")
     for option, given in (("trust_factor", cfg.trust_factor is not None), ("pareto_guard", cfg.pareto_guard is True),
+                          ("objective", cfg.objective != "w2"),
                           ("denoiser_model", cfg.denoiser_model != "gaussian"),
                           ("calibration", cfg.calibration is not None)):
         if given and cfg.params != "spectral":
             raise ZSGuideError(f"--{option} applies to --params spectral only (got --{option} "
                                f"{getattr(cfg, option)!r} with --params {cfg.params!r})")
     if cfg.params == "spectral":  # validated here; cfg keeps the option as given, so a saved config repeats the run
-        from ..spectral.service import resolve_trust_factor
+        from ..spectral.service import resolve_objective, resolve_trust_factor
 
         resolve_trust_factor(cfg.trust_factor)
+        resolve_objective(cfg.objective)
     task_params_given = dict(cfg.task_params or {})
     defaults = task_defaults(cfg.task)  # unknown task -> error listing the valid ones
     sampler = get_sampler(cfg.sampler)  # unknown sampler -> error listing the valid ones
@@ -156,7 +158,8 @@ def make_plan(cfg: Namespace) -> RestorePlan:
     # --- the parameter schedule
     params, params_source = param_schedule(cfg.params, sampler, module, operator, sigma_net, task=cfg.task,
                                            steps=cfg.steps, spacing=cfg.spacing, trust_factor=cfg.trust_factor,
-                                           pareto_guard=cfg.pareto_guard, denoiser_model=cfg.denoiser_model,
+                                           pareto_guard=cfg.pareto_guard, objective=cfg.objective,
+                                           denoiser_model=cfg.denoiser_model,
                                            calibration=cfg.calibration, ckpt_path=cfg.ckpt_path)
 
     # --- LPIPS (only with ground truth, only from local weights)

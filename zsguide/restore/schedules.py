@@ -8,9 +8,9 @@ way:
 - ``spectral``: that heuristic's knobs designed on the checkpoint's Gaussian surrogate for this operator and noise
   (:func:`zsguide.spectral.service.designed_schedule`, cached), inside the trust region ``trust_factor`` (resolved by
   :func:`~zsguide.spectral.service.resolve_trust_factor`: None -> the default factor, ``none`` -> unconstrained), with
-  the Pareto guard when ``pareto_guard``, for the Wiener denoiser or, with ``denoiser_model`` ``calibrated``, the
-  network's calibration (``calibration``, default: the one next to ``ckpt_path``; spectral/denoiser_model.py). The
-  oracle is exact as it is, so its "design" is its heuristic;
+  the Pareto guard when ``pareto_guard``, minimising ``objective`` (w2, mse, perception or pareto; design.py), for
+  the Wiener denoiser or, with ``denoiser_model`` ``calibrated``, the network's calibration (``calibration``,
+  default: the one next to ``ckpt_path``; spectral/denoiser_model.py). The oracle is exact as it is, so its "design" is its heuristic;
 - a path: a ``params.json`` checked against the sampler, the task, ``steps`` / ``spacing`` when given, and the
   checkpoint's timesteps.
 """
@@ -25,7 +25,7 @@ DEFAULT_STEPS = 20  # DDRM's README default (docs/peers.md); the heuristic's ste
 
 
 def param_schedule(source: str, sampler, module, operator, sigma_net: float, *, task: str, steps: int | None = None,
-                   spacing: str | None = None, trust_factor=None, pareto_guard: bool = False,
+                   spacing: str | None = None, trust_factor=None, pareto_guard: bool = False, objective: str = "w2",
                    denoiser_model: str = "gaussian", calibration: str | None = None, ckpt_path: str | None = None,
                    option: str = "--params"):
     """``(ParamSchedule, params_source)`` for ``source`` (heuristic, spectral or a params.json path); bad input is one
@@ -39,7 +39,8 @@ def param_schedule(source: str, sampler, module, operator, sigma_net: float, *, 
         if source == "heuristic":
             return heuristic, "heuristic"
         return _designed(sampler, module, operator, sigma_net, heuristic, task, trust_factor, pareto_guard, option,
-                         denoiser_model=denoiser_model, calibration=calibration, ckpt_path=ckpt_path), "spectral"
+                         objective=objective, denoiser_model=denoiser_model, calibration=calibration,
+                         ckpt_path=ckpt_path), "spectral"
     path = Path(source)
     if not path.is_file():
         raise ZSGuideError(f"{option} {source!r} is neither 'heuristic', 'spectral' nor an existing params.json")
@@ -60,7 +61,7 @@ def param_schedule(source: str, sampler, module, operator, sigma_net: float, *, 
 
 
 def _designed(sampler, module, operator, sigma_net, heuristic, task, trust_factor, pareto_guard, option, *,
-              denoiser_model, calibration, ckpt_path):
+              objective, denoiser_model, calibration, ckpt_path):
     from ..spectral.denoiser_model import denoiser_model_for
     from ..spectral.service import designed_schedule, resolve_trust_factor
     if sampler.name == "oracle":
@@ -69,7 +70,7 @@ def _designed(sampler, module, operator, sigma_net, heuristic, task, trust_facto
     try:
         denoiser = denoiser_model_for(denoiser_model, module.surrogate, ckpt_path, calibration)
         return designed_schedule(module.surrogate, operator, sigma_net, module.schedule, heuristic, task,
-                                 trust=resolve_trust_factor(trust_factor), guard=pareto_guard,
+                                 trust=resolve_trust_factor(trust_factor), guard=pareto_guard, objective=objective,
                                  denoiser=denoiser).params
     except ZSGuideError as exc:
         raise ZSGuideError(f"{option} spectral: {exc}") from None

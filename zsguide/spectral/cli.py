@@ -62,11 +62,12 @@ def _parse(prog: str, tune: bool, argv: list[str]):
         raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.frequency_bands < 0:
         raise ZSGuideError(f"--frequency_bands must be >= 0, got {cfg.frequency_bands}")
-    from .service import resolve_trust_factor
+    from .service import resolve_objective, resolve_trust_factor
 
     if cfg.calibration is not None and cfg.denoiser_model != "calibrated":
         raise ZSGuideError("--calibration applies to --denoiser_model calibrated only")
     cfg.trust_factor = resolve_trust_factor(cfg.trust_factor)  # None from here on: unconstrained
+    resolve_objective(cfg.objective)
     return cfg
 
 
@@ -98,15 +99,15 @@ def run_tune(argv: list[str]) -> None:
     t0 = time.perf_counter()
     r = designed_schedule(prior.surrogate, operator, sigma_net, prior.schedule, heuristic, cfg.task,
                           mse_weight=cfg.mse_weight, problem=problem, bands=cfg.frequency_bands,
-                          trust=cfg.trust_factor, guard=cfg.pareto_guard)
+                          trust=cfg.trust_factor, guard=cfg.pareto_guard, objective=cfg.objective)
     r.params.provenance.update({"task_params": dict(cfg.task_params or {}), "sigma_y": cfg.sigma_y})
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     r.params.save(out)
     h, d = _pixel_units(r.heuristic), _pixel_units(r.designed)
     print(f"tune: {cfg.sampler} on {cfg.task}, {cfg.steps} steps, sigma_y {cfg.sigma_y}, {cfg.denoiser_model} "
-          f"denoiser: avg W2^2 {h['avg_w2']:.3e} -> {d['avg_w2']:.3e}, MSE {h['mse']:.3e} -> {d['mse']:.3e} "
-          f"(per pixel, [0, 1] units), {time.perf_counter() - t0:.1f} s\nwrote {out}")
+          f"denoiser, objective {cfg.objective}: avg W2^2 {h['avg_w2']:.3e} -> {d['avg_w2']:.3e}, MSE {h['mse']:.3e} -> {d['mse']:.3e}, "
+          f"perception W2^2 {h['perception_w2']:.3e} -> {d['perception_w2']:.3e} (per pixel, [0, 1] units), {time.perf_counter() - t0:.1f} s\nwrote {out}")
 
 
 def run_analyze(argv: list[str]) -> None:
@@ -126,7 +127,7 @@ def run_analyze(argv: list[str]) -> None:
     refs = _pixel_units(criteria.references())
     mmse = refs["mmse"]
     result = {"task": cfg.task, "task_params": dict(cfg.task_params or {}), "steps": cfg.steps, "sigma_y": cfg.sigma_y,
-              "trust_factor": cfg.trust_factor, "pareto_guard": cfg.pareto_guard,
+              "trust_factor": cfg.trust_factor, "pareto_guard": cfg.pareto_guard, "objective": cfg.objective,
               "denoiser_model": cfg.denoiser_model,
               "calibration": problem.denoiser.source if problem.denoiser is not None else None,
               "units": "per pixel, squared, [0, 1] pixel units", "surrogate_digest": prior.surrogate.digest(),
@@ -138,7 +139,7 @@ def run_analyze(argv: list[str]) -> None:
         designed = heur if name == "oracle" else designed_schedule(
             prior.surrogate, operator, sigma_net, prior.schedule, heur, cfg.task, mse_weight=cfg.mse_weight,
             problem=problem, criteria=criteria, bands=cfg.frequency_bands if name == "diffpir" else 0,
-            trust=cfg.trust_factor, guard=cfg.pareto_guard).params
+            trust=cfg.trust_factor, guard=cfg.pareto_guard, objective=cfg.objective).params
         entry = {}
         for label, params in (("heuristic", heur), ("spectral", designed)):
             if params is heur and label == "spectral":  # the oracle: its design is its heuristic
@@ -155,7 +156,7 @@ def run_analyze(argv: list[str]) -> None:
             h = sampler.heuristic(cfg.task, n, prior.schedule, spacing=cfg.spacing)
             r = designed_schedule(prior.surrogate, operator, sigma_net, prior.schedule, h, cfg.task,
                                   mse_weight=cfg.mse_weight, problem=problem, criteria=criteria,
-                                  trust=cfg.trust_factor, guard=cfg.pareto_guard)
+                                  trust=cfg.trust_factor, guard=cfg.pareto_guard, objective=cfg.objective)
             schedules[name][n] = (h, r.params)
             entry.setdefault("sweep", {})[str(n)] = {"heuristic": _pixel_units(r.heuristic),
                                                      "spectral": _pixel_units(r.designed)}
@@ -170,7 +171,8 @@ def run_analyze(argv: list[str]) -> None:
         steps_figure(result, out / "w2_vs_steps.png")
     result["wall_time_s"] = time.perf_counter() - t0
     (out / "analysis.json").write_text(json.dumps(result, indent=2))
-    lines = [f"analyze: {cfg.task}, {cfg.steps} steps, sigma_y {cfg.sigma_y}, {cfg.denoiser_model} denoiser "
+    lines = [f"analyze: {cfg.task}, {cfg.steps} steps, sigma_y {cfg.sigma_y}, {cfg.denoiser_model} denoiser, "
+             f"objective {cfg.objective} "
              f"(per pixel, squared, [0, 1] units)",
              f"references: posterior sampler MSE {2 * mmse:.3e}, MMSE {mmse:.3e}"
              + (f"\n{problem.note}" if problem.note else ""),

@@ -20,6 +20,17 @@ are a second warm start (``warm_theta``); the better of the two starts is used. 
 posterior), minimised by L-BFGS with a strong-Wolfe line search; if the search ends worse than the heuristic (or not
 finite), the heuristic is returned, so a designed schedule is never worse on its own objective.
 
+Objective (``objective``, the command lines' ``--objective``): which closed-form criterion (criteria.py) is minimised,
+so that a user picks the perception-distortion trade directly:
+
+    w2          avg W2^2 to the posterior (the default): sample the posterior
+    mse         MSE to the truth: distortion only (the MMSE end; the output loses power where the measurement is weak)
+    perception  perception W2^2 of the output marginal to the prior: realism only (the measurement enters only
+                through what keeps the marginal right)
+    pareto      avg W2^2 under the Pareto guard below: lower W2 without raising either MSE or perception W2
+
+``mse_weight`` adds ``mse_weight * MSE`` to the first three.
+
 Pareto guard (``guard``, optional): the design may lower avg W2 only without raising the MSE or the perception W2
 (output marginal to prior) above the heuristic's, all three in closed form. It is a quadratic penalty
 ``GUARD_PENALTY * loss_h * sum_k relu(c_k / c_k,h - 1)^2`` on the two guarded criteria, zero at the heuristic; a
@@ -42,6 +53,8 @@ from .problem import BlockProblem
 from .transfer import transfer
 
 
+OBJECTIVES = {"w2": "avg_w2", "mse": "mse", "perception": "perception_w2", "pareto": "avg_w2"}
+"""``--objective`` value -> the criterion it minimises (``pareto`` also turns the guard on)."""
 GUARDED = ("mse", "perception_w2")
 GUARD_PENALTY = 1e4  # quadratic penalty weight: a violation of relative size d costs 1e4 d^2 heuristic objectives,
 # so the optimum overshoots a guarded criterion by O(1 / GUARD_PENALTY) of its heuristic value
@@ -61,6 +74,13 @@ def legendre_basis(steps: int, degree: int) -> torch.Tensor:
     for n in range(1, degree):
         rows.append(((2 * n + 1) * u * rows[n] - n * rows[n - 1]) / (n + 1))
     return torch.stack(rows[: degree + 1])
+
+
+def objective_criterion(objective: str) -> str:
+    """The criterion ``objective`` minimises (OBJECTIVES); an unknown name is a one-line error listing the valid ones."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown design objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[objective]
 
 
 @dataclass
@@ -103,13 +123,15 @@ def design(
     method: str, problem: BlockProblem, heuristic: ParamSchedule, abar: torch.Tensor, *,
     knobs: tuple[str, ...] | None = None, degree: int = 3, mse_weight: float = 0.0, max_iter: int = 60,
     warm_theta: dict[str, list] | None = None, criteria: Criteria | None = None,
-    bands: dict[str, int] | None = None, trust: float | None = None, guard: bool = False,
+    bands: dict[str, int] | None = None, trust: float | None = None, guard: bool = False, objective: str = "w2",
 ) -> DesignResult:
     """Design ``method``'s knobs (all of them unless ``knobs`` is given) for ``problem``; ``bands`` (e.g.
     ``{"lam": 8}``) designs those knobs per radial frequency band (the per-frequency variant). A scalar warm start
     for a per-band knob is broadcast over its bands. ``trust`` (> 1): keep every knob within that factor of its
     heuristic (its odds, for knobs in [0, 1]; see the module docstring). ``guard``: the Pareto guard, MSE and
-    perception W2 kept no worse than the heuristic's (module docstring)."""
+    perception W2 kept no worse than the heuristic's (module docstring). ``objective``: w2, mse, perception or pareto
+    (module docstring)."""
+    criterion, guard = objective_criterion(objective), guard or objective == "pareto"
     if trust is not None and not (math.isfinite(trust) and trust > 1):
         raise ValueError(f"trust factor must be a finite number > 1, got {trust!r}")
     bands = dict(bands or {})
@@ -126,7 +148,7 @@ def design(
         except torch.linalg.LinAlgError:  # a trial point whose covariances are not finite: infinitely bad
             inf = torch.tensor(float("inf"), dtype=torch.float64)
             return inf, {"avg_w2": inf, "mse": inf, "perception_w2": inf}
-        loss = c["avg_w2"] + mse_weight * c["mse"]
+        loss = c[criterion] + mse_weight * c["mse"]
         if guard and ref:
             excess = sum(torch.relu(c[k] / max(ref[k], 1e-300) - 1) ** 2 for k in GUARDED)
             loss = loss + GUARD_PENALTY * ref["loss"] * excess
@@ -181,7 +203,7 @@ def design(
         if not finite or loss1 > loss0 or breach:  # never worse than the warm start (nor past the guard)
             vals, c1, thetas = base, c0, {k: torch.zeros_like(v).tolist() for k, v in theta.items()}
     values = {k: v.tolist() for k, v in vals.items()}
-    provenance = {"source": "spectral", "objective": "avg_w2" + (f" + {mse_weight} mse" if mse_weight else "")
+    provenance = {"source": "spectral", "objective": criterion + (f" + {mse_weight} mse" if mse_weight else "")
                   + (" (Pareto guard: mse, perception_w2 <= heuristic's, within 0.1%)" if guard else ""),
                   "degree": degree, "heuristic_reference": heuristic.provenance.get("reference", "")}
     if bands:

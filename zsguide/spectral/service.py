@@ -3,8 +3,8 @@
 A design is a pure function of (surrogate, operator, sigma, VP schedule, sampler, steps, spacing, objective), so it is
 cached under a key hashing exactly those: the surrogate digest, the block problem the operator defines (its singular
 values, measured coordinates, structure and any dimension reduction), sigma (network units), the schedule's
-parameters, the sampler, its heuristic timesteps and values (the warm start), the objective (MSE weight), the
-parameterisation degree, the trust region and the Pareto guard. Designs of the same problem at other step counts share a "family" hash; the nearest one's
+parameters, the sampler, its heuristic timesteps and values (the warm start), the objective (its criterion and MSE
+weight), the parameterisation degree, the trust region and the Pareto guard. Designs of the same problem at other step counts share a "family" hash; the nearest one's
 coefficients are the second warm start (design.py; the better start is used, and the provenance lists the candidates,
 so a design can depend on which neighbours were cached). The cache is a folder of JSON files (``$ZSGUIDE_CACHE/designs``, default
 ``~/.cache/zsguide/designs``); a corrupt entry is ignored and rewritten.
@@ -26,7 +26,7 @@ import torch
 
 from ..errors import ZSGuideError
 from ..samplers.base import ParamSchedule
-from .design import GUARD_TOLERANCE, GUARDED, DesignResult, design
+from .design import GUARD_TOLERANCE, GUARDED, OBJECTIVES, DesignResult, design, objective_criterion
 from .options import DEFAULT_TRUST_FACTOR
 from .problem import BlockProblem, problem_for
 
@@ -60,6 +60,15 @@ def resolve_trust_factor(value, option: str = "--trust_factor") -> float | None:
     return float(value)
 
 
+def resolve_objective(value, option: str = "--objective") -> str:
+    """A command line's design objective (design.py: w2, mse, perception or pareto); anything else is a one-line
+    error naming the option and the value."""
+    if value not in OBJECTIVES:
+        raise ZSGuideError(f"{option} must be one of {', '.join(OBJECTIVES)} (the closed-form criterion the design "
+                           f"minimises), got {value!r}")
+    return str(value)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("ZSGUIDE_CACHE", Path.home() / ".cache" / "zsguide")) / "designs"
 
@@ -79,12 +88,17 @@ def _digest(parts: dict, tensors: list[torch.Tensor]) -> str:
 
 
 def design_keys(surrogate, problem: BlockProblem, schedule, heuristic: ParamSchedule, mse_weight: float,
-                degree: int, bands: int = 0, trust: float | None = None, guard: bool = False) -> tuple[str, str]:
-    """``(family, key)``: the family ignores the step count (for warm starts across step counts). A trust region
-    and the Pareto guard enter the key only when set, so unconstrained designs keep their keys."""
-    parts = {"trust_factor": float(trust)} if trust is not None else {}
-    if guard:
+                degree: int, bands: int = 0, trust: float | None = None, guard: bool = False,
+                objective: str = "w2") -> tuple[str, str]:
+    """``(family, key)``: the family ignores the step count (for warm starts across step counts). A trust region,
+    the Pareto guard and a criterion other than avg W2 enter the key only when set, so earlier designs keep their
+    keys (``pareto`` is the W2 criterion with the guard: the same key as ``--pareto_guard true``)."""
+    parts: dict = {"trust_factor": float(trust)} if trust is not None else {}
+    criterion = objective_criterion(objective)
+    if guard or objective == "pareto":
         parts["pareto_guard"] = True
+    if criterion != "avg_w2":
+        parts["criterion"] = criterion
     if problem.denoiser is not None:
         parts["denoiser_model"] = problem.denoiser.digest
     family = _digest({**parts, "surrogate": surrogate.digest(), "sigma": round(problem.sigma, 12), "structure": problem.structure,
@@ -128,10 +142,11 @@ def _neighbour_theta(method: str, task: str, family: str, steps: int) -> dict | 
 
 
 def _check_on_exact(result: DesignResult, problem: BlockProblem, criteria, heuristic: ParamSchedule, schedule,
-                    mse_weight: float, guard: bool) -> None:
+                    mse_weight: float, guard: bool, criterion: str = "avg_w2") -> None:
     """A design made on the grouped problem, judged on the exact one: its quoted criteria are the exact problem's,
-    and it falls back to the heuristic unless it is better there on its objective (and, with the guard, no more than
-    GUARD_TOLERANCE past the heuristic's MSE and perception W2), the rule design() applies on its own problem."""
+    and it falls back to the heuristic unless it is better there on its objective (``criterion`` + mse_weight MSE;
+    with the guard, also no more than GUARD_TOLERANCE past the heuristic's MSE and perception W2), the rule design()
+    applies on its own problem."""
     from .criteria import Criteria
     from .transfer import transfer
 
@@ -141,7 +156,7 @@ def _check_on_exact(result: DesignResult, problem: BlockProblem, criteria, heuri
         setattr(result, label, {k: float(v) for k, v in c.items()})
     h, d = result.heuristic, result.designed
     breach = guard and any(d[k] > h[k] * (1 + GUARD_TOLERANCE) for k in GUARDED)
-    if breach or not d["avg_w2"] + mse_weight * d["mse"] < h["avg_w2"] + mse_weight * h["mse"]:
+    if breach or not d[criterion] + mse_weight * d["mse"] < h[criterion] + mse_weight * h["mse"]:
         result.params.values = {k: list(v) for k, v in heuristic.values.items()}
         result.designed = dict(h)
         result.theta = {k: [0.0] * len(v) for k, v in result.theta.items()}
@@ -150,14 +165,16 @@ def _check_on_exact(result: DesignResult, problem: BlockProblem, criteria, heuri
 def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic: ParamSchedule, task: str, *,
                       mse_weight: float = 0.0, degree: int = 3, use_cache: bool = True,
                       problem: BlockProblem | None = None, criteria=None, bands: int = 0,
-                      trust: float | None = None, guard: bool = False, denoiser=None) -> DesignResult:
+                      trust: float | None = None, guard: bool = False, denoiser=None,
+                      objective: str = "w2") -> DesignResult:
     """The designed schedule for ``heuristic``'s sampler and steps (from the cache when it is there). ``bands`` > 0:
     the per-frequency variant (DiffPIR's ``lam`` per radial band on circulant operators), warm-started from the
     scalar design. ``trust`` (> 1): every knob within that factor of its heuristic (design.py); None here is the
     unconstrained design (the command lines' default, DEFAULT_TRUST_FACTOR, is applied by resolve_trust_factor).
     ``guard``: the Pareto guard (MSE and perception W2 no worse than the heuristic's; design.py). ``denoiser``: a
     calibrated denoiser model (denoiser_model.py) the closed forms assume in place of the Wiener denoiser (ignored
-    when ``problem`` is given: the problem carries its own); it enters the cache key."""
+    when ``problem`` is given: the problem carries its own); it enters the cache key. ``objective``: the criterion
+    minimised, w2 (avg W2), mse, perception or pareto (avg W2 under the guard); design.py."""
     if heuristic.method not in DESIGNABLE:
         raise ZSGuideError(f"spectral design has no knobs to design for sampler {heuristic.method!r}; "
                            f"choose one of {', '.join(DESIGNABLE)}")
@@ -168,7 +185,10 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
     if trust is not None and not (math.isfinite(trust) and trust > 1):
         raise ZSGuideError(f"trust factor must be a finite number > 1 (a knob within that factor of its heuristic), "
                            f"got {trust!r}")
-    family, key = design_keys(surrogate, problem, schedule, heuristic, mse_weight, degree, bands, trust, guard)
+    criterion = objective_criterion(resolve_objective(objective, "design objective"))
+    guard = guard or objective == "pareto"
+    family, key = design_keys(surrogate, problem, schedule, heuristic, mse_weight, degree, bands, trust, guard,
+                              objective)
     path = cache_dir() / f"{heuristic.method}-{task}-{heuristic.steps}-{family}-{key}.json"
     if use_cache and path.is_file():
         d = _read(path)
@@ -178,7 +198,7 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
     if bands and warm is None:  # start from the scalar design, broadcast over the bands
         scalar = designed_schedule(surrogate, operator, sigma_net, schedule, heuristic, task, mse_weight=mse_weight,
                                    degree=degree, use_cache=use_cache, problem=problem, criteria=criteria,
-                                   trust=trust, guard=guard)
+                                   trust=trust, guard=guard, objective=objective)
         warm = {"steps": f"{heuristic.steps} (scalar design)", "theta": scalar.theta}
     grouped = (problem.structure == "fourier_diagonal" and problem.num_blocks > GROUP_ABOVE and not bands
                and problem.denoiser is None)
@@ -186,9 +206,9 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
     result = design(heuristic.method, on, heuristic, schedule.alphas_cumprod, mse_weight=mse_weight,
                     degree=degree, warm_theta=warm["theta"] if warm else None,
                     criteria=None if grouped else criteria, bands={"lam": bands} if bands else None, trust=trust,
-                    guard=guard)
+                    guard=guard, objective=objective)
     if grouped:
-        _check_on_exact(result, problem, criteria, heuristic, schedule, mse_weight, guard)
+        _check_on_exact(result, problem, criteria, heuristic, schedule, mse_weight, guard, criterion)
         result.params.provenance["designed_on"] = (f"the grouped problem: {on.num_blocks} weighted blocks of nearly "
                                                    f"equal (lambda, s) for the {problem.num_blocks} frequencies "
                                                    f"(problem.grouped); predictions exact")
