@@ -4,9 +4,9 @@ of steps, and a grid of example restorations.
 - ``pd_<task>.png``: one panel per (steps, sigma_y); x = PSNR (dB, higher is better), y = FD (log scale, lower is
   better); one colour per sampler, one marker per parameter source, an arrow from each heuristic cell to every other
   source's cell of the same sampler (and seed).
-- ``mse_fd_<task>.png``: the same trade on the (MSE, FD) plane, one panel per sampler (rows: (steps, sigma_y)),
-  both axes log scale, lower-left is better; one colour per parameter source, an arrow from the heuristic to each:
-  where each design objective (``--objective``) lands against the heuristic.
+- ``mse_fd_<task>.png``: the same trade on the (MSE, FD) plane, one panel per (steps, sigma_y, sampler), lower-left
+  is better; one colour per parameter source, an arrow from the heuristic to each: where each design objective
+  (``--objective``) lands against the heuristic.
 - ``steps_<task>.png``: PSNR and FD against the number of steps, a line per (sampler, parameter source), at the first
   sigma_y and seed of the grid.
 - ``examples_<task>.png``: rows = the first ``--examples`` images; columns = clean, measurement, then every
@@ -76,43 +76,43 @@ def perception_distortion(plan, records: list[dict], task: str, path: Path) -> P
     return _save(fig, path)
 
 
-def mse_fd_plane(plan, records: list[dict], task: str, path: Path) -> Path | None:
+def mse_fd_plane(plan, records: list[dict], task: str, path: Path, columns: int = 3) -> Path | None:
     rows = [r for r in records if r["task"] == task and r.get("fd") is not None and r.get("mse_mean") is not None]
     if not rows:
         return None
-    panels = _order((r["steps"], r["sigma_y"]) for r in rows)
-    samplers = _order(r["sampler"] for r in rows)
+    panels = [(steps, sigma, sampler) for steps, sigma in _order((r["steps"], r["sigma_y"]) for r in rows)
+              for sampler in _order(r["sampler"] for r in rows)]
     sources = _order(c.spec.params.label for c in plan.cells)
     colours = {p: plt.cm.tab10(i % 10) for i, p in enumerate(sources)}
     by_key = {r["key"]: r for r in rows}
-    fig, axes = plt.subplots(len(panels), len(samplers), figsize=(3.4 * len(samplers), 3.2 * len(panels)),
-                             squeeze=False)
-    for row, (steps, sigma) in enumerate(panels):
-        for col, sampler in enumerate(samplers):
-            ax = axes[row][col]
-            here = [r for r in rows if (r["steps"], r["sigma_y"], r["sampler"]) == (steps, sigma, sampler)]
-            for r in here:
-                ax.errorbar(r["mse_mean"], max(r["fd"], 1e-6), xerr=r.get("mse_se") or 0, yerr=r.get("fd_se") or 0,
-                            color=colours[r["params"]], marker=MARKERS[sources.index(r["params"]) % len(MARKERS)],
-                            ms=5, lw=0.8, zorder=3)
-                twin = by_key.get(r.get("twin"))
-                if twin is not None:
-                    ax.annotate("", xy=(r["mse_mean"], max(r["fd"], 1e-6)),
-                                xytext=(twin["mse_mean"], max(twin["fd"], 1e-6)),
-                                arrowprops={"arrowstyle": "->", "color": colours[r["params"]], "lw": 1.0})
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_title(f"{sampler}, {steps} steps, sigma_y {sigma:g}", fontsize=8)
-            ax.set_xlabel("MSE per pixel ([0, 1] units)", fontsize=7)
-            if col == 0:
-                ax.set_ylabel("Frechet spectral distance", fontsize=7)
-            ax.tick_params(labelsize=6)
-            ax.grid(True, which="both", alpha=0.3)
+    ncol = min(columns, len(panels))
+    nrow = -(-len(panels) // ncol)
+    legend_rows = -(-len(sources) // 5)
+    height = 3.4 * nrow + 0.5 + 0.25 * legend_rows
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, height), squeeze=False)
+    for ax, (steps, sigma, sampler) in zip(axes.flat, panels):
+        here = [r for r in rows if (r["steps"], r["sigma_y"], r["sampler"]) == (steps, sigma, sampler)]
+        for r in here:
+            ax.scatter(r["mse_mean"], r["fd"], color=colours[r["params"]], s=36, zorder=3,
+                       marker=MARKERS[sources.index(r["params"]) % len(MARKERS)])
+            twin = by_key.get(r.get("twin"))
+            if twin is not None:
+                ax.annotate("", xy=(r["mse_mean"], r["fd"]), xytext=(twin["mse_mean"], twin["fd"]),
+                            arrowprops={"arrowstyle": "->", "color": colours[r["params"]], "lw": 1.0})
+        ax.ticklabel_format(axis="both", style="sci", scilimits=(-2, 3))
+        ax.set_title(f"{sampler}, {steps} steps, sigma_y {sigma:g}", fontsize=9)
+        ax.set_xlabel("MSE per pixel ([0, 1] units)", fontsize=8)
+        ax.set_ylabel("Frechet spectral distance", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
     handles = [plt.Line2D([], [], color=colours[p], marker=MARKERS[i % len(MARKERS)], ls="", label=p)
                for i, p in enumerate(sources)]
-    fig.legend(handles=handles, fontsize=7, loc="upper center", ncol=min(len(sources), 6))
-    fig.suptitle(f"{task}: MSE against FD (lower-left is better), arrows from the heuristic", fontsize=9, y=0.99)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.legend(handles=handles, fontsize=8, loc="lower center", ncol=min(len(sources), 5))
+    fig.suptitle(f"{task}: MSE against FD, lower-left is better; arrows from the heuristic (paired standard errors "
+                 f"in the tables)", fontsize=10)
+    fig.tight_layout(rect=(0, (0.1 + 0.25 * legend_rows) / height, 1, 1 - 0.35 / height))
     return _save(fig, path)
 
 
