@@ -159,3 +159,29 @@ def test_param_schedule_round_trip_and_checks(tmp_path):
         get_sampler("ddrm").check_params(p)
     with pytest.raises(ZSGuideError, match="unknown sampler 'ddpm'"):
         get_sampler("ddpm")
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_the_registry_describes_each_sampler(name):
+    """The registry's knobs are the heuristic's, for every task; each heuristic value lies in its knob's domain (unit:
+    [0, 1], positive: > 0), which is what the designer's parameterisation assumes (spectral/design.py); the lists
+    the engine uses come from the registry (the oracle alone is not designable; every sampler has a closed form)."""
+    from zsguide.operators import TASK_NAMES
+    from zsguide.samplers import sampler_names
+    from zsguide.spectral.design import bounded
+    from zsguide.spectral.service import DESIGNABLE
+    from zsguide.spectral.transfer import METHODS
+
+    sampler = get_sampler(name)
+    for task in TASK_NAMES:
+        values = sampler.heuristic_values(task, 20)
+        assert set(values) == set(sampler.knobs), (task, values)
+        for knob, v in values.items():
+            flat = [float(x) for x in (v if isinstance(v, (list, tuple)) else [v])]
+            spec = sampler.knob(knob)
+            assert all(0 <= x <= 1 for x in flat) if spec.domain == "unit" else all(x > 0 for x in flat), (knob, v)
+            assert bounded(name, knob) == (spec.domain == "unit")
+    assert (name in DESIGNABLE) == sampler.designable == (name != "oracle")
+    assert name in METHODS and name in sampler_names(closed_form=True)
+    with pytest.raises(ZSGuideError, match=f"sampler {name} has no knob 'nope'"):
+        sampler.knob("nope")

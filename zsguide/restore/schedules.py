@@ -64,7 +64,7 @@ def _designed(sampler, module, operator, sigma_net, heuristic, task, trust_facto
               objective, denoiser_model, calibration, ckpt_path):
     from ..spectral.denoiser_model import denoiser_model_for
     from ..spectral.service import designed_schedule, resolve_trust_factor
-    if sampler.name == "oracle":
+    if not sampler.designable:  # the oracle: exact as it is
         heuristic.provenance = {"source": "spectral", "objective": "exact already (the oracle)"}
         return heuristic
     try:

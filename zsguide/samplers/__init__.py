@@ -1,7 +1,12 @@
-"""Zero-shot posterior samplers: one module per method, each a step function over (denoiser, operator, y, x_t)."""
+"""Zero-shot posterior samplers: one module per method, each a step function over (denoiser, operator, y, x_t).
+
+``SAMPLERS`` is the one registry: every sampler with its knobs (name, domain, per band or not; base.Knob) and
+whether the designer may move them (``designable``) and the spectral engine has its law (``closed_form``). The
+lists the rest of the package uses (restore's and evaluate's names, analyze's, the designer's) are read from it by
+:func:`sampler_names`."""
 
 from ..errors import ZSGuideError
-from .base import ParamSchedule, Sampler
+from .base import Knob, ParamSchedule, Sampler
 from .ddnm import DDNMPlus
 from .ddrm import DDRM
 from .diffpir import DiffPIR
@@ -13,6 +18,12 @@ SAMPLERS: dict[str, Sampler] = {s.name: s for s in (DDRM(), DDNMPlus(), PiGDM(),
 SAMPLER_NAMES = tuple(SAMPLERS)
 
 
+def sampler_names(*, designable: bool | None = None, closed_form: bool | None = None) -> tuple[str, ...]:
+    """The registry's sampler names, those with ``designable`` / ``closed_form`` equal to the value when given."""
+    return tuple(n for n, s in SAMPLERS.items() if (designable is None or s.designable == designable)
+                 and (closed_form is None or s.closed_form == closed_form))
+
+
 def get_sampler(name: str) -> Sampler:
     """The sampler called ``name``; an unknown name raises :class:`ZSGuideError` listing the valid ones."""
     if name not in SAMPLERS:
@@ -20,4 +31,4 @@ def get_sampler(name: str) -> Sampler:
     return SAMPLERS[name]
 
 
-__all__ = ["SAMPLERS", "SAMPLER_NAMES", "ParamSchedule", "Sampler", "get_sampler"]
+__all__ = ["SAMPLERS", "SAMPLER_NAMES", "Knob", "ParamSchedule", "Sampler", "get_sampler", "sampler_names"]

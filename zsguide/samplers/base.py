@@ -98,6 +98,24 @@ def _flat(vals):
         yield from (v if isinstance(v, (list, tuple)) else [v])
 
 
+@dataclass(frozen=True)
+class Knob:
+    """One knob of a sampler, as the registry describes it (what the designer, the CLIs and params.json rely on).
+
+    ``domain``: ``unit`` for a knob in [0, 1] (the designer moves its odds), ``positive`` for one > 0 (the designer
+    moves its log; spectral/design.py). ``per_band``: the knob may be given per radial frequency band on circulant
+    operators (samplers/bands.py)."""
+
+    name: str
+    domain: str
+    per_band: bool = False
+    meaning: str = ""
+
+    def __post_init__(self) -> None:
+        if self.domain not in ("unit", "positive"):
+            raise ValueError(f"knob {self.name!r}: domain must be 'unit' or 'positive', got {self.domain!r}")
+
+
 StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]  # (step, t, x_t, x0_y)
 
 
@@ -120,11 +138,25 @@ class Sampler(ABC):
     """A zero-shot posterior sampler: ``run(...)`` maps a measurement to one restoration per image."""
 
     name: str = ""
-    knobs: tuple[str, ...] = ()
+    knob_specs: tuple[Knob, ...] = ()
+    designable: bool = True  # the spectral designer may move its knobs (spectral/design.py)
+    closed_form: bool = True  # spectral/transfer.py has its output law (analyze)
     needs_grad: bool = False  # differentiates through the denoiser (needs autograd outside inference mode)
     needs_surrogate: bool = False
     default_spacing: str = "uniform"
     reference: str = ""  # where the heuristic defaults come from
+
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        """The knobs' names, in the registry's order."""
+        return tuple(k.name for k in self.knob_specs)
+
+    def knob(self, name: str) -> Knob:
+        """The registry entry of knob ``name``."""
+        for k in self.knob_specs:
+            if k.name == name:
+                return k
+        raise ZSGuideError(f"sampler {self.name} has no knob {name!r}; its knobs: {', '.join(self.knobs)}")
 
     @abstractmethod
     def heuristic_values(self, task: str, steps: int) -> dict[str, float | list[float]]:

@@ -20,13 +20,14 @@ import math
 
 import torch
 
-from .base import Sampler
+from .base import Knob, Sampler
 from .svd import effective_singulars
 
 
 class DDNMPlus(Sampler):
     name = "ddnm"
-    knobs = ("eta", "lambda_scale")
+    knob_specs = (Knob("eta", "unit", meaning="stochasticity of the DDIM step"),
+                  Knob("lambda_scale", "positive", meaning="multiplier of the range-space correction lambda_t"))
     reference = "Wang et al. 2023 (wyhuai/DDNM, DDNM+): eta = 0.85, lambda_t as in the reference, 100 steps"
 
     def heuristic_values(self, task: str, steps: int) -> dict:

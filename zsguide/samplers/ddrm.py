@@ -19,13 +19,14 @@ import math
 import torch
 
 from ..seeding import randn_per_image
-from .base import Sampler
+from .base import Knob, Sampler
 from .svd import effective_singulars, safe_ratio
 
 
 class DDRM(Sampler):
     name = "ddrm"
-    knobs = ("eta", "eta_b")
+    knob_specs = (Knob("eta", "unit", meaning="stochasticity of the unmeasured and less-noisy components"),
+                  Knob("eta_b", "positive", meaning="weight of the measurement on the noisier components"))
     reference = "Kawar et al. 2022 (bahjat-kawar/ddrm): eta = 0.85, eta_b = 1.0, 20 uniform steps"
 
     def heuristic_values(self, task: str, steps: int) -> dict:

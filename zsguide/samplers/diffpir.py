@@ -26,7 +26,7 @@ import math
 import torch
 
 from .bands import expand_bands
-from .base import Sampler
+from .base import Knob, Sampler
 from .svd import effective_singulars
 
 SIGMA_FLOOR = 1e-3  # pixel units
@@ -34,7 +34,8 @@ SIGMA_FLOOR = 1e-3  # pixel units
 
 class DiffPIR(Sampler):
     name = "diffpir"
-    knobs = ("lam", "zeta")
+    knob_specs = (Knob("lam", "positive", per_band=True, meaning="the data term's weight (rho_t multiplier)"),
+                  Knob("zeta", "unit", meaning="share of fresh noise in the re-noising"))
     default_spacing = "quadratic"
     reference = ("Zhu et al. 2023 (yuanzhi-zhu/DiffPIR run loops): lambda 7, zeta 0.3 deblur / 0.25 SR / 1.0 "
                  "inpainting, quadratic skip")

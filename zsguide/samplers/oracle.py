@@ -25,7 +25,7 @@ from einops import rearrange
 from ..errors import ZSGuideError
 from ..operators.base import LinearOperator, cast_like
 from ..surrogate import GaussianSurrogate
-from .base import Sampler, ddim_from_estimate
+from .base import Knob, Sampler, ddim_from_estimate
 
 _ALIAS = "... (s1 p) (s2 q) -> ... p q (s1 s2)"
 _UNALIAS = "... p q (s1 s2) -> ... (s1 p) (s2 q)"
@@ -88,7 +88,8 @@ def kalman_gain_apply(
 
 class Oracle(Sampler):
     name = "oracle"
-    knobs = ("eta",)
+    knob_specs = (Knob("eta", "unit", meaning="stochasticity of the DDIM step (any value is exact)"),)
+    designable = False  # exact as it is: its "design" is its heuristic
     needs_surrogate = True
     reference = "exact conditional law under the Gaussian surrogate (theory.md §3); any eta is exact, 1 by default"
 

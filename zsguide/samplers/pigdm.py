@@ -27,13 +27,14 @@ import math
 
 import torch
 
-from .base import Sampler, ddim_from_estimate
+from .base import Knob, Sampler, ddim_from_estimate
 from .svd import effective_singulars, safe_ratio
 
 
 class PiGDM(Sampler):
     name = "pigdm"
-    knobs = ("weight", "eta")
+    knob_specs = (Knob("weight", "positive", meaning="guidance weight on the pseudo-inverse correction"),
+                  Knob("eta", "unit", meaning="stochasticity of the DDIM step"))
     needs_grad = True
     reference = "Song et al. 2023 (PiGDM; NVlabs/RED-diff pgdm): weight 1, r_t^2 = 1 - abar_t, eta = 1, 100 steps"
 

@@ -23,7 +23,11 @@ from ..errors import ZSGuideError, one_line
 from .options import add_design_region_options
 
 UNIT = 4.0  # network-unit squared quantities -> [0, 1] pixel units
-ANALYZED = ("ddrm", "ddnm", "pigdm", "dps", "diffpir", "oracle")
+def _analyzed() -> tuple[str, ...]:
+    """The samplers with a closed form (the registry, samplers/__init__.py)."""
+    from ..samplers import sampler_names
+
+    return sampler_names(closed_form=True)
 
 
 def _parser(prog: str, tune: bool) -> ArgumentParser:
@@ -43,7 +47,7 @@ def _parser(prog: str, tune: bool) -> ArgumentParser:
         p.add_argument("--sampler", type=str, default="ddrm", help="ddrm, ddnm, pigdm, dps or diffpir")
         p.add_argument("--output", "-o", type=str, default="params.json", help="the params.json to write")
     else:
-        p.add_argument("--samplers", type=list[str], default=list(ANALYZED), help="samplers to analyse")
+        p.add_argument("--samplers", type=list[str], default=list(_analyzed()), help="samplers to analyse")
         p.add_argument("--sweep", type=list[int], default=[], help="also design at these step counts (W2 vs steps)")
         p.add_argument("--output", "-o", type=str, default="runs/analyze", help="output folder")
     return p
@@ -119,8 +123,9 @@ def run_analyze(argv: list[str]) -> None:
 
     cfg = _parse("python -m zsguide analyze", False, argv)
     for name in cfg.samplers:
-        if name not in ANALYZED:
-            raise ZSGuideError(f"analyze has no closed form for sampler {name!r} yet; choose from {', '.join(ANALYZED)}")
+        if name not in _analyzed():
+            raise ZSGuideError(f"analyze has no closed form for sampler {name!r} yet; choose from "
+                               f"{', '.join(_analyzed())}")
     t0 = time.perf_counter()
     prior, operator, sigma_net, problem = _setup(cfg)
     abar, criteria = prior.schedule.alphas_cumprod, Criteria(problem)
@@ -136,13 +141,14 @@ def run_analyze(argv: list[str]) -> None:
     for name in cfg.samplers:
         sampler = get_sampler(name)
         heur = sampler.heuristic(cfg.task, cfg.steps, prior.schedule, spacing=cfg.spacing)
-        designed = heur if name == "oracle" else designed_schedule(
+        per_band = any(k.per_band for k in sampler.knob_specs)
+        designed = heur if not sampler.designable else designed_schedule(
             prior.surrogate, operator, sigma_net, prior.schedule, heur, cfg.task, mse_weight=cfg.mse_weight,
-            problem=problem, criteria=criteria, bands=cfg.frequency_bands if name == "diffpir" else 0,
+            problem=problem, criteria=criteria, bands=cfg.frequency_bands if per_band else 0,
             trust=cfg.trust_factor, guard=cfg.pareto_guard, objective=cfg.objective).params
         entry = {}
         for label, params in (("heuristic", heur), ("spectral", designed)):
-            if params is heur and label == "spectral":  # the oracle: its design is its heuristic
+            if params is heur and label == "spectral":  # not designable (the oracle): its design is its heuristic
                 entry[label], transfers[(name, label)] = entry["heuristic"], transfers[(name, "heuristic")]
                 continue
             tr = transfer(name, problem, params, abar)
@@ -151,7 +157,7 @@ def run_analyze(argv: list[str]) -> None:
         result["samplers"][name] = entry
         schedules[name] = {cfg.steps: (heur, designed)}
         for n in cfg.sweep:
-            if name == "oracle":
+            if not sampler.designable:
                 continue
             h = sampler.heuristic(cfg.task, n, prior.schedule, spacing=cfg.spacing)
             r = designed_schedule(prior.surrogate, operator, sigma_net, prior.schedule, h, cfg.task,

@@ -63,8 +63,11 @@ LOG_RANGE = 12.0  # positive knobs stay within a factor e^12 (~1.6e5) of the heu
 
 
 def bounded(method: str, knob: str) -> bool:
-    """Knobs that live in [0, 1]: every ``eta`` and DiffPIR's ``zeta`` (DPS's ``zeta`` is a positive step size)."""
-    return knob == "eta" or (method == "diffpir" and knob == "zeta")
+    """Knobs that live in [0, 1] (the registry's ``unit`` domain: every ``eta`` and DiffPIR's ``zeta``; DPS's
+    ``zeta`` is a positive step size)."""
+    from ..samplers import get_sampler
+
+    return get_sampler(method).knob(knob).domain == "unit"
 
 
 def legendre_basis(steps: int, degree: int) -> torch.Tensor:

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import LogFormatter  # noqa: E402
 
+from ..samplers import get_sampler  # noqa: E402
 from ..surrogate import radial_average  # noqa: E402
 
 
@@ -73,7 +74,7 @@ def schedule_figure(schedules: dict, path: Path) -> None:
             ax.plot(designed.timesteps, designed.values[knob], "-", color=colour, label=f"{steps} steps")
         ax.set_title(f"{name}: {knob}")
         ax.set_xlabel("t")
-        if knob in ("lam", "lambda_scale", "weight", "eta_b"):
+        if get_sampler(name).knob(knob).domain == "positive":
             ax.set_yscale("log")
         ax.legend(fontsize=7, loc="upper right")
     _finish(fig, path)

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ZSGuideError
+from ..samplers import get_sampler, sampler_names
 from ..samplers.base import ParamSchedule
 from .design import GUARD_TOLERANCE, GUARDED, OBJECTIVES, DesignResult, design, objective_criterion
 from .options import DEFAULT_TRUST_FACTOR
@@ -32,7 +33,7 @@ from .problem import BlockProblem, problem_for
 
 ENGINE_VERSION = 2  # bump when the closed forms or the designer change what a design is
 GROUP_ABOVE = 3 * 32 * 32  # blur problems with more blocks are designed on their grouped form (problem.grouped)
-DESIGNABLE = ("ddrm", "ddnm", "pigdm", "dps", "diffpir")
+DESIGNABLE = sampler_names(designable=True)
 
 
 UNCONSTRAINED = ("none", "inf", "unconstrained")
@@ -179,9 +180,12 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
         raise ZSGuideError(f"spectral design has no knobs to design for sampler {heuristic.method!r}; "
                            f"choose one of {', '.join(DESIGNABLE)}")
     problem = problem if problem is not None else block_problem(surrogate, operator, sigma_net, denoiser)
-    if bands and (heuristic.method != "diffpir" or problem.structure != "fourier_diagonal"):
-        raise ZSGuideError(f"per-frequency design (frequency_bands {bands}) exists for DiffPIR's lam on blur tasks, "
-                           f"not for {heuristic.method} on a {problem.structure} operator")
+    per_band = [k.name for k in get_sampler(heuristic.method).knob_specs if k.per_band]
+    if bands and (not per_band or problem.structure != "fourier_diagonal"):
+        per_band_knobs = ", ".join(f"{n}'s {k.name}" for n in DESIGNABLE for k in get_sampler(n).knob_specs
+                                   if k.per_band)
+        raise ZSGuideError(f"per-frequency design (frequency_bands {bands}) exists for {per_band_knobs} on blur "
+                           f"tasks, not for {heuristic.method} on a {problem.structure} operator")
     if trust is not None and not (math.isfinite(trust) and trust > 1):
         raise ZSGuideError(f"trust factor must be a finite number > 1 (a knob within that factor of its heuristic), "
                            f"got {trust!r}")
@@ -205,7 +209,7 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
     on = problem.grouped() if grouped else problem
     result = design(heuristic.method, on, heuristic, schedule.alphas_cumprod, mse_weight=mse_weight,
                     degree=degree, warm_theta=warm["theta"] if warm else None,
-                    criteria=None if grouped else criteria, bands={"lam": bands} if bands else None, trust=trust,
+                    criteria=None if grouped else criteria, bands={k: bands for k in per_band} if bands else None, trust=trust,
                     guard=guard, objective=objective)
     if grouped:
         _check_on_exact(result, problem, criteria, heuristic, schedule, mse_weight, guard, criterion)

@@ -29,12 +29,13 @@ from dataclasses import dataclass
 
 import torch
 
+from ..samplers import sampler_names
 from ..samplers.bands import radial_bands
 from ..samplers.base import ParamSchedule
 from ..samplers.diffpir import DiffPIR
 from .problem import BlockProblem, block_sum, embed, pad
 
-METHODS = ("ddrm", "ddnm", "pigdm", "dps", "diffpir", "oracle")
+METHODS = sampler_names(closed_form=True)  # the samplers _step below describes (the registry, samplers/__init__.py)
 
 
 @dataclass
