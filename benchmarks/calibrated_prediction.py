@@ -7,6 +7,15 @@ against the calibrated one, next to the MSE measured by ``evaluate`` on held-out
 
 For every heuristic cell of ``--cells`` (an evaluate run on ``--ckpt``), both models' predicted per-pixel MSE in
 [0, 1] units and the z-score ``(measured - predicted) / SE(measured)``.
+
+With ``--run DIR`` (that evaluate run's output folder, for each cell's schedule in ``cells/<folder>/cell.json``), also
+every designed cell: both models' predicted change of the MSE from the heuristic, ``pred(design) - pred(heuristic)``,
+against the measured paired difference ``d_mse`` (z with its paired SE): does the model predict what a design does
+to the network, not only where the heuristic lands?
+
+    python benchmarks/calibrated_prediction.py --cells runs/evaluate/objectives20/cells.csv \
+        --run runs/evaluate/objectives20 --calibration checkpoints/patches32.ckpt.calibration-network-3cbc0803394f.pt \
+        --output benchmarks/results/calibrated_prediction_designs20.json
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ import csv
 import json
 
 import torch
+
+from zsguide.samplers.base import ParamSchedule
 
 from zsguide.checkpoint import load_gaussian_prior
 from zsguide.operators import make_operator
@@ -34,11 +45,14 @@ def main() -> None:
     ap.add_argument("--cells", required=True)
     ap.add_argument("--calibration", required=True)
     ap.add_argument("--output", required=True)
+    ap.add_argument("--run", default=None, help="the evaluate output folder: also predict every designed cell")
     args = ap.parse_args()
     prior = load_gaussian_prior(args.ckpt)
     model = load_calibration(args.calibration, prior.surrogate)
-    rows = [r for r in csv.DictReader(open(args.cells)) if r["params"] == "heuristic" and r["status"] == "complete"]
+    every = [r for r in csv.DictReader(open(args.cells)) if r["status"] == "complete"]
+    rows = [r for r in every if r["params"] == "heuristic"]
     out = []
+    predicted_h = {}
     for r in rows:
         task, method, steps, sigma_y = r["task"], r["sampler"], int(r["steps"]), float(r["sigma_y"])
         op = make_operator(task, tuple(prior.meta["image_shape"]), 0, [0])
@@ -51,11 +65,32 @@ def main() -> None:
             pred = float(Criteria(p)(transfer(method, p, params, prior.schedule.alphas_cumprod))["mse"]) / UNIT
             entry[f"{label}_mse"], entry[f"{label}_z"] = pred, (measured - pred) / se
         out.append(entry)
+        predicted_h[(method, task, steps, sigma_y)] = {k: entry[f"{k}_mse"] for k in ("gaussian", "calibrated")}
         print(f"{method:8s} {task:16s} measured {measured:.5f} +- {se:.5f}  gaussian {entry['gaussian_mse']:.5f} "
               f"(z {entry['gaussian_z']:+6.1f})  calibrated {entry['calibrated_mse']:.5f} (z {entry['calibrated_z']:+6.1f})",
               flush=True)
+    designs = []
+    for r in every if args.run else []:
+        key = (r["sampler"], r["task"], int(r["steps"]), float(r["sigma_y"]))
+        if r["params"] == "heuristic" or key not in predicted_h or not r.get("d_mse_se"):
+            continue
+        cell = json.load(open(f"{args.run}/cells/{r['folder']}/cell.json"))
+        params = ParamSchedule.from_dict(cell["settings"]["params"])
+        op = make_operator(r["task"], tuple(prior.meta["image_shape"]), 0, [0])
+        d, se = float(r["d_mse"]), float(r["d_mse_se"])
+        entry = {"sampler": key[0], "task": key[1], "steps": key[2], "params": r["params"], "measured_d_mse": d,
+                 "measured_d_se": se}
+        for label, den in (("gaussian", None), ("calibrated", model)):
+            p = problem_for(prior.surrogate, op, 2 * key[3], denoiser=den)
+            pred = float(Criteria(p)(transfer(key[0], p, params, prior.schedule.alphas_cumprod))["mse"]) / UNIT
+            dp = pred - predicted_h[key][label]
+            entry[f"{label}_d_mse"], entry[f"{label}_z"] = dp, (d - dp) / se if se > 0 else None
+        designs.append(entry)
+        print(f"{key[0]:8s} {key[1]:16s} {r['params']:28s} measured dMSE {d:+.5f} +- {se:.5f}  gaussian "
+              f"{entry['gaussian_d_mse']:+.5f}  calibrated {entry['calibrated_d_mse']:+.5f}", flush=True)
     with open(args.output, "w") as f:
-        json.dump({"ckpt": args.ckpt, "cells": args.cells, "calibration": args.calibration, "rows": out}, f, indent=1)
+        json.dump({"ckpt": args.ckpt, "cells": args.cells, "calibration": args.calibration, "rows": out,
+                   "designs": designs}, f, indent=1)
 
 
 if __name__ == "__main__":
