@@ -35,9 +35,9 @@ Pareto guard (``guard``, optional): the design may lower avg W2 only without rai
 (output marginal to prior) above the heuristic's, all three in closed form. It is a quadratic penalty
 ``GUARD_PENALTY * loss_h * sum_k relu(c_k / c_k,h - 1)^2`` on the two guarded criteria, zero at the heuristic; a
 result more than ``GUARD_TOLERANCE`` (0.1%) past either is rejected for the heuristic. Why: on
-blur, DDRM's and DDNM+'s W2-optimal schedules trade the output marginal's match to the prior (perception W2 up 13-18%
-at 20 steps, 2-5x at 100) for a closer match to the posterior, which shows on a trained network as a higher Frechet
-spectral distance (docs/benchmarks.md); the guard keeps every design a closed-form improvement on all three counts.
+blur, DDRM's and DDNM+'s W2-optimal schedules trade the output marginal's match to the prior (a higher perception
+W2) for a closer match to the posterior, which shows on a trained network as a higher Frechet spectral distance
+(docs/benchmarks.md, "The Pareto guard"); the guard keeps every design a closed-form improvement on all three counts.
 """
 
 from __future__ import annotations

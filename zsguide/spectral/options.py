@@ -9,10 +9,10 @@ from typing import Optional, Union
 DEFAULT_TRUST_FACTOR = 2.0
 """The trust factor that ``restore --params spectral``, ``analyze`` and ``tune`` use when none is given: every designed
 knob within a factor 2 of its heuristic. The closed forms are exact for the Gaussian surrogate, not for a trained
-network; on the shipped checkpoint (docs/benchmarks.md) the unconstrained design diverges where it pushes a knob far
-from the peers' value (PiGDM deblurring 12.2 dB against 25.4 at 20 steps) and is worse on both PSNR and the Frechet
-spectral distance in 4 of 18 cells at 20 steps and 6 of 18 at 100; with a factor 2 (the one factor measured there)
-it is 1 of 15 and 3 of 15, and the inpainting gains stay."""
+network: on the shipped checkpoint the unconstrained design diverges where it pushes a knob far from the peers'
+value, and a factor 2 (the one factor measured there) removes most of the cells where the design is worse on both
+PSNR and the Frechet spectral distance while keeping the inpainting gains (docs/benchmarks.md, "Designs inside a
+trust region", has the numbers)."""
 
 
 def add_design_region_options(parser, context: str = "") -> None:
