@@ -1,6 +1,12 @@
 """The project's central test: the closed-form transfer of every sampler (zsguide/spectral/transfer.py) against Monte
 Carlo runs of the real sampler code with the analytic denoiser on Gaussian data, for blur (1 x 1 Fourier blocks),
-x2 super-resolution (4 x 4 alias blocks) and random inpainting (dense, 16 x 16 x 3 exactly)."""
+x2 super-resolution (4 x 4 alias blocks) and random inpainting (dense, 16 x 16 x 3 exactly).
+
+What each step does is checked exactly by tests/test_transfer_sync.py (impulses through the real step give the closed
+form's per-step map at random knobs). The Monte Carlo runs here check what that cannot: the whole chain's noise law
+(the start, every step's fresh draws independent and white, the output Gaussian with the predicted covariance) and
+DPS, whose step divides by the residual norm that the closed form replaces by its expectation. So every sampler runs
+at 10 steps, and DPS, whose approximation depends on the step count, also at 50."""
 
 import math
 
@@ -20,6 +26,7 @@ from zsguide.surrogate import GaussianSurrogate, apply_colour
 SCHED = VPSchedule()
 TASKS = {"deblur_gaussian": {"size": 5, "sigma": 1.0}, "sr2": {}, "inpaint_random": {}}
 SIZE, SIGMA = 16, 0.1
+CASES = [(m, 10) for m in METHODS] + [("dps", 50)]  # module docstring: the per-step maps are checked exactly elsewhere
 
 
 def _setup(task):
@@ -34,8 +41,7 @@ def _layout(p, sur, x):
     return apply_colour(sur.Q, x) if p.structure == "pixel_mask" else sur.to_spectral(x, centre=False)
 
 
-@pytest.mark.parametrize("steps", [10, 50])
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method,steps", CASES)
 @pytest.mark.parametrize("task", list(TASKS))
 def test_output_law_given_y_matches_monte_carlo(task, method, steps):
     """N = 500 runs on one measurement. Per coordinate (frequency, or pixel for masks): |mean - B eta| < 5 standard
@@ -66,8 +72,7 @@ def test_output_law_given_y_matches_monte_carlo(task, method, steps):
     assert abs(float(r.mean()) - 1) < 3 * float(r.std()) / math.sqrt(N), (float(r.mean()), float(r.std()))
 
 
-@pytest.mark.parametrize("steps", [10, 50])
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method,steps", CASES)
 @pytest.mark.parametrize("task", list(TASKS))
 def test_closed_form_mse_matches_monte_carlo(task, method, steps):
     """N = 1000 truths, each with its own measurement and sampler noise (one operator): the mean per-pixel MSE within
