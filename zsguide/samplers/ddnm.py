@@ -21,7 +21,27 @@ import math
 import torch
 
 from .base import Knob, Sampler
-from .svd import effective_singulars
+from .svd import effective_singulars, sqrt_pos
+
+
+def ddnm_coefficients(s: torch.Tensor, s_pinv: torch.Tensor, a: float, st: float, sigma: float, eta, mult):
+    """DDNM+'s step per singular value (the module docstring's cases) as ``(g, d1, d2)``:
+
+        c0_y = c0 - g s^+ (s c0 - cy),   c_next / a = c0_y + (d1 z + d2 ce) / a,
+
+    ``g = mult lambda_k`` on the kept range (0 where ``s = 0``), shaped like ``s``; ``s_pinv`` its pseudo-inverse.
+    The sampler's step and the closed form (spectral/transfer.py) both use it; ``eta`` and ``mult`` may be floats or
+    0-dim tensors (the designer's differentiable knobs)."""
+    one = torch.ones_like(s)
+    root = sqrt_pos(1 - eta**2)
+    d1, d2, lam = st * eta * one, st * root * one, one
+    if sigma > 0:
+        thresh = a * sigma * s_pinv  # a sigma / s (0 where s = 0)
+        low, high = (s > 0) & (st < thresh), (s > 0) & (st > thresh)
+        lam = torch.where(low, s * st * root / (a * sigma), one)
+        d2 = torch.where(low | high, torch.zeros_like(s), d2)
+        d1 = torch.where(high, (st**2 - thresh**2).clamp(min=0).sqrt(), d1)
+    return mult * lam * (s > 0).to(s.dtype), d1, d2
 
 
 class DDNMPlus(Sampler):
@@ -41,16 +61,8 @@ class DDNMPlus(Sampler):
         a, st = math.sqrt(a_prev), math.sqrt(1 - a_prev)
         c0, cy = operator.Vt(x0), operator.Ut(y)
         s, s_pinv = effective_singulars(operator, c0.real)
-        ones = torch.ones_like(s)
-        d1, d2 = st * eta * ones, st * math.sqrt(max(1 - eta**2, 0.0)) * ones
-        lam = ones
-        if sigma > 0:
-            thresh = a * sigma * s_pinv  # a sigma / s (0 where s = 0)
-            low, high = (s > 0) & (st < thresh), (s > 0) & (st > thresh)
-            lam = torch.where(low, s * st * math.sqrt(max(1 - eta**2, 0.0)) / (a * sigma), ones)
-            d2 = torch.where(low | high, torch.zeros_like(s), d2)
-            d1 = torch.where(high, (st**2 - (thresh) ** 2).clamp(min=0).sqrt(), d1)
-        x0_y = x0 - operator.V(mult * lam * s_pinv * (s * c0 - cy))
+        g, d1, d2 = ddnm_coefficients(s, s_pinv, a, st, sigma, eta, mult)
+        x0_y = x0 - operator.V(g * s_pinv * (s * c0 - cy))
         if a_prev >= 1.0:
             return x0_y, x0_y
         c_noise = d1 * operator.Vt(noise("z")) + d2 * operator.Vt(eps)

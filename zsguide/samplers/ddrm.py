@@ -20,7 +20,27 @@ import torch
 
 from ..seeding import randn_per_image
 from .base import Knob, Sampler
-from .svd import effective_singulars, safe_ratio
+from .svd import effective_singulars, safe_ratio, sqrt_pos
+
+
+def ddrm_coefficients(s: torch.Tensor, sn: float, sigma: float, eta, eta_b):
+    """DDRM's step per singular value (the module docstring's three cases) as one linear form,
+
+        c_next = alpha c0 + beta ce + gamma cy + sqrt(var) z,
+
+    ``(alpha, beta, gamma, var)`` shaped like ``s`` (its effective singular values, 0 where missing); ``sn`` the VE
+    level of the next time. The sampler's step and the closed form (spectral/transfer.py) both use it; ``eta`` and
+    ``eta_b`` may be floats or 0-dim tensors (the designer's differentiable knobs)."""
+    tilde, std = sqrt_pos(1 - eta**2) * sn, eta * sn
+    inv = safe_ratio(torch.ones_like(s), s)
+    noisier, less_noisy = s * sn > sigma, (s > 0) & (s * sn < sigma)
+    sig = sigma if sigma > 0 else 1.0  # less_noisy is empty when sigma = 0
+    zero, one = torch.zeros_like(s), torch.ones_like(s)
+    alpha = torch.where(noisier, 1 - eta_b, torch.where(less_noisy, 1 - tilde * s / sig, one))
+    beta = torch.where(noisier | less_noisy, zero, tilde * one)
+    gamma = torch.where(noisier, eta_b * inv, torch.where(less_noisy, tilde / sig * one, zero))
+    var = torch.where(noisier, (sn**2 - (eta_b * sigma * inv) ** 2).clamp(min=0), std**2 * one)
+    return alpha, beta, gamma, var
 
 
 class DDRM(Sampler):
@@ -53,14 +73,6 @@ class DDRM(Sampler):
         c0, ce, cy = operator.Vt(x0), operator.Vt(eps), operator.Ut(y)
         s, _ = effective_singulars(operator, c0.real)
         z = operator.Vt(noise("z")) if sn > 0 else torch.zeros_like(c0)
-        tilde, std = math.sqrt(max(1 - eta**2, 0.0)) * sn, eta * sn
-        missing = c0 + tilde * ce + std * z
-        if sigma > 0:
-            after = c0 + tilde * (cy - s * c0) / sigma + std * z
-        else:
-            after = missing
-        inv_s = safe_ratio(torch.ones_like(s), s)
-        before = (eta_b * cy * inv_s + (1 - eta_b) * c0
-                  + (sn**2 - (eta_b * sigma * inv_s) ** 2).clamp(min=0).sqrt() * z)
-        c = torch.where(s * sn > sigma, before, torch.where((s > 0) & (s * sn < sigma), after, missing))
+        alpha, beta, gamma, var = ddrm_coefficients(s, sn, sigma, eta, eta_b)
+        c = alpha * c0 + beta * ce + gamma * cy + var.sqrt() * z
         return math.sqrt(a_prev) * operator.V(c), x0

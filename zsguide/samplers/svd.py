@@ -21,6 +21,12 @@ def safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(nonzero, num / torch.where(nonzero, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
+def sqrt_pos(x) -> torch.Tensor:
+    """``sqrt(max(x, 0))`` as a float64 tensor with a finite gradient everywhere (``x`` clamped at 1e-300), for the
+    coefficient functions the samplers share with the differentiable closed forms (spectral/transfer.py)."""
+    return torch.as_tensor(x, dtype=torch.float64).clamp(min=1e-300).sqrt()
+
+
 def white_coefficients(op: LinearOperator, z: torch.Tensor) -> torch.Tensor:
     """White noise in coefficient space: ``V^T z`` for white image noise ``z`` (right law for complex bases too)."""
     return op.Vt(z)

@@ -32,7 +32,10 @@ import torch
 from ..samplers import sampler_names
 from ..samplers.bands import radial_bands
 from ..samplers.base import ParamSchedule
+from ..samplers.ddnm import ddnm_coefficients
+from ..samplers.ddrm import ddrm_coefficients
 from ..samplers.diffpir import DiffPIR
+from ..samplers.svd import sqrt_pos
 from .problem import BlockProblem, block_sum, embed, pad
 
 METHODS = sampler_names(closed_form=True)  # the samplers _step below describes (the registry, samplers/__init__.py)
@@ -50,10 +53,6 @@ def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Batched matrix product, elementwise when the inner dimension is 1 (blur's 1 x 1 blocks: no matmul overhead)."""
     return a * b if a.shape[-1] == 1 else a @ b
 
-
-def sqrt_pos(x) -> torch.Tensor:
-    """``sqrt(max(x, 0))`` with a finite gradient everywhere (0 where clamped), for the designer's autograd."""
-    return torch.as_tensor(x, dtype=torch.float64).clamp(min=1e-300).sqrt()
 
 
 def _col(v: torch.Tensor) -> torch.Tensor:
@@ -108,31 +107,15 @@ def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None, r
         eta, eta_b = value("eta"), value("eta_b")
         r = math.sqrt(a_prev)
         sn = math.sqrt((1 - a_prev) / a_prev)
-        tilde, std = sqrt_pos(1 - eta**2) * sn, eta * sn
-        inv = _safe_inv(s)
-        cb, ca = s * sn > sig, (s > 0) & (s * sn < sig)
-        sig_safe = sig if sig > 0 else 1.0
-        alpha = torch.where(cb, 1 - eta_b, torch.where(ca, 1 - tilde * s / sig_safe, torch.ones_like(s)))
-        beta = torch.where(cb | ca, torch.zeros_like(s), tilde * torch.ones_like(s))
-        bcoef = torch.where(cb, eta_b * inv, torch.where(ca, tilde / sig_safe * torch.ones_like(s),
-                                                         torch.zeros_like(s)))
-        e2 = torch.where(cb, (sn**2 - (eta_b * sig * inv) ** 2).clamp(min=0), std**2 * torch.ones_like(s))
+        alpha, beta, bcoef, e2 = ddrm_coefficients(s, sn, sig, eta, eta_b)  # the sampler's own coefficients
         A = r * (_col(alpha.to(p.dtype)) * C + _col(beta.to(p.dtype)) * eps_x)
         return (A, r * embed(bcoef[..., :m].to(p.dtype), n), a_prev * torch.diag_embed(e2.to(p.dtype)),
                 r * (alpha + x0_eps * beta))
     if method == "ddnm":
         eta, mult = value("eta"), value("lambda_scale")
         a, st = math.sqrt(a_prev), math.sqrt(1 - a_prev)
-        ones = torch.ones_like(s)
-        d1, d2, lam_t = st * eta * ones, st * sqrt_pos(1 - eta**2) * ones, ones
         inv = _safe_inv(s)
-        if sig > 0:
-            thresh = a * sig * inv
-            low, high = (s > 0) & (st < thresh), (s > 0) & (st > thresh)
-            lam_t = torch.where(low, s * st * sqrt_pos(1 - eta**2) / (a * sig) if a > 0 else ones, ones)
-            d2 = torch.where(low | high, torch.zeros_like(s), d2)
-            d1 = torch.where(high, (st**2 - thresh**2).clamp(min=0).sqrt(), d1)
-        g = mult * lam_t * (s > 0).to(s.dtype)
+        g, d1, d2 = ddnm_coefficients(s, inv, a, st, sig, eta, mult)  # the sampler's own coefficients
         X, Y = _col((1 - g).to(p.dtype)) * C, embed((g * inv)[..., :m].to(p.dtype), n)
         if a_prev >= 1.0:
             return X, Y, 0.0, 1 - g
