@@ -31,6 +31,15 @@ from .base import Knob, Sampler, ddim_from_estimate
 from .svd import effective_singulars, safe_ratio
 
 
+def pigdm_coefficients(s: torch.Tensor, a_t: float, a_prev: float, sigma: float, w):
+    """PiGDM's guidance per singular value as ``(q, k)``: ``g = J^T V diag(q) (cy - s c0)`` with
+    ``q = r_t^2 s / (r_t^2 s^2 + sigma^2)`` (0 where ``s = 0``), added to the DDIM step as ``k g`` with
+    ``k = w sqrt(abar_{t-1} abar_t)`` (module docstring). The sampler's step and the closed form
+    (spectral/transfer.py) both use it; ``w`` may be a float or a 0-dim tensor (the designer's knob)."""
+    r2 = 1 - a_t
+    return safe_ratio(r2 * s, r2 * s * s + sigma**2), w * math.sqrt(min(a_prev, 1.0) * a_t)
+
+
 class PiGDM(Sampler):
     name = "pigdm"
     knob_specs = (Knob("weight", "positive", meaning="guidance weight on the pseudo-inverse correction"),
@@ -48,9 +57,9 @@ class PiGDM(Sampler):
             x0 = denoiser.x0(xg, t)
             c0, cy = operator.Vt(x0.detach()), operator.Ut(y)
             s, _ = effective_singulars(operator, c0.real)
-            r2 = 1 - a_t
-            v = operator.V(safe_ratio(r2 * s, r2 * s * s + sigma**2) * (cy - s * c0))
+            q, k = pigdm_coefficients(s, a_t, a_prev, sigma, w)
+            v = operator.V(q * (cy - s * c0))
             (g,) = torch.autograd.grad(x0, xg, grad_outputs=v.to(x0.dtype))
         x0 = x0.detach()
-        x_prev = ddim_from_estimate(x, x0, a_t, a_prev, eta, lambda: noise("z")) + w * math.sqrt(a_prev * a_t) * g
+        x_prev = ddim_from_estimate(x, x0, a_t, a_prev, eta, lambda: noise("z")) + k * g
         return x_prev, x0 + w * math.sqrt(a_t) * g  # for callbacks: x0_hat moved by the guidance (exact at the last step)

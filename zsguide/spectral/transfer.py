@@ -35,6 +35,7 @@ from ..samplers.base import ParamSchedule
 from ..samplers.ddnm import ddnm_coefficients
 from ..samplers.ddrm import ddrm_coefficients
 from ..samplers.diffpir import DiffPIR
+from ..samplers.pigdm import pigdm_coefficients
 from ..samplers.svd import sqrt_pos
 from .problem import BlockProblem, block_sum, embed, pad
 
@@ -123,9 +124,7 @@ def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None, r
                 a * (1 - g) + x0_eps * d2)
     if method == "pigdm":
         w, eta = value("weight"), value("eta")
-        r2 = 1 - a_t
-        q = r2 * s * _safe_inv((r2 * s * s + sig**2) * (s > 0))  # r^2 s / (r^2 s^2 + sigma^2) on the kept range
-        k = w * math.sqrt(min(a_prev, 1.0) * a_t)
+        q, k = pigdm_coefficients(s, a_t, a_prev, sig, w)  # the sampler's own coefficients
         Ch = C.mH  # g = C^H diag(q) (eta - diag(s) x0_hat), added as k g after the DDIM step (C^H: the Jacobian)
         A, _, E, k1 = _ddim(C, _zero_b(p), 0.0, p, a_t, a_prev, eta)
         qs = (q * s).to(p.dtype)
