@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from ..seeding import randn_per_image
+from .ddim import ddim_coefficients
 from .denoisers import Denoiser
 
 
@@ -30,8 +31,8 @@ def ddim_sample(
         a_prev = float(abar[taus[i + 1]]) if i + 1 < len(taus) else 1.0
         x0 = denoiser.x0(x, t)
         eps = (x - a_t**0.5 * x0) / (1 - a_t) ** 0.5
-        s = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5
-        x = a_prev**0.5 * x0 + max(1 - a_prev - s**2, 0.0) ** 0.5 * eps
+        c_eps, s = ddim_coefficients(a_t, a_prev, eta)
+        x = a_prev**0.5 * x0 + c_eps * eps
         if s > 0:
             x = x + s * randn_per_image(shape, seed, indices, f"ddim/step{i}", device=device)
     return x

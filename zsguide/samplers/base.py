@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from ..diffusion.ddim import ddim_coefficients
 from ..diffusion.denoisers import Denoiser
 from ..diffusion.schedule import VPSchedule
 from ..errors import ZSGuideError
@@ -117,12 +118,6 @@ class Knob:
 
 
 StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]  # (step, t, x_t, x0_y)
-
-
-def ddim_coefficients(abar_t: float, abar_prev: float, eta: float) -> tuple[float, float]:
-    """``(c_eps, s_t)`` of the DDIM step: ``x_prev = sqrt(abar_prev) x0 + c_eps eps' + s_t z``."""
-    s = eta * math.sqrt(max((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev), 0.0))
-    return math.sqrt(max(1 - abar_prev - s * s, 0.0)), s
 
 
 def check_finite(x: torch.Tensor, sampler: str, step: int, t: int, indices: Sequence[int]) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..diffusion.ddim import ddim_coefficients
 from ..samplers import sampler_names
 from ..samplers.bands import radial_bands
 from ..samplers.base import ParamSchedule
@@ -66,12 +67,11 @@ def _eye(p: BlockProblem) -> torch.Tensor:
 
 
 def _ddim(X, Y, E0, p: BlockProblem, a_t: float, a_prev: float, eta):
-    """Compose ``x0_y = X x + Y eta + N(0, E0)`` with the DDIM step of samplers/base.py, ``x' = k1 x0_y + k2 x +
-    N(0, s^2 I)``: ``(A, b, E, k1)``, ``k1`` the step's coefficient on ``x0_y``."""
+    """Compose ``x0_y = X x + Y eta + N(0, E0)`` with the DDIM step (diffusion/ddim.py, as samplers/base.py takes
+    it), ``x' = k1 x0_y + k2 x + N(0, s^2 I)``: ``(A, b, E, k1)``, ``k1`` the step's coefficient on ``x0_y``."""
     if a_prev >= 1.0:
         return X, Y, E0, 1.0
-    s = eta * math.sqrt(max((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev), 0.0))
-    c_eps = sqrt_pos(1 - a_prev - s * s)
+    c_eps, s = ddim_coefficients(a_t, a_prev, eta)
     k1 = math.sqrt(a_prev) - c_eps * math.sqrt(a_t / (1 - a_t))
     k2 = c_eps / math.sqrt(1 - a_t)
     E = k1 * k1 * E0 + s * s * _eye(p) if torch.is_tensor(E0) else s * s * _eye(p)
