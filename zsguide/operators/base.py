@@ -102,10 +102,8 @@ class LinearOperator(ABC):
 
     def pinv_singulars(self) -> torch.Tensor:
         """``s^+``: ``1 / s`` where ``s > rcond * max(s)`` (max per image), else 0; same shape as :attr:`singulars`."""
-        s = self.singulars
-        smax = s.flatten(1).amax(dim=1).view(-1, *([1] * (s.ndim - 1)))
-        keep = s > self.rcond * smax
-        return torch.where(keep, 1.0 / torch.where(keep, s, torch.ones_like(s)), torch.zeros_like(s))
+        kept = truncate_singulars(self.singulars, self.rcond)
+        return safe_ratio(torch.ones_like(kept), kept)
 
     # --- the SVD view -------------------------------------------------------------------------------------------
 
@@ -193,6 +191,20 @@ class LinearOperator(ABC):
             f"{type(self).__name__}(structure={self.structure!r}, image_shape={self.image_shape}, "
             f"measurement_shape={self.measurement_shape}, batch={self.batch_size}, rcond={self.rcond})"
         )
+
+
+def safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den`` where ``den != 0``, else 0: the one safe division of the samplers, operators and closed forms."""
+    nonzero = den != 0
+    return torch.where(nonzero, num / torch.where(nonzero, den, torch.ones_like(den)), torch.zeros_like(num))
+
+
+def truncate_singulars(s: torch.Tensor, rcond: float, batched: bool = True) -> torch.Tensor:
+    """The samplers' effective singular values: ``s`` where ``s > rcond * max(s)``, else 0, the max taken per image
+    (over all but the first dimension) when ``batched``, else over all of ``s`` (one image's, in the closed forms):
+    the one truncation rule of ``A_pinv``, the samplers (samplers/svd.py) and spectral/problem.py."""
+    smax = s.flatten(1).amax(dim=1).view(-1, *([1] * (s.ndim - 1))) if batched else s.max()
+    return torch.where(s > rcond * smax, s, torch.zeros_like(s))
 
 
 def check_rcond(rcond: float) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..operators.base import LinearOperator, cast_like
+from ..operators.base import LinearOperator, cast_like, safe_ratio
 
 
 def effective_singulars(op: LinearOperator, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -13,12 +13,6 @@ def effective_singulars(op: LinearOperator, like: torch.Tensor) -> tuple[torch.T
     s_pinv = cast_like(op.pinv_singulars(), like)
     s = cast_like(op.singulars, like)
     return torch.where(s_pinv > 0, s, torch.zeros_like(s)), s_pinv
-
-
-def safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """``num / den`` where ``den != 0``, else 0."""
-    nonzero = den != 0
-    return torch.where(nonzero, num / torch.where(nonzero, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
 def sqrt_pos(x) -> torch.Tensor:

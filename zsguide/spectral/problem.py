@@ -35,6 +35,7 @@ import torch
 from einops import rearrange
 
 from ..errors import ZSGuideError
+from ..operators.base import truncate_singulars
 from ..surrogate import apply_colour
 
 _ALIAS = "... (s1 p) (s2 q) -> ... p q (s1 s2)"
@@ -102,8 +103,8 @@ def _subgrid_note(h: int, w: int, k: int, f: int) -> str:
 
 
 def truncate(s: torch.Tensor, rcond: float) -> torch.Tensor:
-    """The samplers' effective singular values: ``s`` where ``s > rcond * max(s)``, else 0 (operators/base.py)."""
-    return torch.where(s > rcond * s.max(), s, torch.zeros_like(s))
+    """The samplers' effective singular values of one image's operator (operators/base.truncate_singulars)."""
+    return truncate_singulars(s, rcond, batched=False)
 
 
 def eig_fn(evals: torch.Tensor, evecs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

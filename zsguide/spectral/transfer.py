@@ -37,6 +37,7 @@ from ..samplers.ddnm import ddnm_coefficients
 from ..samplers.ddrm import ddrm_coefficients
 from ..samplers.diffpir import DiffPIR
 from ..samplers.pigdm import pigdm_coefficients
+from ..operators.base import safe_ratio
 from ..samplers.svd import sqrt_pos
 from .problem import BlockProblem, block_sum, embed, pad
 
@@ -83,7 +84,8 @@ def _zero_b(p: BlockProblem) -> torch.Tensor:
 
 
 def _safe_inv(v: torch.Tensor) -> torch.Tensor:
-    return torch.where(v > 0, 1 / torch.where(v > 0, v, torch.ones_like(v)), torch.zeros_like(v))
+    """``1 / v`` where ``v != 0``, else 0 (operators/base.safe_ratio)."""
+    return safe_ratio(torch.ones_like(v), v)
 
 
 def _ddrm_init(p: BlockProblem, a_T: float):
