@@ -1,13 +1,9 @@
-"""Designed schedules on demand, cached: what ``restore --params spectral``, ``analyze`` and ``tune`` share.
+"""Designed schedules on demand: what ``restore --params spectral``, ``analyze`` and ``tune`` share.
 
-A design is a pure function of (surrogate, operator, sigma, VP schedule, sampler, steps, spacing, objective), so it is
-cached under a key hashing exactly those: the surrogate digest, the block problem the operator defines (its singular
-values, measured coordinates, structure and any dimension reduction), sigma (network units), the schedule's
-parameters, the sampler, its heuristic timesteps and values (the warm start), the objective (its criterion and MSE
-weight), the parameterisation degree, the trust region and the Pareto guard. Designs of the same problem at other step counts share a "family" hash; the nearest one's
-coefficients are the second warm start (design.py; the better start is used, and the provenance lists the candidates,
-so a design can depend on which neighbours were cached). The cache is a folder of JSON files (``$ZSGUIDE_CACHE/designs``, default
-``~/.cache/zsguide/designs``); a corrupt entry is ignored and rewritten.
+:func:`designed_schedule` builds the block problem, designs on it (design.py; on the grouped problem for large blur
+images, judged again on the exact one), records the provenance and keeps the result in the design cache (cache.py:
+the key, the files and the warm starts across step counts). The command lines' design options are resolved here
+(:func:`resolve_trust_factor`, :func:`resolve_objective`).
 
 Operators drawn per image (random masks, motion kernels) are designed on the first image's operator: for random
 masks the statistics are the same for every image; for motion blur it is one representative kernel (recorded in the
@@ -16,22 +12,16 @@ provenance).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-from pathlib import Path
-
-import torch
 
 from ..errors import ZSGuideError
 from ..samplers import get_sampler, sampler_names
 from ..samplers.base import ParamSchedule
+from .cache import cache_path, design_keys, neighbour_theta, read_design, write_design
 from .design import GUARD_TOLERANCE, GUARDED, OBJECTIVES, DesignResult, design, objective_criterion
 from .options import DEFAULT_TRUST_FACTOR
 from .problem import BlockProblem, problem_for
 
-ENGINE_VERSION = 2  # bump when the closed forms or the designer change what a design is
 GROUP_ABOVE = 3 * 32 * 32  # blur problems with more blocks are designed on their grouped form (problem.grouped)
 DESIGNABLE = sampler_names(designable=True)
 
@@ -70,76 +60,10 @@ def resolve_objective(value, option: str = "--objective") -> str:
     return str(value)
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("ZSGUIDE_CACHE", Path.home() / ".cache" / "zsguide")) / "designs"
-
-
 def block_problem(surrogate, operator, sigma_net: float, denoiser=None) -> BlockProblem:
     """The spectral engine's problem for ``operator`` (problem.py), with ``denoiser`` a calibrated denoiser model
     (denoiser_model.py; None: the Wiener denoiser)."""
     return problem_for(surrogate, operator, sigma_net, denoiser=denoiser)
-
-
-def _digest(parts: dict, tensors: list[torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    h.update(json.dumps(parts, sort_keys=True).encode())
-    return h.hexdigest()[:16]
-
-
-def design_keys(surrogate, problem: BlockProblem, schedule, heuristic: ParamSchedule, mse_weight: float,
-                degree: int, bands: int = 0, trust: float | None = None, guard: bool = False,
-                objective: str = "w2") -> tuple[str, str]:
-    """``(family, key)``: the family ignores the step count (for warm starts across step counts). A trust region,
-    the Pareto guard and a criterion other than avg W2 enter the key only when set, so earlier designs keep their
-    keys (``pareto`` is the W2 criterion with the guard: the same key as ``--pareto_guard true``)."""
-    parts: dict = {"trust_factor": float(trust)} if trust is not None else {}
-    criterion = objective_criterion(objective)
-    if guard or objective == "pareto":
-        parts["pareto_guard"] = True
-    if criterion != "avg_w2":
-        parts["criterion"] = criterion
-    if problem.denoiser is not None:
-        parts["denoiser_model"] = problem.denoiser.digest
-    family = _digest({**parts, "surrogate": surrogate.digest(), "sigma": round(problem.sigma, 12), "structure": problem.structure,
-                      "grid": list(problem.grid), "factor": problem.factor, "note": problem.note,
-                      "schedule": schedule.to_dict(), "method": heuristic.method, "spacing": heuristic.spacing,
-                      "mse_weight": mse_weight, "degree": degree, "engine": ENGINE_VERSION,
-                      "origin": list(problem.origin), "frequency_bands": bands},
-                     [problem.s.to(torch.float64), problem.s_eff.to(torch.float64), problem.measured,
-                      problem.Sigma.to(torch.complex128)])
-    key = _digest({"family": family, "steps": heuristic.steps, "timesteps": heuristic.timesteps,
-                   "warm": heuristic.values}, [])
-    return family, key
-
-
-def _read(path: Path) -> dict | None:
-    try:
-        d = json.loads(path.read_text())
-        d["params"] = ParamSchedule.from_dict(d["params"])
-        d["heuristic"] = {k: float(v) for k, v in d["heuristic"].items()}
-        d["designed"] = {k: float(v) for k, v in d["designed"].items()}
-        d["theta"] = {k: [float(x) for x in v] for k, v in d.get("theta", {}).items()}
-        return d
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, ZSGuideError):
-        return None  # a corrupt entry: design again and overwrite it
-
-
-def _neighbour_theta(method: str, task: str, family: str, steps: int) -> dict | None:
-    """Coefficients of the cached design of the same family at the nearest other step count."""
-    best = None
-    for path in cache_dir().glob(f"{method}-{task}-*-{family}-*.json"):
-        try:
-            n = int(path.name.split("-")[-3])
-        except ValueError:
-            continue
-        if n != steps and (best is None or (abs(n - steps), n) < (abs(best[0] - steps), best[0])):
-            best = (n, path)
-    if best is None:
-        return None
-    d = _read(best[1])
-    return None if d is None else {"steps": best[0], "theta": d["theta"]}
 
 
 def _check_on_exact(result: DesignResult, problem: BlockProblem, criteria, heuristic: ParamSchedule, schedule,
@@ -193,12 +117,12 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
     guard = guard or objective == "pareto"
     family, key = design_keys(surrogate, problem, schedule, heuristic, mse_weight, degree, bands, trust, guard,
                               objective)
-    path = cache_dir() / f"{heuristic.method}-{task}-{heuristic.steps}-{family}-{key}.json"
+    path = cache_path(heuristic.method, task, heuristic.steps, family, key)
     if use_cache and path.is_file():
-        d = _read(path)
+        d = read_design(path)
         if d is not None:
             return DesignResult(d["params"], d["heuristic"], d["designed"], d.get("theta", {}))
-    warm = _neighbour_theta(heuristic.method, task, family, heuristic.steps) if use_cache else None
+    warm = neighbour_theta(heuristic.method, task, family, heuristic.steps) if use_cache else None
     if bands and warm is None:  # start from the scalar design, broadcast over the bands
         scalar = designed_schedule(surrogate, operator, sigma_net, schedule, heuristic, task, mse_weight=mse_weight,
                                    degree=degree, use_cache=use_cache, problem=problem, criteria=criteria,
@@ -209,8 +133,8 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
     on = problem.grouped() if grouped else problem
     result = design(heuristic.method, on, heuristic, schedule.alphas_cumprod, mse_weight=mse_weight,
                     degree=degree, warm_theta=warm["theta"] if warm else None,
-                    criteria=None if grouped else criteria, bands={k: bands for k in per_band} if bands else None, trust=trust,
-                    guard=guard, objective=objective)
+                    criteria=None if grouped else criteria, bands={k: bands for k in per_band} if bands else None,
+                    trust=trust, guard=guard, objective=objective)
     if grouped:
         _check_on_exact(result, problem, criteria, heuristic, schedule, mse_weight, guard, criterion)
         result.params.provenance["designed_on"] = (f"the grouped problem: {on.num_blocks} weighted blocks of nearly "
@@ -227,9 +151,5 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
     if getattr(operator, "batch_size", 1) > 1:
         result.params.provenance["operator"] = "designed on the first image's operator (drawn per image)"
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"params": result.params.to_dict(), "heuristic": result.heuristic,
-                                   "designed": result.designed, "theta": result.theta}))
-        tmp.replace(path)
+        write_design(path, result)
     return result
