@@ -1,10 +1,11 @@
 """Turning the parsed options into a checked plan, before any work is done or any file is written.
 
-Everything a user can get wrong is checked here, so that bad input stops with one ``error: ...`` line and nothing in
-the output directory: the numbers (sigma_y >= 0, steps, counts), the task and sampler names, the checkpoint file, the
-data against the checkpoint's image shape, the task parameters (by building the operator of the first image: a mask
-of the wrong shape, a super-resolution factor that does not divide the image), the ``--input`` file and its size, and
-the parameter schedule.
+Everything a user can get wrong is checked before anything is written, so that bad input stops with one ``error:
+...`` line and nothing in the output directory: first the options alone (validate.py: the numbers, the task and
+sampler names, the files named, the design options), then here, while preparing the run, what needs the checkpoint:
+the data against its image shape, the task parameters (by building the operator of the first image: a mask of the
+wrong shape, a super-resolution factor that does not divide the image), the ``--input`` file's size, and the
+parameter schedule.
 
 Data options: the checkpoint's own data options (``meta["data"]``, what ``fit`` trained on), overridden by
 ``--data.*``; restore takes the test split's first ``--num_images`` images. DataLoader workers: 0 unless
@@ -17,7 +18,6 @@ network sees std ``sigma = 2 sigma_y``. ``--noise_convention network`` takes ``s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,9 @@ from jsonargparse import Namespace
 from torch.utils.data import Dataset, Subset
 
 from ..errors import ZSGuideError
-from .options import DATA_EXCLUDED, DENOISERS, NOISE_CONVENTIONS
+from .options import DATA_EXCLUDED
 from .schedules import param_schedule
+from .validate import check_options
 
 
 @dataclass
@@ -46,6 +47,7 @@ class RestorePlan:
     task: str
     task_params: dict  # as given
     task_params_resolved: dict  # every parameter of the task, defaults filled in
+    operator: Any  # the first image's operator (LinearOperator): what the design and the writer use
     sampler: Any  # Sampler
     params: Any  # ParamSchedule
     params_source: str
@@ -77,48 +79,9 @@ class RestorePlan:
 def make_plan(cfg: Namespace) -> RestorePlan:
     """Check every option and load what the run needs; raises :class:`ZSGuideError` on bad input."""
     from ..checkpoint import load_score_module
-    from ..operators import make_operator, task_defaults
-    from ..samplers import get_sampler
+    from ..operators import make_operator
 
-    # --- numbers and names (cheap checks first)
-    sigma_y = float(cfg.sigma_y)
-    if not math.isfinite(sigma_y) or sigma_y < 0:
-        raise ZSGuideError(f"--sigma_y must be a finite number >= 0, got {cfg.sigma_y!r}")
-    if cfg.noise_convention not in NOISE_CONVENTIONS:
-        raise ZSGuideError(f"unknown --noise_convention {cfg.noise_convention!r}; choose pixel or network")
-    if cfg.denoiser not in DENOISERS:
-        raise ZSGuideError(f"unknown --denoiser {cfg.denoiser!r}; choose network or analytic")
-    for name in ("batch_size", "num_samples"):
-        if cfg[name] < 1:
-            raise ZSGuideError(f"--{name} must be >= 1, got {cfg[name]}")
-    if cfg.num_images is not None and cfg.num_images < 1:
-        raise ZSGuideError(f"--num_images must be >= 1, got {cfg.num_images}")
-    if cfg.steps is not None and cfg.steps < 1:
-        raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
-    if cfg.num_samples > 1 and cfg.input is None:
-        raise ZSGuideError("--num_samples > 1 needs --input (test images are restored once each)")
-    for option, given in (("trust_factor", cfg.trust_factor is not None), ("pareto_guard", cfg.pareto_guard is True),
-                          ("objective", cfg.objective != "w2"),
-                          ("denoiser_model", cfg.denoiser_model != "gaussian"),
-                          ("calibration", cfg.calibration is not None)):
-        if given and cfg.params != "spectral":
-            raise ZSGuideError(f"--{option} applies to --params spectral only (got --{option} "
-                               f"{getattr(cfg, option)!r} with --params {cfg.params!r})")
-    if cfg.params == "spectral":  # validated here; cfg keeps the option as given, so a saved config repeats the run
-        from ..spectral.service import resolve_objective, resolve_trust_factor
-
-        resolve_trust_factor(cfg.trust_factor)
-        resolve_objective(cfg.objective)
-    task_params_given = dict(cfg.task_params or {})
-    defaults = task_defaults(cfg.task)  # unknown task -> error listing the valid ones
-    sampler = get_sampler(cfg.sampler)  # unknown sampler -> error listing the valid ones
-    if cfg.input is not None and not Path(cfg.input).is_file():
-        raise ZSGuideError(f"input file {cfg.input!r} does not exist (--input)")
-    if cfg.ckpt_path is None:
-        raise ZSGuideError("--ckpt_path is required (a checkpoint written by 'python -m zsguide fit')")
-    output = Path(cfg.output or f"runs/restore/{cfg.task}_{cfg.sampler}")
-    if output.exists() and not output.is_dir():
-        raise ZSGuideError(f"--output {str(output)!r} exists and is not a directory")
+    sigma_y, task_params_given, defaults, sampler, output = check_options(cfg)
 
     # --- the checkpoint
     module, meta = load_score_module(cfg.ckpt_path)
@@ -163,23 +126,13 @@ def make_plan(cfg: Namespace) -> RestorePlan:
                                            calibration=cfg.calibration, ckpt_path=cfg.ckpt_path)
 
     # --- LPIPS (only with ground truth, only from local weights)
-    lpips_path = lpips_note = None
-    if mode == "dataset":
-        from ..evaluation.metrics import lpips_min_side, lpips_weights_path
-
-        lpips_path = lpips_weights_path(cfg.lpips_weights)
-        if lpips_path is None:
-            lpips_note = ("LPIPS skipped: no local AlexNet weights (give --lpips_weights PATH or set "
-                          "ZSGUIDE_LPIPS_WEIGHTS); psnr, ssim and mse are computed")
-        elif min(image_shape[1:]) < lpips_min_side():
-            lpips_note = (f"LPIPS skipped: images are {image_shape[1]}x{image_shape[2]}, AlexNet needs at least "
-                          f"{lpips_min_side()} pixels a side")
-            lpips_path = None
+    lpips_path, lpips_note = lpips_weights(cfg, image_shape) if mode == "dataset" else (None, None)
 
     return RestorePlan(
         mode=mode, ckpt_path=str(cfg.ckpt_path), module=module, meta=meta, image_shape=image_shape,
         data_options=data_options, dataset=dataset, expected_indices=expected, task=cfg.task,
-        task_params=task_params_given, task_params_resolved=resolved, sampler=sampler, params=params,
+        task_params=task_params_given, task_params_resolved=resolved, operator=operator, sampler=sampler,
+        params=params,
         params_source=params_source, sigma_y=sigma_y, noise_convention=cfg.noise_convention, sigma_net=sigma_net,
         seed=seed, denoiser=cfg.denoiser, clipped=clipped, batch_size=int(cfg.batch_size),
         num_workers=int(cfg.data.num_workers or 0), output=output,
@@ -222,3 +175,17 @@ def held_out_images(cfg: Namespace, meta: dict, image_shape: tuple[int, int, int
     if n < 1:
         raise ZSGuideError(f"the test split of data set {options.get('name')!r} is empty")
     return dict(dm.hparams), Subset(test, range(n)), list(range(n))
+
+
+def lpips_weights(cfg: Namespace, image_shape: tuple[int, int, int]) -> tuple[Path | None, str | None]:
+    """``(weights path, None)`` for LPIPS from local AlexNet weights, or ``(None, why it is skipped)``."""
+    from ..evaluation.metrics import lpips_min_side, lpips_weights_path
+
+    path = lpips_weights_path(cfg.lpips_weights)
+    if path is None:
+        return None, ("LPIPS skipped: no local AlexNet weights (give --lpips_weights PATH or set "
+                      "ZSGUIDE_LPIPS_WEIGHTS); psnr, ssim and mse are computed")
+    if min(image_shape[1:]) < lpips_min_side():
+        return None, (f"LPIPS skipped: images are {image_shape[1]}x{image_shape[2]}, AlexNet needs at least "
+                      f"{lpips_min_side()} pixels a side")
+    return path, None

@@ -59,11 +59,8 @@ class RestoreWriter(BasePredictionWriter):
         io.write_json(self.out / "params.json", self.plan.params.to_dict())
         if self.plan.mode == "input":
             from .inputs import to_pixel_units
-            from ..operators import make_operator
 
-            op = make_operator(self.plan.task, self.plan.image_shape, self.plan.seed, [0],
-                               **self.plan.task_params).to(dtype=torch.float64)
-            y_pix = to_pixel_units(self.plan.input_measurement, op)[0]
+            y_pix = to_pixel_units(self.plan.input_measurement, self.plan.operator.to(dtype=torch.float64))[0]
             io.save_image(y_pix, self.out / "measurement" / "input")
 
     # ------------------------------------------------------------------------------------------------ batches
