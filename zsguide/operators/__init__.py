@@ -3,7 +3,7 @@
     base      LinearOperator: A, A_adjoint, A_pinv, the SVD view (Vt, V, singulars, Ut, U), measure, noise_for
     inpaint   Inpainting (structure "pixel_mask");            masks: random pixels, box, from a file
     blur      Blur (structure "fourier_diagonal");            kernels: Gaussian, uniform, motion, from a file
-    superres  SuperResolution (structure "fourier_block"):    block averaging, or blur + decimation
+    superres  SuperResolution (structure "fourier_block"):    BlockAverage, or BlurDecimation (blur + decimation)
     tasks     the named tasks, make_operator, task_defaults
 """
 
@@ -13,14 +13,16 @@ from zsguide.operators.fourier import fft2_ortho, ifft2_ortho_real, kernel_symbo
 from zsguide.operators.inpaint import Inpainting
 from zsguide.operators.kernels import gaussian_kernel, load_kernel, motion_kernel, uniform_kernel
 from zsguide.operators.masks import box_mask, load_mask, random_pixel_mask
-from zsguide.operators.superres import SuperResolution
+from zsguide.operators.superres import BlockAverage, BlurDecimation, SuperResolution
 from zsguide.operators.tasks import TASK_NAMES, TASKS, Param, TaskSpec, get_task, make_operator, task_defaults
 
 __all__ = [
     "STRUCTURES",
     "TASKS",
     "TASK_NAMES",
+    "BlockAverage",
     "Blur",
+    "BlurDecimation",
     "Inpainting",
     "LinearOperator",
     "Param",

@@ -8,12 +8,12 @@ the h x w = H/s x W/s measurement couples the s^2 high-resolution (HR) frequenci
 
 where ``h_sym`` is the symbol of the periodic filter applied before taking every s-th pixel.
 
-Block averaging (default, DDRM's SR operator): ``y = mean of each s x s block``. Its SVD is DDRM's, per block:
+Block averaging (default, DDRM's SR operator; :class:`BlockAverage`): ``y = mean of each s x s block``. Its SVD is DDRM's, per block:
 ``V^T`` applies a fixed s^2 x s^2 orthogonal matrix Q whose first row is ones/s to each block, the singular value is 1/s
 on that first component and 0 on the others, ``U^T y`` puts y in the first component (A = U diag(s) V^T because
 ``mean = (1/s) * (ones/s) . block``).
 
-Blur + decimation (``kernel`` given): ``y = (k * x)[::s, ::s]``. Its SVD is per LR frequency: the row ``r = R[p, q]``
+Blur + decimation (``kernel`` given; :class:`BlurDecimation`): ``y = (k * x)[::s, ::s]``. Its SVD is per LR frequency: the row ``r = R[p, q]``
 has the singular value ``||r||`` and the leading right singular vector ``conj(r) / ||r||``, completed to a unitary
 s^2 x s^2 basis ``W[p, q]``; ``V^T x`` takes the HR spectrum's alias groups into that basis. The completion is
 covariant under ``k -> -k`` (see ``_completion``), so real multipliers that depend on the singular values keep the
@@ -39,7 +39,10 @@ _UNALIAS = "b c p q (s1 s2) -> b c (s1 p) (s2 q)"
 
 
 class SuperResolution(LinearOperator):
-    """``y = A x`` of shape (B, C, H/s, W/s): block averaging (``kernel=None``) or periodic blur + decimation.
+    """``y = A x`` of shape (B, C, H/s, W/s): :class:`BlockAverage` (``kernel=None``) or :class:`BlurDecimation`
+    (periodic blur + decimation); ``SuperResolution(factor, image_shape, kernel=None, rcond=None)`` builds the one
+    the arguments name. What both share lives here: the factor, the shapes, the symbol's alias blocks for the
+    spectral engine and the singular values.
 
     Coefficient layout (both variants): ``Vt(x)`` of shape (B, C, s^2, H/s, W/s), component 0 along dim 2 carries the
     measurement; real for block averaging (per pixel block), complex for blur + decimation (per LR frequency).
@@ -55,86 +58,24 @@ class SuperResolution(LinearOperator):
     """
 
     structure = "fourier_block"
+    kernel: torch.Tensor | None
+    symbol: torch.Tensor
+    _singulars: torch.Tensor
 
-    def __init__(
-        self,
-        factor: int,
-        image_shape: Sequence[int],
-        kernel: torch.Tensor | None = None,
-        rcond: float | None = None,
-    ) -> None:
+    def __new__(cls, *args, **kwargs):
+        if cls is SuperResolution:  # the variant the arguments name (copies and subclasses are built as they are)
+            kernel = kwargs.get("kernel", args[2] if len(args) > 2 else None)
+            cls = BlockAverage if kernel is None else BlurDecimation
+        return super().__new__(cls)
+
+    def _shapes(self, factor: int, image_shape: Sequence[int], rcond: float | None, default_rcond: float) -> int:
         self.image_shape = check_image_shape(image_shape)
         channels, height, width = self.image_shape
         s = _check_factor(factor, height, width)
         self.factor = s
         self.measurement_shape = (channels, height // s, width // s)
-        self.rcond = check_rcond((0.0 if kernel is None else BLUR_RCOND) if rcond is None else rcond)
-        if kernel is None:
-            self.kernel = None
-            self.symbol = _block_symbol(s, height, width)
-            self._Q = _householder_basis(s)
-            singulars = torch.zeros(1, 1, s * s, 1, 1, dtype=torch.float64)
-            singulars[:, :, 0] = 1.0 / s
-        else:
-            self.kernel = check_kernel(kernel, height, width)
-            self.symbol = kernel_symbol(self.kernel, height, width)
-            rows = self.fourier_blocks()
-            sigma = rows.abs().square().sum(dim=-1).sqrt()
-            self._W = _completion(rows, sigma, s)
-            singulars = sigma.new_zeros(sigma.shape[0], 1, s * s, *sigma.shape[-2:])
-            singulars[:, :, 0] = sigma[:, 0]
-        self._singulars = singulars
-
-    # --- the operator -------------------------------------------------------------------------------------------
-
-    def A(self, x: torch.Tensor) -> torch.Tensor:
-        """Block mean ``y[i, j] = mean(x[s i : s i + s, s j : s j + s])``, or ``y = (k * x)[::s, ::s]``."""
-        s = self.factor
-        if self.kernel is None:
-            return reduce(x, "b c (h s1) (w s2) -> b c h w", "mean", s1=s, s2=s)
-        blurred = torch.fft.ifft2(cast_like(self.symbol, x) * torch.fft.fft2(x)).real
-        return blurred[..., ::s, ::s]
-
-    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        """``A^T y``: each LR pixel spread as ``y / s^2`` over its block, or zero-upsampled then correlated with k."""
-        s = self.factor
-        if self.kernel is None:
-            return repeat(y, "b c h w -> b c (h s1) (w s2)", s1=s, s2=s) / (s * s)
-        up = y.new_zeros(*y.shape[:2], y.shape[2] * s, y.shape[3] * s)
-        up[..., ::s, ::s] = y
-        return torch.fft.ifft2(cast_like(self.symbol, up).conj() * torch.fft.fft2(up)).real
-
-    # --- the SVD view -------------------------------------------------------------------------------------------
-
-    def Vt(self, x: torch.Tensor) -> torch.Tensor:
-        """Block averaging: ``c[m] = sum_j Q[m, j] x_block[j]``; with a kernel: ``c = W^H X_alias`` per LR frequency."""
-        s = self.factor
-        if self.kernel is None:
-            blocks = rearrange(x, "b c (h s1) (w s2) -> b c (s1 s2) h w", s1=s, s2=s)
-            return torch.einsum("mj,bcjhw->bcmhw", cast_like(self._Q, x), blocks)
-        groups = rearrange(fft2_ortho(x), _ALIAS, s1=s, s2=s)
-        coeffs = (cast_like(self._W, groups).mH @ groups[..., None])[..., 0]
-        return rearrange(coeffs, "b c p q m -> b c m p q")
-
-    def V(self, c: torch.Tensor) -> torch.Tensor:
-        """The inverse of :meth:`Vt`: ``x_block = Q^T c`` per block, or ``X_alias = W c`` then a real inverse FFT."""
-        s = self.factor
-        if self.kernel is None:
-            blocks = torch.einsum("mj,bcmhw->bcjhw", cast_like(self._Q, c), c)
-            return rearrange(blocks, "b c (s1 s2) h w -> b c (h s1) (w s2)", s1=s, s2=s)
-        coeffs = rearrange(c, "b c m p q -> b c p q m")
-        groups = (cast_like(self._W, coeffs) @ coeffs[..., None])[..., 0]
-        return ifft2_ortho_real(rearrange(groups, _UNALIAS, s1=s, s2=s))
-
-    def Ut(self, y: torch.Tensor) -> torch.Tensor:
-        """``y`` (block averaging) or ``fft2_ortho(y)`` (kernel) in component 0, zeros in the other s^2 - 1."""
-        head = y if self.kernel is None else fft2_ortho(y)
-        rest = head.new_zeros(head.shape[0], head.shape[1], self.factor**2 - 1, *head.shape[2:])
-        return torch.cat([head[:, :, None], rest], dim=2)
-
-    def U(self, c: torch.Tensor) -> torch.Tensor:
-        """Component 0 (block averaging), or its real inverse FFT (kernel)."""
-        return c[:, :, 0] if self.kernel is None else ifft2_ortho_real(c[:, :, 0])
+        self.rcond = check_rcond(default_rcond if rcond is None else rcond)
+        return s
 
     @property
     def singulars(self) -> torch.Tensor:
@@ -160,6 +101,109 @@ class SuperResolution(LinearOperator):
         rows = torch.arange(h, device=device)[:, None, None] + (j // s)[None, None, :] * h
         cols = torch.arange(w, device=device)[None, :, None] + (j % s)[None, None, :] * w
         return rows.expand(h, w, s * s).clone(), cols.expand(h, w, s * s).clone()
+
+
+class BlockAverage(SuperResolution):
+    """Block averaging (DDRM's SR operator): ``y = mean of each s x s block``; its SVD per block (module docstring)."""
+
+    def __init__(self, factor: int, image_shape: Sequence[int], kernel: None = None, rcond: float | None = None) -> None:
+        if kernel is not None:
+            raise ZSGuideError("block averaging takes no kernel (SuperResolution with a kernel is BlurDecimation)")
+        s = self._shapes(factor, image_shape, rcond, 0.0)
+        self.kernel = None
+        self.symbol = _block_symbol(s, *self.image_shape[1:])
+        self._Q = _householder_basis(s)
+        singulars = torch.zeros(1, 1, s * s, 1, 1, dtype=torch.float64)
+        singulars[:, :, 0] = 1.0 / s
+        self._singulars = singulars
+
+    def A(self, x: torch.Tensor) -> torch.Tensor:
+        """Block mean ``y[i, j] = mean(x[s i : s i + s, s j : s j + s])``."""
+        s = self.factor
+        return reduce(x, "b c (h s1) (w s2) -> b c h w", "mean", s1=s, s2=s)
+
+    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """``A^T y``: each LR pixel spread as ``y / s^2`` over its block."""
+        s = self.factor
+        return repeat(y, "b c h w -> b c (h s1) (w s2)", s1=s, s2=s) / (s * s)
+
+    def Vt(self, x: torch.Tensor) -> torch.Tensor:
+        """``c[m] = sum_j Q[m, j] x_block[j]`` per block."""
+        s = self.factor
+        blocks = rearrange(x, "b c (h s1) (w s2) -> b c (s1 s2) h w", s1=s, s2=s)
+        return torch.einsum("mj,bcjhw->bcmhw", cast_like(self._Q, x), blocks)
+
+    def V(self, c: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`Vt`: ``x_block = Q^T c`` per block."""
+        s = self.factor
+        blocks = torch.einsum("mj,bcmhw->bcjhw", cast_like(self._Q, c), c)
+        return rearrange(blocks, "b c (s1 s2) h w -> b c (h s1) (w s2)", s1=s, s2=s)
+
+    def Ut(self, y: torch.Tensor) -> torch.Tensor:
+        """``y`` in component 0, zeros in the other s^2 - 1."""
+        return _first_component(y, self.factor)
+
+    def U(self, c: torch.Tensor) -> torch.Tensor:
+        """Component 0."""
+        return c[:, :, 0]
+
+
+class BlurDecimation(SuperResolution):
+    """Periodic blur + decimation: ``y = (k * x)[::s, ::s]``; its SVD per LR frequency (module docstring)."""
+
+    def __init__(self, factor: int, image_shape: Sequence[int], kernel: torch.Tensor | None = None,
+                 rcond: float | None = None) -> None:
+        if kernel is None:
+            raise ZSGuideError("blur + decimation needs a kernel (SuperResolution without one is BlockAverage)")
+        s = self._shapes(factor, image_shape, rcond, BLUR_RCOND)
+        self.kernel = check_kernel(kernel, *self.image_shape[1:])
+        self.symbol = kernel_symbol(self.kernel, *self.image_shape[1:])
+        rows = self.fourier_blocks()
+        sigma = rows.abs().square().sum(dim=-1).sqrt()
+        self._W = _completion(rows, sigma, s)
+        singulars = sigma.new_zeros(sigma.shape[0], 1, s * s, *sigma.shape[-2:])
+        singulars[:, :, 0] = sigma[:, 0]
+        self._singulars = singulars
+
+    def A(self, x: torch.Tensor) -> torch.Tensor:
+        """``y = (k * x)[::s, ::s]``."""
+        blurred = torch.fft.ifft2(cast_like(self.symbol, x) * torch.fft.fft2(x)).real
+        return blurred[..., :: self.factor, :: self.factor]
+
+    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """``A^T y``: zero-upsampled, then correlated with k."""
+        s = self.factor
+        up = y.new_zeros(*y.shape[:2], y.shape[2] * s, y.shape[3] * s)
+        up[..., ::s, ::s] = y
+        return torch.fft.ifft2(cast_like(self.symbol, up).conj() * torch.fft.fft2(up)).real
+
+    def Vt(self, x: torch.Tensor) -> torch.Tensor:
+        """``c = W^H X_alias`` per LR frequency."""
+        s = self.factor
+        groups = rearrange(fft2_ortho(x), _ALIAS, s1=s, s2=s)
+        coeffs = (cast_like(self._W, groups).mH @ groups[..., None])[..., 0]
+        return rearrange(coeffs, "b c p q m -> b c m p q")
+
+    def V(self, c: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`Vt`: ``X_alias = W c``, then a real inverse FFT."""
+        s = self.factor
+        coeffs = rearrange(c, "b c m p q -> b c p q m")
+        groups = (cast_like(self._W, coeffs) @ coeffs[..., None])[..., 0]
+        return ifft2_ortho_real(rearrange(groups, _UNALIAS, s1=s, s2=s))
+
+    def Ut(self, y: torch.Tensor) -> torch.Tensor:
+        """``fft2_ortho(y)`` in component 0, zeros in the other s^2 - 1."""
+        return _first_component(fft2_ortho(y), self.factor)
+
+    def U(self, c: torch.Tensor) -> torch.Tensor:
+        """The real inverse FFT of component 0."""
+        return ifft2_ortho_real(c[:, :, 0])
+
+
+def _first_component(head: torch.Tensor, s: int) -> torch.Tensor:
+    """``head`` (B, C, h, w) as component 0 of (B, C, s^2, h, w), zeros in the others."""
+    rest = head.new_zeros(head.shape[0], head.shape[1], s * s - 1, *head.shape[2:])
+    return torch.cat([head[:, :, None], rest], dim=2)
 
 
 def _check_factor(factor: int, height: int, width: int) -> int:
