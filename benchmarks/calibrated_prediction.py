@@ -24,13 +24,10 @@ import argparse
 import csv
 import json
 
-import torch
-
-from zsguide.samplers.base import ParamSchedule
-
 from zsguide.checkpoint import load_gaussian_prior
 from zsguide.operators import make_operator
 from zsguide.samplers import get_sampler
+from zsguide.samplers.base import ParamSchedule
 from zsguide.spectral.criteria import Criteria
 from zsguide.spectral.denoiser_model import load_calibration
 from zsguide.spectral.problem import problem_for
@@ -58,17 +55,26 @@ def main() -> None:
         op = make_operator(task, tuple(prior.meta["image_shape"]), 0, [0])
         params = get_sampler(method).heuristic(task, steps, prior.schedule)
         measured, se = float(r["mse_mean"]), float(r["mse_se"])
-        entry = {"sampler": method, "task": task, "steps": steps, "sigma_y": sigma_y, "n": int(r["n"]),
-                 "measured_mse": measured, "measured_se": se}
+        entry = {
+            "sampler": method,
+            "task": task,
+            "steps": steps,
+            "sigma_y": sigma_y,
+            "n": int(r["n"]),
+            "measured_mse": measured,
+            "measured_se": se,
+        }
         for label, den in (("gaussian", None), ("calibrated", model)):
             p = problem_for(prior.surrogate, op, 2 * sigma_y, denoiser=den)
             pred = float(Criteria(p)(transfer(method, p, params, prior.schedule.alphas_cumprod))["mse"]) / UNIT
             entry[f"{label}_mse"], entry[f"{label}_z"] = pred, (measured - pred) / se
         out.append(entry)
         predicted_h[(method, task, steps, sigma_y)] = {k: entry[f"{k}_mse"] for k in ("gaussian", "calibrated")}
-        print(f"{method:8s} {task:16s} measured {measured:.5f} +- {se:.5f}  gaussian {entry['gaussian_mse']:.5f} "
-              f"(z {entry['gaussian_z']:+6.1f})  calibrated {entry['calibrated_mse']:.5f} (z {entry['calibrated_z']:+6.1f})",
-              flush=True)
+        print(
+            f"{method:8s} {task:16s} measured {measured:.5f} +- {se:.5f}  gaussian {entry['gaussian_mse']:.5f} "
+            f"(z {entry['gaussian_z']:+6.1f})  calibrated {entry['calibrated_mse']:.5f} (z {entry['calibrated_z']:+6.1f})",
+            flush=True,
+        )
     designs = []
     for r in every if args.run else []:
         key = (r["sampler"], r["task"], int(r["steps"]), float(r["sigma_y"]))
@@ -78,19 +84,31 @@ def main() -> None:
         params = ParamSchedule.from_dict(cell["settings"]["params"])
         op = make_operator(r["task"], tuple(prior.meta["image_shape"]), 0, [0])
         d, se = float(r["d_mse"]), float(r["d_mse_se"])
-        entry = {"sampler": key[0], "task": key[1], "steps": key[2], "params": r["params"], "measured_d_mse": d,
-                 "measured_d_se": se}
+        entry = {
+            "sampler": key[0],
+            "task": key[1],
+            "steps": key[2],
+            "params": r["params"],
+            "measured_d_mse": d,
+            "measured_d_se": se,
+        }
         for label, den in (("gaussian", None), ("calibrated", model)):
             p = problem_for(prior.surrogate, op, 2 * key[3], denoiser=den)
             pred = float(Criteria(p)(transfer(key[0], p, params, prior.schedule.alphas_cumprod))["mse"]) / UNIT
             dp = pred - predicted_h[key][label]
             entry[f"{label}_d_mse"], entry[f"{label}_z"] = dp, (d - dp) / se if se > 0 else None
         designs.append(entry)
-        print(f"{key[0]:8s} {key[1]:16s} {r['params']:28s} measured dMSE {d:+.5f} +- {se:.5f}  gaussian "
-              f"{entry['gaussian_d_mse']:+.5f}  calibrated {entry['calibrated_d_mse']:+.5f}", flush=True)
+        print(
+            f"{key[0]:8s} {key[1]:16s} {r['params']:28s} measured dMSE {d:+.5f} +- {se:.5f}  gaussian "
+            f"{entry['gaussian_d_mse']:+.5f}  calibrated {entry['calibrated_d_mse']:+.5f}",
+            flush=True,
+        )
     with open(args.output, "w") as f:
-        json.dump({"ckpt": args.ckpt, "cells": args.cells, "calibration": args.calibration, "rows": out,
-                   "designs": designs}, f, indent=1)
+        json.dump(
+            {"ckpt": args.ckpt, "cells": args.cells, "calibration": args.calibration, "rows": out, "designs": designs},
+            f,
+            indent=1,
+        )
 
 
 if __name__ == "__main__":

@@ -25,9 +25,10 @@ def main() -> None:
     args = ap.parse_args()
     cells = json.load(open(args.cells))["cells"]
     by = {(c["sampler"], c["task"], c["steps"], c["params"]): c for c in cells}
-    rows = sorted({(c["sampler"], c["task"], c["steps"]) for c in cells if c["sampler"] not in args.skip},
-                  key=lambda r: (r[2], [c["sampler"] for c in cells].index(r[0]),
-                                 [c["task"] for c in cells].index(r[1])))
+    rows = sorted(
+        {(c["sampler"], c["task"], c["steps"]) for c in cells if c["sampler"] not in args.skip},
+        key=lambda r: (r[2], [c["sampler"] for c in cells].index(r[0]), [c["task"] for c in cells].index(r[1])),
+    )
     head = "| sampler | task | steps | " + " | ".join(f"{s} ΔPSNR | ΔFD" for s in args.sources) + " |"
     lines = [head, "|" + "---|" * (3 + 2 * len(args.sources))]
     counts = defaultdict(lambda: defaultdict(int))
@@ -40,8 +41,10 @@ def main() -> None:
                 continue
             worse = bool(c.get("worse_both"))
             mark = "**" if worse else ""
-            cols += [f"{mark}{c['d_psnr']:+.2f} ({c['d_psnr_se']:.2f}){mark}",
-                     f"{mark}{c['d_fd']:+.2f} ({c['d_fd_se']:.2f}){mark}"]
+            cols += [
+                f"{mark}{c['d_psnr']:+.2f} ({c['d_psnr_se']:.2f}){mark}",
+                f"{mark}{c['d_fd']:+.2f} ({c['d_fd_se']:.2f}){mark}",
+            ]
             k = counts[s]
             k["cells"] += 1
             k["worse_both"] += worse
@@ -50,12 +53,17 @@ def main() -> None:
             k["both_gain"] += c["d_psnr"] > 0 and c["d_fd"] < 0
             k["psnr_or_fd_gain"] += c["d_psnr"] > 0 or c["d_fd"] < 0
         lines.append(f"| {sampler} | {task} | {steps} | " + " | ".join(cols) + " |")
-    lines += ["", "| source | cells | worse on both | PSNR gain | FD gain | gain on both | PSNR or FD gain |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| source | cells | worse on both | PSNR gain | FD gain | gain on both | PSNR or FD gain |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for s in args.sources:
         k = counts[s]
-        lines.append(f"| {s} | {k['cells']} | {k['worse_both']} | {k['psnr_gain']} | {k['fd_gain']} | "
-                     f"{k['both_gain']} | {k['psnr_or_fd_gain']} |")
+        lines.append(
+            f"| {s} | {k['cells']} | {k['worse_both']} | {k['psnr_gain']} | {k['fd_gain']} | "
+            f"{k['both_gain']} | {k['psnr_or_fd_gain']} |"
+        )
     print("\n".join(lines))
     if args.json:
         with open(args.json, "w") as f:

@@ -56,19 +56,33 @@ def main() -> None:
                 h = get_sampler(name).heuristic(task, steps, sched)
                 t0 = time.perf_counter()
                 r = designed_schedule(sur, op, 0.1, sched, h, task, problem=prob, criteria=crit)
-                rows.append({"task": task, "sampler": name, "steps": steps, "heuristic": r.heuristic,
-                             "designed": r.designed, "reduction_w2": 1 - (r.designed["avg_w2"]
-                                                                          / r.heuristic["avg_w2"]) ** 0.5,
-                             "design_seconds": time.perf_counter() - t0, "reduction_note": prob.note})
-                print(f"{task:15s} {name:8s} {steps:4d}  avgW2^2 {r.heuristic['avg_w2']:.3e} -> "
-                      f"{r.designed['avg_w2']:.3e} (W2 -{100 * rows[-1]['reduction_w2']:5.1f}%)  mse "
-                      f"{r.heuristic['mse']:.3e} -> {r.designed['mse']:.3e}  {rows[-1]['design_seconds']:.1f}s",
-                      flush=True)
+                rows.append(
+                    {
+                        "task": task,
+                        "sampler": name,
+                        "steps": steps,
+                        "heuristic": r.heuristic,
+                        "designed": r.designed,
+                        "reduction_w2": 1 - (r.designed["avg_w2"] / r.heuristic["avg_w2"]) ** 0.5,
+                        "design_seconds": time.perf_counter() - t0,
+                        "reduction_note": prob.note,
+                    }
+                )
+                print(
+                    f"{task:15s} {name:8s} {steps:4d}  avgW2^2 {r.heuristic['avg_w2']:.3e} -> "
+                    f"{r.designed['avg_w2']:.3e} (W2 -{100 * rows[-1]['reduction_w2']:5.1f}%)  mse "
+                    f"{r.heuristic['mse']:.3e} -> {r.designed['mse']:.3e}  {rows[-1]['design_seconds']:.1f}s",
+                    flush=True,
+                )
                 if args.out:
                     med = statistics.median(r["reduction_w2"] for r in rows)
                     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                    Path(args.out).write_text(json.dumps({"sigma_y": 0.05, "image_shape": [3, 32, 32],
-                                                          "rows": rows, "median_reduction_w2": med}, indent=2))
+                    Path(args.out).write_text(
+                        json.dumps(
+                            {"sigma_y": 0.05, "image_shape": [3, 32, 32], "rows": rows, "median_reduction_w2": med},
+                            indent=2,
+                        )
+                    )
     print(f"median reduction of avg W2: {100 * statistics.median(r['reduction_w2'] for r in rows):.1f}%")
 
 

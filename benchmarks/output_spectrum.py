@@ -70,7 +70,9 @@ def main() -> None:
     op = make_operator(args.task, tuple(prior.meta["image_shape"]), 0, [0])
     problem = problem_for(sur, op, 2 * args.sigma_y)
     if problem.structure != "fourier_diagonal":
-        raise SystemExit(f"error: --task {args.task} is not a blur (Fourier-diagonal) task; this check is per frequency")
+        raise SystemExit(
+            f"error: --task {args.task} is not a blur (Fourier-diagonal) task; this check is per frequency"
+        )
     ey = problem.y_cov()
     lam = problem.frequency_diagonal(problem.Sigma)[0]
     f, h2 = radial_average(problem.frequency_diagonal(problem.H().abs().square())[0], args.bins)
@@ -88,11 +90,13 @@ def main() -> None:
         _, p_clean = radial_average(luminance_power(truth, sur), args.bins)
         err = torch.fft.fft2(apply_colour(sur.Q.to(torch.float64), 2 * (restored - truth)), norm="ortho")
         _, p_err = radial_average(err.abs().square().mean(0)[0], args.bins)
-        row = {"predicted_output_over_prior": (pred / lam_r).tolist(),
-               "realised_output_over_clean": (p_out / p_clean).tolist(),
-               "realised_error_over_clean": (p_err / p_clean).tolist(),
-               "params_source": params.provenance.get("source"),
-               "trust_factor": params.provenance.get("trust_factor")}
+        row = {
+            "predicted_output_over_prior": (pred / lam_r).tolist(),
+            "realised_output_over_clean": (p_out / p_clean).tolist(),
+            "realised_error_over_clean": (p_err / p_clean).tolist(),
+            "params_source": params.provenance.get("source"),
+            "trust_factor": params.provenance.get("trust_factor"),
+        }
         result["runs"][run.name] = row
         print(f"{run.name}")
         for k in ("predicted_output_over_prior", "realised_output_over_clean", "realised_error_over_clean"):

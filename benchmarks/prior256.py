@@ -93,16 +93,37 @@ def main() -> None:
     for k, img in enumerate([skdata.astronaut(), skdata.coffee(), skdata.chelsea(), skdata.rocket()] * 3):
         h, w = img.shape[:2]
         y, x = rng.integers(0, h - 255), rng.integers(0, w - 255)
-        skio.imsave(photos / f"im{k:02d}.png", img[y:y + 256, x:x + 256], check_contrast=False)
-    record: dict = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-                    "device": args.device, "threads": torch.get_num_threads(),
-                    "network": "ADM ffhq_10m architecture, random weights (93.6M parameters)"}
+        skio.imsave(photos / f"im{k:02d}.png", img[y : y + 256, x : x + 256], check_contrast=False)
+    record: dict = {
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "network": "ADM ffhq_10m architecture, random weights (93.6M parameters)",
+    }
     if args.device == "cuda":
         record["gpu"] = torch.cuda.get_device_name(0)
 
-    wall, _ = run([*py, "prior", "--network", work / "ffhq_10m_random.pt", "--arch", "adm:ffhq_10m",
-                   "--data.name", "folder", "--data.root", photos, "--data.split_policy", "all",
-                   "--output", work / "prior.ckpt"], env, work)
+    wall, _ = run(
+        [
+            *py,
+            "prior",
+            "--network",
+            work / "ffhq_10m_random.pt",
+            "--arch",
+            "adm:ffhq_10m",
+            "--data.name",
+            "folder",
+            "--data.root",
+            photos,
+            "--data.split_policy",
+            "all",
+            "--output",
+            work / "prior.ckpt",
+        ],
+        env,
+        work,
+    )
     record["prior_command_s"] = wall
     print(f"prior: {wall:.1f} s", flush=True)
 
@@ -110,22 +131,53 @@ def main() -> None:
     for spec in args.samplers:
         sampler, steps = spec.split(":")
         for precision in args.precisions:
-            wall, proc = run([*py, "restore", "--ckpt_path", work / "prior.ckpt", "--task", "sr4", "--sampler", sampler,
-                              "--steps", steps, "--num_images", str(args.images), "--batch_size", str(args.images),
-                              "--trainer.accelerator", args.device, "--trainer.precision", precision,
-                              "--trainer.enable_progress_bar", "false", "--output", work / f"r_{sampler}"], env, work)
+            wall, proc = run(
+                [
+                    *py,
+                    "restore",
+                    "--ckpt_path",
+                    work / "prior.ckpt",
+                    "--task",
+                    "sr4",
+                    "--sampler",
+                    sampler,
+                    "--steps",
+                    steps,
+                    "--num_images",
+                    str(args.images),
+                    "--batch_size",
+                    str(args.images),
+                    "--trainer.accelerator",
+                    args.device,
+                    "--trainer.precision",
+                    precision,
+                    "--trainer.enable_progress_bar",
+                    "false",
+                    "--output",
+                    work / f"r_{sampler}",
+                ],
+                env,
+                work,
+            )
             summary = json.loads((work / f"r_{sampler}" / "summary.json").read_text())
-            row = {"sampler": sampler, "steps": int(steps), "precision": precision, "images": args.images,
-                   "command_s": wall, "sampling_s": summary.get("wall_time_s"),
-                   "s_per_image": summary.get("wall_time_s") / args.images}
+            row = {
+                "sampler": sampler,
+                "steps": int(steps),
+                "precision": precision,
+                "images": args.images,
+                "command_s": wall,
+                "sampling_s": summary.get("wall_time_s"),
+                "s_per_image": summary.get("wall_time_s") / args.images,
+            }
             record["restore"].append(row)
             print(row, flush=True)
 
     record["gradient_memory"] = []
     for ckpt in ("0", "1"):
         for batch in ("1", "2"):
-            _, proc = run([sys.executable, "-c", MEMORY_PROBE, work / "prior.ckpt", batch, args.device, ckpt], env,
-                          work)
+            _, proc = run(
+                [sys.executable, "-c", MEMORY_PROBE, work / "prior.ckpt", batch, args.device, ckpt], env, work
+            )
             row = json.loads(proc.stdout.strip().splitlines()[-1])
             row["gib_per_image"] = row["bytes_per_image"] / 2**30
             record["gradient_memory"].append(row)
@@ -134,12 +186,34 @@ def main() -> None:
     record["analyze"] = []
     for task in ("deblur_gaussian", "sr4", "inpaint_random"):
         for cache in ("cold", "warm"):
-            wall, proc = run([*py, "analyze", "--ckpt_path", work / "prior.ckpt", "--task", task, "--steps", "100",
-                              "--sigma_y", "0.02", "--output", work / f"an_{task}"], env, work)
+            wall, proc = run(
+                [
+                    *py,
+                    "analyze",
+                    "--ckpt_path",
+                    work / "prior.ckpt",
+                    "--task",
+                    task,
+                    "--steps",
+                    "100",
+                    "--sigma_y",
+                    "0.02",
+                    "--output",
+                    work / f"an_{task}",
+                ],
+                env,
+                work,
+            )
             analysis = json.loads((work / f"an_{task}" / "analysis.json").read_text())
-            row = {"task": task, "cache": cache, "command_s": wall, "reduction": analysis.get("reduction"),
-                   "avg_w2": {k: [v["heuristic"]["avg_w2"], v["spectral"]["avg_w2"]]
-                              for k, v in analysis["samplers"].items()}}
+            row = {
+                "task": task,
+                "cache": cache,
+                "command_s": wall,
+                "reduction": analysis.get("reduction"),
+                "avg_w2": {
+                    k: [v["heuristic"]["avg_w2"], v["spectral"]["avg_w2"]] for k, v in analysis["samplers"].items()
+                },
+            }
             record["analyze"].append(row)
             print({k: row[k] for k in ("task", "cache", "command_s")}, flush=True)
 

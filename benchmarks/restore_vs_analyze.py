@@ -29,10 +29,32 @@ def _fit(out: Path) -> Path:
     ckpt = out / "gaussian16.ckpt"
     if ckpt.is_file():
         return ckpt
-    subprocess.run([sys.executable, "-m", "zsguide", "fit", "--config", "configs/fit/gaussian.yaml",
-                    "--data.image_size", "16", "--trainer.max_steps", "10", "--trainer.val_check_interval", "10",
-                    "--trainer.default_root_dir", str(out / "fit"), "--trainer.logger", "false",
-                    "--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "true"], cwd=ROOT, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zsguide",
+            "fit",
+            "--config",
+            "configs/fit/gaussian.yaml",
+            "--data.image_size",
+            "16",
+            "--trainer.max_steps",
+            "10",
+            "--trainer.val_check_interval",
+            "10",
+            "--trainer.default_root_dir",
+            str(out / "fit"),
+            "--trainer.logger",
+            "false",
+            "--trainer.callbacks",
+            "[]",
+            "--trainer.enable_checkpointing",
+            "true",
+        ],
+        cwd=ROOT,
+        check=True,
+    )
     found = sorted((out / "fit").rglob("*.ckpt"))
     found[-1].replace(ckpt)
     return ckpt
@@ -48,8 +70,12 @@ def main() -> None:
     ap.add_argument("--ckpt", default=None)
     ap.add_argument("--workdir", default="runs/benchmarks/restore_vs_analyze")
     ap.add_argument("--out", default="benchmarks/results/restore_vs_analyze.json")
-    ap.add_argument("--trust_factor", type=float, default=None,
-                    help="also run --params spectral --trust_factor T (rows labelled spectral_trust<T>)")
+    ap.add_argument(
+        "--trust_factor",
+        type=float,
+        default=None,
+        help="also run --params spectral --trust_factor T (rows labelled spectral_trust<T>)",
+    )
     args = ap.parse_args()
     import torch
 
@@ -71,8 +97,9 @@ def main() -> None:
     done = {(r["task"], r["sampler"], r["params"]) for r in rows}
     for task in args.tasks:
         n_ops = args.masks if task.startswith("inpaint") else 1
-        problems = [problem_for(module.surrogate, make_operator(task, shape, 0, [i]), 2 * sigma_y)
-                    for i in range(n_ops)]
+        problems = [
+            problem_for(module.surrogate, make_operator(task, shape, 0, [i]), 2 * sigma_y) for i in range(n_ops)
+        ]
         crits = [Criteria(p) for p in problems]
         for name in args.samplers:
             labels = ["heuristic", "spectral"] + ([f"spectral_trust{args.trust_factor:g}"] if args.trust_factor else [])
@@ -80,10 +107,32 @@ def main() -> None:
                 if (task, name, params) in done or (name == "oracle" and params.startswith("spectral")):
                     continue
                 run = work / f"{task}-{name}-{params}"
-                cmd = [sys.executable, "-m", "zsguide", "restore", "--ckpt_path", str(ckpt), "--task", task,
-                       "--sampler", name, "--steps", str(args.steps), "--sigma_y", str(sigma_y), "--denoiser",
-                       "analytic", "--num_images", str(args.num_images), "--params", params.split("_trust")[0],
-                       "--batch_size", "64", "--output", str(run)]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "zsguide",
+                    "restore",
+                    "--ckpt_path",
+                    str(ckpt),
+                    "--task",
+                    task,
+                    "--sampler",
+                    name,
+                    "--steps",
+                    str(args.steps),
+                    "--sigma_y",
+                    str(sigma_y),
+                    "--denoiser",
+                    "analytic",
+                    "--num_images",
+                    str(args.num_images),
+                    "--params",
+                    params.split("_trust")[0],
+                    "--batch_size",
+                    "64",
+                    "--output",
+                    str(run),
+                ]
                 if params.startswith("spectral"):  # "spectral": the unconstrained design (restore's default is 2)
                     cmd += ["--trust_factor", str(args.trust_factor) if params.startswith("spectral_trust") else "none"]
                 proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -92,16 +141,45 @@ def main() -> None:
                     continue
                 summary = json.loads((run / "summary.json").read_text())
                 sched = ParamSchedule.load(run / "params.json")
-                pred = sum(float(c(transfer(name, p, sched, module.schedule.alphas_cumprod))["mse"])
-                           for p, c in zip(problems, crits)) / len(problems) / 4  # network -> [0, 1] units
+                pred = (
+                    sum(
+                        float(c(transfer(name, p, sched, module.schedule.alphas_cumprod))["mse"])
+                        for p, c in zip(problems, crits)
+                    )
+                    / len(problems)
+                    / 4
+                )  # network -> [0, 1] units
                 z = (summary["mse_mean"] - pred) / summary["mse_se"]
-                rows.append({"task": task, "sampler": name, "params": params, "predicted_mse": pred,
-                             "measured_mse": summary["mse_mean"], "measured_se": summary["mse_se"], "z": z,
-                             "num_images": summary["num_images"], "operators_averaged": len(problems)})
-                print(f"{task:15s} {name:8s} {params:9s} predicted {pred:.5e} measured {summary['mse_mean']:.5e} "
-                      f"± {summary['mse_se']:.1e}  z {z:+.2f}", flush=True)
-                out_path.write_text(json.dumps({"steps": args.steps, "sigma_y": sigma_y, "image_shape": list(shape),
-                                                "checkpoint": str(ckpt), "rows": rows}, indent=2))
+                rows.append(
+                    {
+                        "task": task,
+                        "sampler": name,
+                        "params": params,
+                        "predicted_mse": pred,
+                        "measured_mse": summary["mse_mean"],
+                        "measured_se": summary["mse_se"],
+                        "z": z,
+                        "num_images": summary["num_images"],
+                        "operators_averaged": len(problems),
+                    }
+                )
+                print(
+                    f"{task:15s} {name:8s} {params:9s} predicted {pred:.5e} measured {summary['mse_mean']:.5e} "
+                    f"± {summary['mse_se']:.1e}  z {z:+.2f}",
+                    flush=True,
+                )
+                out_path.write_text(
+                    json.dumps(
+                        {
+                            "steps": args.steps,
+                            "sigma_y": sigma_y,
+                            "image_shape": list(shape),
+                            "checkpoint": str(ckpt),
+                            "rows": rows,
+                        },
+                        indent=2,
+                    )
+                )
     del torch
 
 

@@ -67,14 +67,29 @@ def main() -> None:
         t_sampler = best_of(lambda: s.run(den, op, y, 0.02, params, 0, idx, surrogate=module.surrogate), args.repeats)
         xt = torch.randn(args.batch, *shape)
         t_bare = best_of(lambda: bare_loop(den, xt, params.timesteps, s.needs_grad), args.repeats)
-        rows.append({"sampler": name, "per_step_ms": 1e3 * t_sampler / args.steps,
-                     "bare_per_step_ms": 1e3 * t_bare / args.steps, "overhead_ratio": t_sampler / t_bare,
-                     "differentiates": s.needs_grad})
-        print(f"{name:8s} {rows[-1]['per_step_ms']:8.1f} ms/step  bare {rows[-1]['bare_per_step_ms']:8.1f} ms/step  "
-              f"ratio {rows[-1]['overhead_ratio']:.3f}")
-    result = {"task": args.task, "batch": args.batch, "steps": args.steps, "image_shape": list(shape),
-              "checkpoint": args.ckpt, "threads": torch.get_num_threads(), "machine": platform.processor() or
-              platform.machine(), "rows": rows}
+        rows.append(
+            {
+                "sampler": name,
+                "per_step_ms": 1e3 * t_sampler / args.steps,
+                "bare_per_step_ms": 1e3 * t_bare / args.steps,
+                "overhead_ratio": t_sampler / t_bare,
+                "differentiates": s.needs_grad,
+            }
+        )
+        print(
+            f"{name:8s} {rows[-1]['per_step_ms']:8.1f} ms/step  bare {rows[-1]['bare_per_step_ms']:8.1f} ms/step  "
+            f"ratio {rows[-1]['overhead_ratio']:.3f}"
+        )
+    result = {
+        "task": args.task,
+        "batch": args.batch,
+        "steps": args.steps,
+        "image_shape": list(shape),
+        "checkpoint": args.ckpt,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "rows": rows,
+    }
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2))

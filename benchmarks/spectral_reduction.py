@@ -52,12 +52,26 @@ def main() -> None:
                 t1 = time.perf_counter()
                 r = {k: float(v) for k, v in reduced_c(transfer(name, reduced, params, abar)).items()}
                 t2 = time.perf_counter()
-                row = {"task": task, "sampler": name, "schedule": label, "exact": e, "reduced": r,
-                       "relative_difference": {k: r[k] / e[k] - 1 for k in e}, "exact_s": t1 - t0,
-                       "reduced_s": t2 - t1, "blocks": [exact_problem.num_blocks, reduced.num_blocks]}
+                row = {
+                    "task": task,
+                    "sampler": name,
+                    "schedule": label,
+                    "exact": e,
+                    "reduced": r,
+                    "relative_difference": {k: r[k] / e[k] - 1 for k in e},
+                    "exact_s": t1 - t0,
+                    "reduced_s": t2 - t1,
+                    "blocks": [exact_problem.num_blocks, reduced.num_blocks],
+                }
                 record["rows"].append(row)
-                print(task, name, label, {k: f"{v:+.2e}" for k, v in row["relative_difference"].items()},
-                      f"exact {t1 - t0:.1f} s, reduced {t2 - t1:.2f} s", flush=True)
+                print(
+                    task,
+                    name,
+                    label,
+                    {k: f"{v:+.2e}" for k, v in row["relative_difference"].items()},
+                    f"exact {t1 - t0:.1f} s, reduced {t2 - t1:.2f} s",
+                    flush=True,
+                )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2))
     print(f"wrote {args.out}")

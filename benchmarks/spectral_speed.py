@@ -42,14 +42,24 @@ def main() -> None:
         cache = tempfile.mkdtemp(prefix="zsguide-speed-")
         env = {**os.environ, "ZSGUIDE_CACHE": cache}
         common = ["--ckpt_path", args.ckpt, "--task", task, "--steps", str(args.steps), "--sigma_y", "0.02"]
-        tune_s, rc_t = _timed(["tune", *common, "--sampler", args.tune_sampler, "--output",
-                               str(Path(cache) / "p.json")], env)
+        tune_s, rc_t = _timed(
+            ["tune", *common, "--sampler", args.tune_sampler, "--output", str(Path(cache) / "p.json")], env
+        )
         cold_s, rc_c = _timed(["analyze", *common, "--output", str(Path(cache) / "a")], env)
         warm = [_timed(["analyze", *common, "--output", str(Path(cache) / "b")], env) for _ in range(args.warm_repeats)]
         times = sorted(t for t, _ in warm)
-        rows.append({"task": task, "steps": args.steps, "tune_sampler": args.tune_sampler, "tune_cold_s": tune_s,
-                     "analyze_cold_s": cold_s, "analyze_warm_s": times[len(times) // 2], "analyze_warm_runs_s": times,
-                     "ok": not (rc_t or rc_c or any(rc for _, rc in warm))})
+        rows.append(
+            {
+                "task": task,
+                "steps": args.steps,
+                "tune_sampler": args.tune_sampler,
+                "tune_cold_s": tune_s,
+                "analyze_cold_s": cold_s,
+                "analyze_warm_s": times[len(times) // 2],
+                "analyze_warm_runs_s": times,
+                "ok": not (rc_t or rc_c or any(rc for _, rc in warm)),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps({"rows": rows, "cpu_count": os.cpu_count()}, indent=2))

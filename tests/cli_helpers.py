@@ -13,8 +13,14 @@ TINY = ROOT / "tests" / "configs" / "tiny_gaussian.yaml"
 
 def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "zsguide", *map(str, args)], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "zsguide", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 def error_lines(proc: subprocess.CompletedProcess) -> list[str]:

@@ -51,9 +51,9 @@ class FilterPlusNoise(Denoiser):
     def x0(self, x_t, t):
         a = float(SCHED.alphas_cumprod[int(t)])
         lam, mu = self.sur.spectrum, self.sur.mean[:, None, None]
-        filtered = self.sur.from_spectral(self.gr * wiener_gain(lam, a) * self.sur.to_spectral(x_t - a**0.5 * mu,
-                                                                                                centre=False),
-                                          centre=False)
+        filtered = self.sur.from_spectral(
+            self.gr * wiener_gain(lam, a) * self.sur.to_spectral(x_t - a**0.5 * mu, centre=False), centre=False
+        )
         w = torch.randn(x_t.shape, generator=self.gen, dtype=torch.float64)
         noise = apply_cov(self.sur, (self.rr * wiener_error(lam, a)).sqrt(), w)
         return mu + filtered + noise.to(x_t.dtype)
@@ -85,8 +85,7 @@ def test_calibrated_closed_form_mse_matches_monte_carlo(task, method):
     y = op.measure(x, SIGMA, op.noise_for(5, idx, dtype=torch.float64))
     sampler = get_sampler(method)
     params = sampler.heuristic(task, STEPS, SCHED)
-    out = sampler.run(FilterPlusNoise(sur, gr, rr, seed=11), op, y, SIGMA, params, seed=3, indices=idx,
-                      surrogate=sur)
+    out = sampler.run(FilterPlusNoise(sur, gr, rr, seed=11), op, y, SIGMA, params, seed=3, indices=idx, surrogate=sur)
     per_image = (out - x).square().flatten(1).mean(1)
     se = float(per_image.std()) / math.sqrt(N)
     p = problem_for(sur, op, SIGMA, denoiser=_model(sur, gr, rr))
@@ -126,8 +125,12 @@ def test_calibration_files_are_checked_against_the_surrogate_and_checkpoint(tmp_
     sur = _surrogate()
     abar = SCHED.alphas_cumprod[[900, 100]].to(torch.float64)
     gain = 0.9 * wiener_gain(sur.spectrum, abar.reshape(-1, 1, 1, 1))
-    content = {"zsguide": {"kind": "calibration", "surrogate_digest": sur.digest(), "checkpoint_sha256": "ab" * 32},
-               "abar": abar, "gain": gain, "residual": torch.zeros_like(gain)}
+    content = {
+        "zsguide": {"kind": "calibration", "surrogate_digest": sur.digest(), "checkpoint_sha256": "ab" * 32},
+        "abar": abar,
+        "gain": gain,
+        "residual": torch.zeros_like(gain),
+    }
     path = tmp_path / "cal.pt"
     write_atomically(content, path)
     model = load_calibration(path, sur, "ab" * 32)

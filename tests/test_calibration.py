@@ -33,8 +33,9 @@ def run(denoise, times=(900, 500, 100, 10), n=64, draws=2, seed=0):
         for _ in range(draws):
             for start in range(0, n, 16):
                 idx = list(range(start, min(start + 16, n)))
-                x_t = a**0.5 * x0[idx] + (1 - a) ** 0.5 * torch.randn(len(idx), *SHAPE, generator=g,
-                                                                      dtype=torch.float64)
+                x_t = a**0.5 * x0[idx] + (1 - a) ** 0.5 * torch.randn(
+                    len(idx), *SHAPE, generator=g, dtype=torch.float64
+                )
                 acc.update(j, x_t, denoise(sur, x_t, a, g), idx)
     return sur, acc.finish(draws)
 
@@ -88,13 +89,30 @@ def test_calibrate_on_two_devices_equals_one(tmp_path):
 
     ckpt = ROOT / "checkpoints" / "patches32.ckpt"
     os.environ["OMP_NUM_THREADS"] = "1"  # run_cli passes os.environ to the subprocesses
-    common = ("calibrate", "--ckpt_path", ckpt, "--denoiser", "network", "--num_images", "16", "--num_times", "3",
-              "--draws", "1", "--batch_size", "5", "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar",
-              "false")
+    common = (
+        "calibrate",
+        "--ckpt_path",
+        ckpt,
+        "--denoiser",
+        "network",
+        "--num_images",
+        "16",
+        "--num_times",
+        "3",
+        "--draws",
+        "1",
+        "--batch_size",
+        "5",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+    )
     one = run_cli(*common, "--output", tmp_path / "one.pt", cwd=tmp_path)
     assert one.returncode == 0, one.stderr[-2000:]
-    two = run_cli(*common, "--output", tmp_path / "two.pt", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-                  cwd=tmp_path)
+    two = run_cli(
+        *common, "--output", tmp_path / "two.pt", "--trainer.devices", "2", "--trainer.strategy", "ddp", cwd=tmp_path
+    )
     assert two.returncode == 0, two.stderr[-2000:]
     del os.environ["OMP_NUM_THREADS"]
     a = torch.load(tmp_path / "one.pt", weights_only=True)

@@ -30,7 +30,9 @@ def test_patches_are_deterministic_and_in_range():
 
 def test_gaussian_items_depend_only_on_seed_split_index():
     dm = ImageDataModule(name="gaussian", image_size=8, n_train=4, n_test=4)
-    assert torch.equal(dm.dataset("train")[2]["image"], ImageDataModule(name="gaussian", image_size=8).dataset("train")[2]["image"])
+    assert torch.equal(
+        dm.dataset("train")[2]["image"], ImageDataModule(name="gaussian", image_size=8).dataset("train")[2]["image"]
+    )
     assert not torch.equal(dm.dataset("train")[2]["image"], dm.dataset("test")[2]["image"])
     assert dm.true_spectrum().shape == (3, 8, 8)
 

@@ -39,8 +39,11 @@ deepinv = pytest.importorskip(
     "DDRM, DiffPIR and DPS with deepinv's",
 )
 if getattr(deepinv, "__version__", None) != "0.5.0":
-    pytest.skip(f"the convention mapping below is read from deepinv 0.5.0's source; found deepinv "
-                f"{getattr(deepinv, '__version__', '?')}", allow_module_level=True)
+    pytest.skip(
+        f"the convention mapping below is read from deepinv 0.5.0's source; found deepinv "
+        f"{getattr(deepinv, '__version__', '?')}",
+        allow_module_level=True,
+    )
 
 from zsguide.data.gaussian import gaussian_field_spectrum  # noqa: E402
 from zsguide.diffusion.denoisers import AnalyticDenoiser  # noqa: E402
@@ -114,19 +117,22 @@ def _problem(task: str):
     sur = _surrogate()
     if task == "inpaint":
         op = make_operator("inpaint_random", SHAPE, seed=0, indices=[3])
-        stock = deepinv.physics.Inpainting(img_size=SHAPE, mask=op.mask.expand(1, *SHAPE).float().clone(),
-                                           noise_model=deepinv.physics.GaussianNoise(SIGMA_Y))
+        stock = deepinv.physics.Inpainting(
+            img_size=SHAPE,
+            mask=op.mask.expand(1, *SHAPE).float().clone(),
+            noise_model=deepinv.physics.GaussianNoise(SIGMA_Y),
+        )
     else:
         op = make_operator("deblur_gaussian", SHAPE, seed=0, indices=[3], size=3, sigma=0.6)
         assert float(op.singulars.min()) > 2 * SIGMA_Y
-        stock = deepinv.physics.BlurFFT(img_size=SHAPE, filter=op.kernel.float(),
-                                        noise_model=deepinv.physics.GaussianNoise(SIGMA_Y))
+        stock = deepinv.physics.BlurFFT(
+            img_size=SHAPE, filter=op.kernel.float(), noise_model=deepinv.physics.GaussianNoise(SIGMA_Y)
+        )
     x = sur.sample(1, torch.Generator().manual_seed(1))
     y = op.measure(x, 2 * SIGMA_Y, op.noise_for(0, [3], dtype=torch.float64))
     y_pix = (y + op.A(torch.ones_like(x))) / 2
     # deepinv's operator is ours, in pixel units
-    assert torch.allclose(stock.A(((x + 1) / 2).float()).double(), (op.A(x) + op.A(torch.ones_like(x))) / 2,
-                          atol=1e-6)
+    assert torch.allclose(stock.A(((x + 1) / 2).float()).double(), (op.A(x) + op.A(torch.ones_like(x))) / 2, atol=1e-6)
     return sur, op, y, y_pix, stock
 
 
@@ -158,8 +164,13 @@ def _half_variance_physics(op, sigma_pix: float):
         return (r2 * (sign * c.to(P)) @ P.T).reshape(c.shape[0], *SHAPE)
 
     return deepinv.physics.DecomposablePhysics(
-        U=U, U_adjoint=Ut, V=V, V_adjoint=Vt, mask=s[None].clone(),
-        noise_model=deepinv.physics.GaussianNoise(torch.tensor(sigma_pix, dtype=torch.float64)))
+        U=U,
+        U_adjoint=Ut,
+        V=V,
+        V_adjoint=Vt,
+        mask=s[None].clone(),
+        noise_model=deepinv.physics.GaussianNoise(torch.tensor(sigma_pix, dtype=torch.float64)),
+    )
 
 
 def _assert_same_distribution(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -175,8 +186,10 @@ def _assert_same_distribution(a: torch.Tensor, b: torch.Tensor) -> None:
     ratio = v_a / v_b
     se_ratio = ratio * ((se_v_a / v_a) ** 2 + (se_v_b / v_b) ** 2).sqrt()
     z_var = (ratio - 1) / se_ratio
-    assert z_var.abs().max() < 5, (f"pixel variances differ: ratio in [{float(ratio.min()):.3f}, "
-                                   f"{float(ratio.max()):.3f}], max |z| = {float(z_var.abs().max()):.2f}")
+    assert z_var.abs().max() < 5, (
+        f"pixel variances differ: ratio in [{float(ratio.min()):.3f}, "
+        f"{float(ratio.max()):.3f}], max |z| = {float(z_var.abs().max()):.2f}"
+    )
     p = a.shape[1]
     S = torch.cov(a.T) / n_a + torch.cov(b.T) / n_b
     d = torch.linalg.solve_triangular(torch.linalg.cholesky(S), (m_a - m_b)[:, None], upper=False)
@@ -198,15 +211,15 @@ def test_wrapped_denoiser_is_the_pixel_space_posterior_mean():
     the VE <-> VP map. RGB with a nonzero mean, so the colour transform and the affine terms are exercised."""
     sur = _surrogate(C=3, mean=0.3)
     shape = sur.shape
-    cov_net = _dense(lambda b: sur.from_spectral(sur.spectrum * sur.to_spectral(b, centre=False), centre=False),
-                     shape)
+    cov_net = _dense(lambda b: sur.from_spectral(sur.spectrum * sur.to_spectral(b, centre=False), centre=False), shape)
     m_pix = ((sur.mean[:, None, None].expand(shape) + 1) / 2).reshape(-1)
     S_pix = cov_net / 4
     D = SurrogateDenoiser(sur)
     gen = torch.Generator().manual_seed(0)
     sigmas = torch.tensor([0.02, 0.3, 4.0], dtype=torch.float64)
-    x = ((sur.sample(3, gen) + 1) / 2) + sigmas.view(-1, 1, 1, 1) * torch.randn(3, *shape, generator=gen,
-                                                                                 dtype=torch.float64)
+    x = ((sur.sample(3, gen) + 1) / 2) + sigmas.view(-1, 1, 1, 1) * torch.randn(
+        3, *shape, generator=gen, dtype=torch.float64
+    )
     out = D(x, sigmas)
     eye = torch.eye(S_pix.shape[0], dtype=torch.float64)
     for i, s in enumerate(sigmas):
@@ -214,8 +227,9 @@ def test_wrapped_denoiser_is_the_pixel_space_posterior_mean():
         assert torch.allclose(out[i].reshape(-1), wiener, atol=1e-10), float(s)
     t = 400
     a = float(SCHED.alphas_cumprod[t])
-    x_t = math.sqrt(a) * sur.sample(2, gen) + math.sqrt(1 - a) * torch.randn(2, *shape, generator=gen,
-                                                                              dtype=torch.float64)
+    x_t = math.sqrt(a) * sur.sample(2, gen) + math.sqrt(1 - a) * torch.randn(
+        2, *shape, generator=gen, dtype=torch.float64
+    )
     ours = AnalyticDenoiser(sur, SCHED).x0(x_t, t)
     sigma_pix = math.sqrt((1 - a) / a) / 2
     theirs = 2 * D((x_t / math.sqrt(a) + 1) / 2, sigma_pix) - 1
@@ -267,10 +281,18 @@ def test_ddrm_matches_deepinv(task):
     K, eta, eta_b = 10, 0.85, 1.0
     sigmas = torch.linspace(1, 0, K + 1, dtype=torch.float64)
     sched = _table_schedule([1 / (1 + 4 * s**2) for s in sigmas[:-1].flip(0).tolist()])
-    params = ParamSchedule("ddrm", task, K, "deepinv-ddrm", list(range(K - 1, -1, -1)),
-                           {"eta": [eta] * K, "eta_b": [eta_b] * K}, {"source": "deepinv 0.5.0 DDRM defaults"})
-    ours = get_sampler("ddrm").run(AnalyticDenoiser(sur, sched), op, y.expand(N, *SHAPE), 2 * SIGMA_Y, params,
-                                   seed=5, indices=list(range(N)))
+    params = ParamSchedule(
+        "ddrm",
+        task,
+        K,
+        "deepinv-ddrm",
+        list(range(K - 1, -1, -1)),
+        {"eta": [eta] * K, "eta_b": [eta_b] * K},
+        {"source": "deepinv 0.5.0 DDRM defaults"},
+    )
+    ours = get_sampler("ddrm").run(
+        AnalyticDenoiser(sur, sched), op, y.expand(N, *SHAPE), 2 * SIGMA_Y, params, seed=5, indices=list(range(N))
+    )
     ddrm = deepinv.sampling.DDRM(SurrogateDenoiser(sur), sigmas=sigmas.numpy(), eta=eta, etab=eta_b)
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -306,20 +328,36 @@ def test_diffpir_matches_deepinv(task, zeta):
     errors."""
     sur, op, y, y_pix, stock = _problem(task)
     M, lam = 10, 7.0
-    model = deepinv.sampling.DiffPIR(SurrogateDenoiser(sur), deepinv.optim.data_fidelity.L2(), sigma=SIGMA_Y,
-                                     max_iter=M, zeta=zeta, lambda_=lam)
+    model = deepinv.sampling.DiffPIR(
+        SurrogateDenoiser(sur), deepinv.optim.data_fidelity.L2(), sigma=SIGMA_Y, max_iter=M, zeta=zeta, lambda_=lam
+    )
     taus = [int(model.find_nearest(model.reduced_alpha_cumprod, model.sigmas[model.seq[i]])) for i in range(M)]
     assert taus[0] == 999 and taus[-1] == 0 and all(a > b for a, b in zip(taus, taus[1:]))
-    params = ParamSchedule("diffpir", task, M, "deepinv-diffpir", taus, {"lam": [2 * lam] * M, "zeta": [zeta] * M},
-                           {"source": "deepinv 0.5.0 DiffPIR"})
+    params = ParamSchedule(
+        "diffpir",
+        task,
+        M,
+        "deepinv-diffpir",
+        taus,
+        {"lam": [2 * lam] * M, "zeta": [zeta] * M},
+        {"source": "deepinv 0.5.0 DiffPIR"},
+    )
     at_zero = {}
 
     def keep_state_at_zero(i, t, x, x0_y):
         if i == M - 2:
             at_zero["x"] = x.clone()
 
-    get_sampler("diffpir").run(AnalyticDenoiser(sur, SCHED), op, y.expand(N, *SHAPE), 2 * SIGMA_Y, params, seed=5,
-                               indices=list(range(N)), callback=keep_state_at_zero)
+    get_sampler("diffpir").run(
+        AnalyticDenoiser(sur, SCHED),
+        op,
+        y.expand(N, *SHAPE),
+        2 * SIGMA_Y,
+        params,
+        seed=5,
+        indices=list(range(N)),
+        callback=keep_state_at_zero,
+    )
     with torch.random.fork_rng():
         torch.manual_seed(0)
         theirs = model(y_pix.expand(N, *SHAPE).float().clone(), stock, x_init=torch.full((N, *SHAPE), 0.5))
@@ -351,12 +389,22 @@ def test_dps_matches_deepinv():
     sigma = torch.stack([model.sde.sigma_t(t) for t in times]).double()
     K = steps - 1
     sched = _table_schedule((scale[:K] ** 2).flip(0).tolist())
-    zetas = [float(scale[i] * scale[i + 1] * sigma[i] ** 2 * (1 - (sigma[i + 1] / sigma[i]) ** 2) * weight / 2)
-             for i in range(K)]
-    params = ParamSchedule("dps", "deblur_gaussian", K, "deepinv-dps", list(range(K - 1, -1, -1)),
-                           {"zeta": zetas, "eta": [1.0] * K}, {"source": "deepinv 0.5.0 DPS"})
-    ours = get_sampler("dps").run(AnalyticDenoiser(sur, sched), op, y.expand(n, *SHAPE), 2 * SIGMA_Y, params, seed=5,
-                                  indices=list(range(n)))
+    zetas = [
+        float(scale[i] * scale[i + 1] * sigma[i] ** 2 * (1 - (sigma[i + 1] / sigma[i]) ** 2) * weight / 2)
+        for i in range(K)
+    ]
+    params = ParamSchedule(
+        "dps",
+        "deblur_gaussian",
+        K,
+        "deepinv-dps",
+        list(range(K - 1, -1, -1)),
+        {"zeta": zetas, "eta": [1.0] * K},
+        {"source": "deepinv 0.5.0 DPS"},
+    )
+    ours = get_sampler("dps").run(
+        AnalyticDenoiser(sur, sched), op, y.expand(n, *SHAPE), 2 * SIGMA_Y, params, seed=5, indices=list(range(n))
+    )
     with torch.random.fork_rng():
         torch.manual_seed(0)
         x_init = torch.randn(n, *SHAPE, dtype=torch.float64)

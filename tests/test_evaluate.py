@@ -27,10 +27,29 @@ from .cli_helpers import ROOT, error_lines, run_cli
 CKPT = ROOT / "checkpoints" / "patches32.ckpt"
 QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu")
 # 2 samplers (one differentiates through the denoiser) x 2 tasks x 2 parameter sources, 5 images in batches of 2
-GRID = ("--ckpt_path", CKPT, "--grid.samplers", "[ddrm, pigdm]",
-        "--grid.tasks", "[sr4, {name: inpaint_random, params: {keep: 0.5}}]", "--grid.steps", "[3]",
-        "--grid.params", "[heuristic, spectral]", "--grid.sigma_y", "[0.02]", "--num_images", "5",
-        "--batch_size", "2", "--denoiser", "analytic", "--bootstrap", "20", *QUIET)
+GRID = (
+    "--ckpt_path",
+    CKPT,
+    "--grid.samplers",
+    "[ddrm, pigdm]",
+    "--grid.tasks",
+    "[sr4, {name: inpaint_random, params: {keep: 0.5}}]",
+    "--grid.steps",
+    "[3]",
+    "--grid.params",
+    "[heuristic, spectral]",
+    "--grid.sigma_y",
+    "[0.02]",
+    "--num_images",
+    "5",
+    "--batch_size",
+    "2",
+    "--denoiser",
+    "analytic",
+    "--bootstrap",
+    "20",
+    *QUIET,
+)
 NUM_CELLS, NUM_IMAGES = 8, 5
 
 
@@ -82,29 +101,40 @@ def test_sharding_covers_every_pending_item_once(world, num_images, batch_size):
 # ----------------------------------------------------------------------------------------- bad input, refused early
 
 
-@pytest.mark.parametrize("override,message", [
-    (("--grid.samplers", "[ddrm, ddpm]"), "grid.samplers[1]: unknown sampler 'ddpm'"),
-    (("--grid.tasks", "[sr4, {name: inpaint_random, params: {kep: 0.3}}]"),
-     "grid.tasks[1] (inpaint_random): unknown task parameter(s) kep"),
-    (("--grid.tasks", "[deblur]"), "grid.tasks[0]: unknown task 'deblur'"),
-    (("--grid.sigma_y", "[0.02, -0.1]"), "grid.sigma_y[1]: must be a finite number >= 0, got -0.1"),
-    (("--grid.params", "[heuristic, {source: spectral, trust_factor: 0.5}]"), "grid.params[1].trust_factor"),
-    (("--grid.params", "[heuristic, {source: heuristic, trust_factor: 2}]"), "grid.params[1]: trust_factor"),
-    (("--grid.params", "[heuristic, {source: spectral, objective: psnr}]"),
-     "grid.params[1].objective must be one of w2, mse, perception, pareto"),
-    (("--grid.params", "[heuristic, {source: heuristic, objective: mse}]"), "grid.params[1]: trust_factor, "
-     "pareto_guard, objective"),
-    (("--grid.params", "[heuristic, {source: spectral, objective: mse}, {source: spectral, objective: mse}]"),
-     "grid.params[2]: label 'spectral_mse' appears twice"),
-    (("--grid.steps", "[0]"), "grid.steps[0]: must be >= 1"),
-    (("--grid.tasks", "[{name: inpaint_random, params: {keep: 1.5}}]"), "grid.tasks[0] (inpaint_random_keep1.5): "),
-    (("--grid.params", "[heuristic, heuristic]"), "grid.params[1]: label 'heuristic' appears twice"),
-    (("--grid.params", "[{source: heuristic, label: base}]"), "grid.params[0]: the heuristic source is labelled"),
-    (("--grid.samplers", "[ddrm, ddrm]"), "grid.samplers[1]: sampler 'ddrm' appears twice"),
-    (("--grid.tasks", "[sr4, {name: sr4, label: x4}]"), "grid.tasks[1]: the same task and parameters"),
-    (("--num_images", "1"), "--num_images must be >= 2"),
-    (("--fid_weights", "missing.pth"), "FID weights 'missing.pth' (--fid_weights) do not exist"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (("--grid.samplers", "[ddrm, ddpm]"), "grid.samplers[1]: unknown sampler 'ddpm'"),
+        (
+            ("--grid.tasks", "[sr4, {name: inpaint_random, params: {kep: 0.3}}]"),
+            "grid.tasks[1] (inpaint_random): unknown task parameter(s) kep",
+        ),
+        (("--grid.tasks", "[deblur]"), "grid.tasks[0]: unknown task 'deblur'"),
+        (("--grid.sigma_y", "[0.02, -0.1]"), "grid.sigma_y[1]: must be a finite number >= 0, got -0.1"),
+        (("--grid.params", "[heuristic, {source: spectral, trust_factor: 0.5}]"), "grid.params[1].trust_factor"),
+        (("--grid.params", "[heuristic, {source: heuristic, trust_factor: 2}]"), "grid.params[1]: trust_factor"),
+        (
+            ("--grid.params", "[heuristic, {source: spectral, objective: psnr}]"),
+            "grid.params[1].objective must be one of w2, mse, perception, pareto",
+        ),
+        (
+            ("--grid.params", "[heuristic, {source: heuristic, objective: mse}]"),
+            "grid.params[1]: trust_factor, pareto_guard, objective",
+        ),
+        (
+            ("--grid.params", "[heuristic, {source: spectral, objective: mse}, {source: spectral, objective: mse}]"),
+            "grid.params[2]: label 'spectral_mse' appears twice",
+        ),
+        (("--grid.steps", "[0]"), "grid.steps[0]: must be >= 1"),
+        (("--grid.tasks", "[{name: inpaint_random, params: {keep: 1.5}}]"), "grid.tasks[0] (inpaint_random_keep1.5): "),
+        (("--grid.params", "[heuristic, heuristic]"), "grid.params[1]: label 'heuristic' appears twice"),
+        (("--grid.params", "[{source: heuristic, label: base}]"), "grid.params[0]: the heuristic source is labelled"),
+        (("--grid.samplers", "[ddrm, ddrm]"), "grid.samplers[1]: sampler 'ddrm' appears twice"),
+        (("--grid.tasks", "[sr4, {name: sr4, label: x4}]"), "grid.tasks[1]: the same task and parameters"),
+        (("--num_images", "1"), "--num_images must be >= 2"),
+        (("--fid_weights", "missing.pth"), "FID weights 'missing.pth' (--fid_weights) do not exist"),
+    ],
+)
 def test_bad_grid_entries_are_refused_before_anything_runs(tmp_path, override, message, capsys):
     out = tmp_path / "out"
     rc = main(["evaluate", *map(str, GRID), *override, "--output", str(out)])
@@ -128,14 +158,12 @@ def test_report_files_figures_and_paired_differences(reference):
         mine = [r for r in rows if (r["sampler"], r["task"], r["params"]) == (c["sampler"], c["task"], c["params"])]
         assert c["psnr_mean"] == pytest.approx(np.mean([float(r["psnr"]) for r in mine]), rel=1e-12)
         if c["params"] != "heuristic":
-            twin = [r for r in rows if (r["sampler"], r["task"], r["params"]) == (c["sampler"], c["task"],
-                                                                                  "heuristic")]
+            twin = [r for r in rows if (r["sampler"], r["task"], r["params"]) == (c["sampler"], c["task"], "heuristic")]
             d = [float(a["psnr"]) - float(b["psnr"]) for a, b in zip(mine, twin)]
             assert c["twin"].split("/")[3] == "heuristic"
             assert c["d_psnr"] == pytest.approx(np.mean(d), abs=1e-12)
             assert c["d_psnr_se"] == pytest.approx(np.std(d, ddof=1) / np.sqrt(len(d)), rel=1e-9)
-            assert c["d_fd"] == pytest.approx(c["fd"] - next(t["fd"] for t in cells if t["key"] == c["twin"]),
-                                              abs=1e-9)
+            assert c["d_fd"] == pytest.approx(c["fd"] - next(t["fd"] for t in cells if t["key"] == c["twin"]), abs=1e-9)
             assert c["d_fd_se"] > 0 and isinstance(c["worse_both"], bool)
         assert c["fd"] > 0 and c["fd_se"] > 0
     with open(reference / "cells.csv", newline="") as fh:
@@ -154,16 +182,45 @@ def test_report_files_figures_and_paired_differences(reference):
 
 def test_a_cell_gives_what_restore_gives(reference, tmp_path):
     out = tmp_path / "restore"
-    rc = main(["restore", "--ckpt_path", str(CKPT), "--task", "inpaint_random", "--task_params.keep", "0.5",
-               "--sampler", "pigdm", "--steps", "3", "--params", "spectral", "--sigma_y", "0.02", "--num_images",
-               str(NUM_IMAGES), "--batch_size", "3", "--denoiser", "analytic", "--output", str(out), *QUIET])
+    rc = main(
+        [
+            "restore",
+            "--ckpt_path",
+            str(CKPT),
+            "--task",
+            "inpaint_random",
+            "--task_params.keep",
+            "0.5",
+            "--sampler",
+            "pigdm",
+            "--steps",
+            "3",
+            "--params",
+            "spectral",
+            "--sigma_y",
+            "0.02",
+            "--num_images",
+            str(NUM_IMAGES),
+            "--batch_size",
+            "3",
+            "--denoiser",
+            "analytic",
+            "--output",
+            str(out),
+            *QUIET,
+        ]
+    )
     assert rc == 0
     with open(out / "metrics.csv", newline="") as fh:
         restored = list(csv.DictReader(fh))
-    mine = [r for r in read_results(reference) if (r["sampler"], r["task"], r["params"]) ==
-            ("pigdm", "inpaint_random_keep0.5", "spectral")]
-    assert [(r["index"], r["psnr"], r["ssim"], r["mse"]) for r in mine] == \
-        [(r["index"], r["psnr"], r["ssim"], r["mse"]) for r in restored]
+    mine = [
+        r
+        for r in read_results(reference)
+        if (r["sampler"], r["task"], r["params"]) == ("pigdm", "inpaint_random_keep0.5", "spectral")
+    ]
+    assert [(r["index"], r["psnr"], r["ssim"], r["mse"]) for r in mine] == [
+        (r["index"], r["psnr"], r["ssim"], r["mse"]) for r in restored
+    ]
 
 
 def test_fewer_images_than_committed_reports_the_first_ones(reference, tmp_path):
@@ -185,11 +242,31 @@ def test_a_params_file_must_fit_the_grid(tmp_path, capsys):
     module, _ = load_score_module(CKPT)
     path = tmp_path / "params.json"
     path.write_text(json.dumps(get_sampler("ddrm").heuristic("sr4", 3, module.schedule).to_dict()))
-    rc = main(["evaluate", *map(str, GRID), "--grid.params", f"[heuristic, {{source: {path}}}]", "--output",
-               str(tmp_path / "out")])
+    rc = main(
+        [
+            "evaluate",
+            *map(str, GRID),
+            "--grid.params",
+            f"[heuristic, {{source: {path}}}]",
+            "--output",
+            str(tmp_path / "out"),
+        ]
+    )
     assert rc == 2 and "grid.params[1]: " in capsys.readouterr().err and not (tmp_path / "out").exists()
-    rc = main(["evaluate", *map(str, GRID), "--grid.samplers", "[ddrm]", "--grid.tasks", "[sr4]", "--grid.params",
-               f"[heuristic, {{source: {path}, label: mine}}]", "--output", str(tmp_path / "ok")])
+    rc = main(
+        [
+            "evaluate",
+            *map(str, GRID),
+            "--grid.samplers",
+            "[ddrm]",
+            "--grid.tasks",
+            "[sr4]",
+            "--grid.params",
+            f"[heuristic, {{source: {path}, label: mine}}]",
+            "--output",
+            str(tmp_path / "ok"),
+        ]
+    )
     assert rc == 0
     cells = {c["params"]: c for c in json.loads((tmp_path / "ok" / "cells.json").read_text())["cells"]}
     assert cells["mine"]["psnr_mean"] == cells["heuristic"]["psnr_mean"]  # the same schedule, the same images
@@ -236,12 +313,43 @@ def test_two_torchrun_nodes_on_loopback_give_the_same_results_as_one(reference, 
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(r), "--nproc_per_node",
-         "1", "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "zsguide", "evaluate",
-         *map(str, GRID), "--output", "nodes", "--trainer.num_nodes", "2", "--trainer.devices", "1",
-         "--trainer.strategy", "ddp"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True) for r in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--node_rank",
+                str(r),
+                "--nproc_per_node",
+                "1",
+                "--master_addr",
+                "127.0.0.1",
+                "--master_port",
+                str(port),
+                "-m",
+                "zsguide",
+                "evaluate",
+                *map(str, GRID),
+                "--output",
+                "nodes",
+                "--trainer.num_nodes",
+                "2",
+                "--trainer.devices",
+                "1",
+                "--trainer.strategy",
+                "ddp",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
     logs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), logs[0][-2000:] + logs[1][-2000:]
     run = json.loads((tmp_path / "nodes" / "cells.json").read_text())["run"]
@@ -259,16 +367,18 @@ def test_kill_9_mid_grid_then_the_same_command_finishes_it_identically(tmp_path)
     grid[grid.index("--grid.steps") + 1] = "[6]"
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
     cmd = [sys.executable, "-m", "zsguide", "evaluate", *grid, "--output", "run"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     deadline = time.monotonic() + 240
     while len(item_files(tmp_path / "run")) < 6 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_at = len(item_files(tmp_path / "run"))
-    assert proc.returncode == -signal.SIGKILL and 6 <= killed_at < NUM_CELLS * NUM_IMAGES, \
+    assert proc.returncode == -signal.SIGKILL and 6 <= killed_at < NUM_CELLS * NUM_IMAGES, (
         f"not killed mid-grid ({killed_at} items, rc {proc.returncode})"
+    )
     assert not (tmp_path / "run" / "report.md").exists()
     again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -375,8 +485,20 @@ def test_evaluate_reports_fid_and_lpips_with_local_weights(inception_weights, tm
     grid = [str(a) for a in GRID]
     grid[grid.index("--grid.samplers") + 1] = "[ddrm]"
     grid[grid.index("--grid.tasks") + 1] = "[sr4]"
-    rc = main(["evaluate", *grid, "--num_images", "4", "--fid_weights", str(inception_weights), "--lpips_weights",
-               str(lpips), "--output", str(tmp_path / "fid")])
+    rc = main(
+        [
+            "evaluate",
+            *grid,
+            "--num_images",
+            "4",
+            "--fid_weights",
+            str(inception_weights),
+            "--lpips_weights",
+            str(lpips),
+            "--output",
+            str(tmp_path / "fid"),
+        ]
+    )
     assert rc == 0
     cells = json.loads((tmp_path / "fid" / "cells.json").read_text())["cells"]
     assert all(c["fid"] >= 0 and c["fid_se"] >= 0 and c["lpips_mean"] >= 0 for c in cells)

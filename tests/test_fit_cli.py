@@ -86,8 +86,9 @@ def test_ddp_two_processes_give_the_same_surrogate(fitted, tmp_path):
 
 def test_checkpoint_for_another_image_shape(fitted):
     work, run = fitted
-    proc = run_cli("test", "--config", TINY, "--ckpt_path", run / "checkpoints" / "last.ckpt",
-                   "--data.image_size", "8", cwd=work)
+    proc = run_cli(
+        "test", "--config", TINY, "--ckpt_path", run / "checkpoints" / "last.ckpt", "--data.image_size", "8", cwd=work
+    )
     assert proc.returncode == 2
     (line,) = error_lines(proc)
     assert "(3, 16, 16)" in line and "(3, 8, 8)" in line

@@ -327,9 +327,7 @@ def test_sr_fourier_blocks_reproduce_operator(factor, variant, files):
     predicted = (blocks * fft2_ortho(x)[..., rows, cols]).sum(dim=-1)
     assert rel(predicted, fft2_ortho(op.A(x))) < 1e-12
     # the singular value of each LR frequency is the norm of its row
-    assert torch.allclose(
-        op.singulars[:, :, 0].expand(1, 1, h, w), blocks.abs().norm(dim=-1), rtol=1e-12, atol=1e-15
-    )
+    assert torch.allclose(op.singulars[:, :, 0].expand(1, 1, h, w), blocks.abs().norm(dim=-1), rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("factor", [2, 4])
@@ -404,8 +402,15 @@ def test_mask_files(files):
 
 def test_tasks_and_defaults():
     assert set(TASK_NAMES) == {
-        "inpaint_random", "inpaint_box", "inpaint_mask", "deblur_gaussian", "deblur_uniform", "deblur_motion",
-        "deblur_kernel", "sr2", "sr4",
+        "inpaint_random",
+        "inpaint_box",
+        "inpaint_mask",
+        "deblur_gaussian",
+        "deblur_uniform",
+        "deblur_motion",
+        "deblur_kernel",
+        "sr2",
+        "sr4",
     }
     for task in TASK_NAMES:
         defaults = task_defaults(task)

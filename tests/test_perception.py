@@ -97,7 +97,8 @@ def test_gaussian_closed_forms():
     a, b = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), torch.tensor([4.0, 0.5, 3.0], dtype=torch.float64)
     z = torch.zeros(3, dtype=torch.float64)
     assert frechet_distance(z, torch.diag(a), z, torch.diag(b)) == pytest.approx(
-        float(((a.sqrt() - b.sqrt()) ** 2).sum()), rel=1e-12)
+        float(((a.sqrt() - b.sqrt()) ** 2).sum()), rel=1e-12
+    )
 
     # samples: same law -> small (the finite-sample bias, ~ 2 tr(S^2)/... -> order d^2/n); shifted law -> |delta|^2
     lchol = torch.linalg.cholesky(s)
@@ -109,9 +110,13 @@ def test_gaussian_closed_forms():
     assert same < 0.02
     assert shifted == pytest.approx(float(delta @ delta), abs=0.03)
     # the bootstrap standard error against the spread over independent replicates of the same experiment
-    reps = [frechet_distance_features(mu + torch.randn(300, d, generator=g, dtype=torch.float64) @ lchol.T,
-                                      mu + delta + torch.randn(300, d, generator=g, dtype=torch.float64) @ lchol.T)
-            for _ in range(60)]
+    reps = [
+        frechet_distance_features(
+            mu + torch.randn(300, d, generator=g, dtype=torch.float64) @ lchol.T,
+            mu + delta + torch.randn(300, d, generator=g, dtype=torch.float64) @ lchol.T,
+        )
+        for _ in range(60)
+    ]
     spread = float(torch.tensor(reps).std())
     se = bootstrap_se(x1[:300], x2[:300] + delta, num=60)
     assert 0.5 * spread < se < 2 * spread

@@ -24,18 +24,28 @@ from zsguide.errors import ZSGuideError
 from zsguide.networks import load_network
 from zsguide.networks.adm import ADMConfig, ADMUNet, preset_config
 
-from .cli_helpers import error_lines, run_cli
+from .cli_helpers import run_cli
 
-TINY_ADM = dict(image_size=64, num_channels=32, num_res_blocks=1, channel_mult="1,2", learn_sigma=True,
-                attention_resolutions="32", num_head_channels=16, resblock_updown=True)
+TINY_ADM = dict(
+    image_size=64,
+    num_channels=32,
+    num_res_blocks=1,
+    channel_mult="1,2",
+    learn_sigma=True,
+    attention_resolutions="32",
+    num_head_channels=16,
+    resblock_updown=True,
+)
 TINY_ARGS = [f"--adm.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in TINY_ADM.items()]
 
 
 def perturbed(module: torch.nn.Module, seed: int, scale: float = 0.02) -> dict:
     """The module's state dict plus small noise, so that zero-initialised layers do not hide a wiring error."""
     g = torch.Generator().manual_seed(seed)
-    return {k: v + scale * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
-            for k, v in module.state_dict().items()}
+    return {
+        k: v + scale * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+        for k, v in module.state_dict().items()
+    }
 
 
 def write_photos(folder: Path, n: int, size: int) -> Path:
@@ -44,7 +54,7 @@ def write_photos(folder: Path, n: int, size: int) -> Path:
     img = skdata.astronaut()
     for i in range(n):
         y, x = rng.integers(0, 512 - size - 20, 2)
-        skio.imsave(folder / f"im{i:02d}.png", img[y:y + size + 20, x:x + size], check_contrast=False)
+        skio.imsave(folder / f"im{i:02d}.png", img[y : y + size + 20, x : x + size], check_contrast=False)
     return folder
 
 
@@ -63,8 +73,23 @@ def tiny_adm(tmp_path_factory):
 def tiny_prior(tiny_adm):
     work, _ = tiny_adm
     photos = write_photos(work / "photos", 10, 64)
-    proc = run_cli("prior", "--network", work / "tiny_adm.pt", "--arch", "adm", *TINY_ARGS, "--data.name", "folder",
-                   "--data.root", photos, "--data.split_policy", "all", "--output", work / "prior.ckpt", cwd=work)
+    proc = run_cli(
+        "prior",
+        "--network",
+        work / "tiny_adm.pt",
+        "--arch",
+        "adm",
+        *TINY_ARGS,
+        "--data.name",
+        "folder",
+        "--data.root",
+        photos,
+        "--data.split_policy",
+        "all",
+        "--output",
+        work / "prior.ckpt",
+        cwd=work,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return work, work / "prior.ckpt"
 
@@ -86,8 +111,7 @@ def test_adm_raw_state_dict_gives_the_modules_eps(tiny_adm):
 def test_inversebench_checkpoint_layout_loads_the_same_network(tiny_adm, tmp_path):
     work, net = tiny_adm
     state = {f"model.{k}": v for k, v in net.state_dict().items()}
-    torch.save({"ema": state, "net": {k: torch.zeros_like(v) for k, v in state.items()}, "step": 7},
-               tmp_path / "ib.pt")
+    torch.save({"ema": state, "net": {k: torch.zeros_like(v) for k, v in state.items()}, "step": 7}, tmp_path / "ib.pt")
     eps, desc, _ = load_network("adm", tmp_path / "ib.pt", TINY_ADM)
     x, t = torch.randn(1, 3, 64, 64), torch.tensor([500])
     with torch.no_grad():
@@ -103,8 +127,11 @@ def test_wrong_architecture_is_one_line_listing_the_keys(tiny_adm, tmp_path):
     assert "\n" not in message and "tiny_adm.pt" in message and "adm:ffhq_10m" in message
     assert "missing keys (" in message and "shape mismatches (" in message and "input_blocks." in message
     # a learned-sigma file read as eps-only: the shape mismatch of the last conv, and the option that fixes it
-    with pytest.raises(ZSGuideError, match=r"out\.2\.weight file \(6, 32, 3, 3\) vs network \(3, 32, 3, 3\).*"
-                                           r"--adm.learn_sigma true"):
+    with pytest.raises(
+        ZSGuideError,
+        match=r"out\.2\.weight file \(6, 32, 3, 3\) vs network \(3, 32, 3, 3\).*"
+        r"--adm.learn_sigma true",
+    ):
         load_network("adm", work / "tiny_adm.pt", TINY_ADM | {"learn_sigma": False})
     # a class-conditional file
     torch.save(net.state_dict() | {"label_emb.weight": torch.zeros(1000, 128)}, tmp_path / "cond.pt")
@@ -125,8 +152,9 @@ def test_our_adm_matches_deepinv_diffunet_in_the_ffhq_preset():
     deepinv = pytest.importorskip("deepinv")
     torch.manual_seed(0)
     theirs = deepinv.models.DiffUNet(pretrained=None).eval()  # dropout 0.1: eval mode
-    state = {k: v for k, v in perturbed(theirs, 3).items()
-             if k not in ("sqrt_1m_alphas_cumprod", "sqrt_alphas_cumprod")}  # deepinv's two schedule buffers
+    state = {
+        k: v for k, v in perturbed(theirs, 3).items() if k not in ("sqrt_1m_alphas_cumprod", "sqrt_alphas_cumprod")
+    }  # deepinv's two schedule buffers
     theirs.load_state_dict(state, strict=False)
     ours = ADMUNet(preset_config("ffhq_10m")).eval()
     ours.load_state_dict(state, strict=True)
@@ -145,10 +173,16 @@ def diffusers_folder(tmp_path_factory):
     diffusers = pytest.importorskip("diffusers", reason="diffusers is not installed: pip install -e '.[diffusers]'")
     root = tmp_path_factory.mktemp("ddpm")
     torch.manual_seed(0)
-    unet = diffusers.UNet2DModel(sample_size=32, in_channels=3, out_channels=3, layers_per_block=1,
-                                 block_out_channels=(32, 64), norm_num_groups=8,
-                                 down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                                 up_block_types=("AttnUpBlock2D", "UpBlock2D")).eval()
+    unet = diffusers.UNet2DModel(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+    ).eval()
     unet.load_state_dict(perturbed(unet, 5))
     unet.save_pretrained(root / "model")
     diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear").save_pretrained(root / "model")
@@ -167,13 +201,16 @@ def test_diffusers_folder_gives_the_modules_eps(diffusers_folder):
     assert set(desc["files"]) == {"config", "weights", "scheduler"}
 
 
-@pytest.mark.parametrize("change,expected", [
-    ({"prediction_type": "v_prediction"}, "prediction_type 'v_prediction'"),
-    ({"beta_schedule": "scaled_linear"}, "beta_schedule 'scaled_linear'"),
-    ({"rescale_betas_zero_snr": True}, "alphas_cumprod differ from the linear VP schedule"),
-    ({"trained_betas": [0.1] * 1000}, "trained_betas"),
-    ({"_class_name": "ScoreSdeVeScheduler"}, "is a ScoreSdeVeScheduler"),
-])
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        ({"prediction_type": "v_prediction"}, "prediction_type 'v_prediction'"),
+        ({"beta_schedule": "scaled_linear"}, "beta_schedule 'scaled_linear'"),
+        ({"rescale_betas_zero_snr": True}, "alphas_cumprod differ from the linear VP schedule"),
+        ({"trained_betas": [0.1] * 1000}, "trained_betas"),
+        ({"_class_name": "ScoreSdeVeScheduler"}, "is a ScoreSdeVeScheduler"),
+    ],
+)
 def test_diffusers_schedules_that_are_not_ours_are_refused(diffusers_folder, tmp_path, change, expected):
     folder, _ = diffusers_folder
     shutil.copytree(folder, tmp_path / "m")
@@ -226,8 +263,12 @@ def test_a_crafted_checkpoint_cannot_run_code(tmp_path, tiny_adm, capsys):
 def test_the_package_never_unpickles_code():
     root = Path(__file__).resolve().parents[1] / "zsguide"
     unsafe = re.compile(r"weights_only\s*=\s*False|pickle\.loads?\(|torch\.load\((?![^)]*weights_only\s*=\s*True)")
-    offenders = [f"{p}:{i}" for p in root.rglob("*.py") for i, line in enumerate(p.read_text().splitlines(), 1)
-                 if unsafe.search(line)]
+    offenders = [
+        f"{p}:{i}"
+        for p in root.rglob("*.py")
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if unsafe.search(line)
+    ]
     assert offenders == []
 
 
@@ -250,8 +291,21 @@ def test_prior_on_two_devices_equals_one(tiny_prior, tmp_path):
     """11 images (an uneven split: 6 and 5) on 2 DDP processes give the surrogate of 1 process."""
     work, _ = tiny_prior
     photos = write_photos(tmp_path / "photos", 11, 64)
-    common = ["--network", work / "tiny_adm.pt", "--arch", "adm", *TINY_ARGS, "--data.name", "folder",
-              "--data.root", photos, "--data.split_policy", "all", "--batch_size", "4"]
+    common = [
+        "--network",
+        work / "tiny_adm.pt",
+        "--arch",
+        "adm",
+        *TINY_ARGS,
+        "--data.name",
+        "folder",
+        "--data.root",
+        photos,
+        "--data.split_policy",
+        "all",
+        "--batch_size",
+        "4",
+    ]
     for name, extra in (("one", []), ("two", ["--trainer.devices", "2", "--trainer.strategy", "ddp"])):
         proc = run_cli("prior", *common, *extra, "--output", tmp_path / f"{name}.ckpt", cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -284,19 +338,36 @@ def error_lines_of(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
-@pytest.mark.parametrize("extra,expected", [
-    (["--arch", "adm:ffhq_10m"], "missing keys"),
-    (["--arch", "unet"], "unknown --arch 'unet'"),
-    (["--arch", "adm", *TINY_ARGS, "--data.image_size", "31"], "not a multiple of 2"),
-    (["--arch", "adm", *TINY_ARGS, "--data.channels", "1"], "does not match the network's 3 input channels"),
-    (["--arch", "adm", *TINY_ARGS, "--data.root", "nowhere"], "'nowhere' does not exist"),
-    (["--arch", "adm", *TINY_ARGS, "--trainer.strategy", "ddp_spawn"], "spawned processes cannot return"),
-    (["--arch", "adm", *TINY_ARGS, "--adm.num_channels", "48"], "multiple of 32"),
-])
+@pytest.mark.parametrize(
+    "extra,expected",
+    [
+        (["--arch", "adm:ffhq_10m"], "missing keys"),
+        (["--arch", "unet"], "unknown --arch 'unet'"),
+        (["--arch", "adm", *TINY_ARGS, "--data.image_size", "31"], "not a multiple of 2"),
+        (["--arch", "adm", *TINY_ARGS, "--data.channels", "1"], "does not match the network's 3 input channels"),
+        (["--arch", "adm", *TINY_ARGS, "--data.root", "nowhere"], "'nowhere' does not exist"),
+        (["--arch", "adm", *TINY_ARGS, "--trainer.strategy", "ddp_spawn"], "spawned processes cannot return"),
+        (["--arch", "adm", *TINY_ARGS, "--adm.num_channels", "48"], "multiple of 32"),
+    ],
+)
 def test_prior_bad_input_is_one_line_and_no_file(tiny_prior, tmp_path, capsys, extra, expected):
     work, _ = tiny_prior
-    rc = main(["prior", "--network", str(work / "tiny_adm.pt"), "--data.name", "folder", "--data.root",
-               str(work / "photos"), "--data.split_policy", "all", *extra, "--output", str(tmp_path / "p.ckpt")])
+    rc = main(
+        [
+            "prior",
+            "--network",
+            str(work / "tiny_adm.pt"),
+            "--data.name",
+            "folder",
+            "--data.root",
+            str(work / "photos"),
+            "--data.split_policy",
+            "all",
+            *extra,
+            "--output",
+            str(tmp_path / "p.ckpt"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and expected in err and len(error_lines_of(err)) == 1, err
     assert not (tmp_path / "p.ckpt").exists()
@@ -307,8 +378,25 @@ def test_every_sampler_restores_through_a_prior(tiny_prior, tmp_path, sampler):
     """The path, not the numbers: a random network restores nothing, but every sampler runs through it."""
     work, prior = tiny_prior
     out = tmp_path / sampler
-    rc = main(["restore", "--ckpt_path", str(prior), "--task", "sr2", "--sampler", sampler, "--steps", "3",
-               "--num_images", "2", "--output", str(out), "--trainer.enable_progress_bar", "false"])
+    rc = main(
+        [
+            "restore",
+            "--ckpt_path",
+            str(prior),
+            "--task",
+            "sr2",
+            "--sampler",
+            sampler,
+            "--steps",
+            "3",
+            "--num_images",
+            "2",
+            "--output",
+            str(out),
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] and summary["image_shape"] == [3, 64, 64] and np.isfinite(summary["psnr_mean"])
@@ -318,19 +406,65 @@ def test_every_sampler_restores_through_a_prior(tiny_prior, tmp_path, sampler):
 
 def test_analyze_and_spectral_restore_on_a_prior(tiny_prior, tmp_path, capsys):
     work, prior = tiny_prior
-    rc = main(["analyze", "--ckpt_path", str(prior), "--task", "deblur_gaussian", "--steps", "5", "--samplers",
-               "[ddrm, diffpir]", "--output", str(tmp_path / "an")])
+    rc = main(
+        [
+            "analyze",
+            "--ckpt_path",
+            str(prior),
+            "--task",
+            "deblur_gaussian",
+            "--steps",
+            "5",
+            "--samplers",
+            "[ddrm, diffpir]",
+            "--output",
+            str(tmp_path / "an"),
+        ]
+    )
     assert rc == 0
     analysis = json.loads((tmp_path / "an" / "analysis.json").read_text())
-    assert analysis["samplers"]["diffpir"]["spectral"]["avg_w2"] < analysis["samplers"]["diffpir"]["heuristic"]["avg_w2"]
+    assert (
+        analysis["samplers"]["diffpir"]["spectral"]["avg_w2"] < analysis["samplers"]["diffpir"]["heuristic"]["avg_w2"]
+    )
     # 64 x 64 x4: more alias blocks than the engine models whole, so a stated sample (figures included)
-    rc = main(["analyze", "--ckpt_path", str(prior), "--task", "sr4", "--steps", "4", "--samplers", "[ddrm, dps]",
-               "--output", str(tmp_path / "an_sr")])
+    rc = main(
+        [
+            "analyze",
+            "--ckpt_path",
+            str(prior),
+            "--task",
+            "sr4",
+            "--steps",
+            "4",
+            "--samplers",
+            "[ddrm, dps]",
+            "--output",
+            str(tmp_path / "an_sr"),
+        ]
+    )
     assert rc == 0 and (tmp_path / "an_sr" / "transfer_functions.png").stat().st_size > 1000
     assert "dimension reduction" in json.loads((tmp_path / "an_sr" / "analysis.json").read_text())["reduction"]
-    rc = main(["restore", "--ckpt_path", str(prior), "--task", "deblur_gaussian", "--sampler", "diffpir", "--steps",
-               "5", "--params", "spectral", "--num_images", "1", "--output", str(tmp_path / "r"),
-               "--trainer.enable_progress_bar", "false"])
+    rc = main(
+        [
+            "restore",
+            "--ckpt_path",
+            str(prior),
+            "--task",
+            "deblur_gaussian",
+            "--sampler",
+            "diffpir",
+            "--steps",
+            "5",
+            "--params",
+            "spectral",
+            "--num_images",
+            "1",
+            "--output",
+            str(tmp_path / "r"),
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
     assert rc == 0 and json.loads((tmp_path / "r" / "summary.json").read_text())["params_source"] == "spectral"
 
 
@@ -342,9 +476,29 @@ def test_restore_through_a_prior_on_cuda_matches_the_cpu(tiny_prior, tmp_path, s
     outs = {}
     for device in ("cpu", "gpu"):
         out = tmp_path / device
-        rc = main(["restore", "--ckpt_path", str(prior), "--task", "sr2", "--sampler", sampler, "--steps", "3",
-                   "--num_images", "2", "--trainer.accelerator", device, "--trainer.precision", "64-true",
-                   "--output", str(out), "--trainer.enable_progress_bar", "false"])
+        rc = main(
+            [
+                "restore",
+                "--ckpt_path",
+                str(prior),
+                "--task",
+                "sr2",
+                "--sampler",
+                sampler,
+                "--steps",
+                "3",
+                "--num_images",
+                "2",
+                "--trainer.accelerator",
+                device,
+                "--trainer.precision",
+                "64-true",
+                "--output",
+                str(out),
+                "--trainer.enable_progress_bar",
+                "false",
+            ]
+        )
         assert rc == 0
         outs[device] = np.stack([np.load(out / "restored" / f"{i:05d}.npy") for i in range(2)])
     np.testing.assert_allclose(outs["gpu"], outs["cpu"], atol=1e-4)  # GroupNorm32 computes in float32
@@ -357,9 +511,27 @@ def test_restore_through_a_prior_in_float64_differs_from_float32_by_rounding_onl
     outs = {}
     for precision in ("32-true", "64-true"):
         out = tmp_path / precision
-        rc = main(["restore", "--ckpt_path", str(prior), "--task", "sr2", "--sampler", "dps", "--steps", "3",
-                   "--num_images", "1", "--trainer.precision", precision, "--output", str(out),
-                   "--trainer.enable_progress_bar", "false"])
+        rc = main(
+            [
+                "restore",
+                "--ckpt_path",
+                str(prior),
+                "--task",
+                "sr2",
+                "--sampler",
+                "dps",
+                "--steps",
+                "3",
+                "--num_images",
+                "1",
+                "--trainer.precision",
+                precision,
+                "--output",
+                str(out),
+                "--trainer.enable_progress_bar",
+                "false",
+            ]
+        )
         assert rc == 0
         outs[precision] = np.load(out / "restored" / "00000.npy")
     assert 0 < np.abs(outs["64-true"] - outs["32-true"]).max() < 1e-3

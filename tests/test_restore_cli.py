@@ -33,12 +33,45 @@ from .cli_helpers import ROOT, TINY, run_cli
 pytestmark = pytest.mark.slow
 
 N = 3  # images: uneven over 2 devices
-RUN = ("--task", "sr4", "--sampler", "ddrm", "--steps", "3", "--num_images", str(N), "--denoiser", "analytic",
-       "--sigma_y", "0.02", "--seed", "5")
+RUN = (
+    "--task",
+    "sr4",
+    "--sampler",
+    "ddrm",
+    "--steps",
+    "3",
+    "--num_images",
+    str(N),
+    "--denoiser",
+    "analytic",
+    "--sigma_y",
+    "0.02",
+    "--seed",
+    "5",
+)
 QUIET = ("--trainer.enable_progress_bar", "false")
-SUMMARY_KEYS = {"sampler", "task", "task_params", "steps", "params_source", "sigma_y", "noise_convention", "seed",
-                "num_images", "denoiser", "psnr_mean", "ssim_mean", "mse_mean", "psnr_se", "ssim_se", "mse_se",
-                "wall_time_s", "images_per_second", "devices", "clipped"}
+SUMMARY_KEYS = {
+    "sampler",
+    "task",
+    "task_params",
+    "steps",
+    "params_source",
+    "sigma_y",
+    "noise_convention",
+    "seed",
+    "num_images",
+    "denoiser",
+    "psnr_mean",
+    "ssim_mean",
+    "mse_mean",
+    "psnr_se",
+    "ssim_se",
+    "mse_se",
+    "wall_time_s",
+    "images_per_second",
+    "devices",
+    "clipped",
+}
 RUN_ENVIRONMENT = ("wall_time_s", "images_per_second", "devices", "strategy")
 
 
@@ -87,11 +120,15 @@ def handmade_checkpoint(path, image_size):
     from zsguide.diffusion.module import ScoreModule
 
     dm = ImageDataModule(name="gaussian", image_size=image_size, n_train=16, n_val=4, n_test=4)
-    module = ScoreModule(channels=3, image_size=image_size, base_channels=8, channel_mults=(1, 2),
-                         num_res_blocks=1, attention_levels=())
+    module = ScoreModule(
+        channels=3, image_size=image_size, base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=()
+    )
     module.fit_surrogate(dm.dataset("train"))
-    ckpt = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-            "datamodule_hyper_parameters": dict(dm.hparams)}
+    ckpt = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "datamodule_hyper_parameters": dict(dm.hparams),
+    }
     module.on_save_checkpoint(ckpt)
     torch.save(ckpt, path)
     return path
@@ -127,8 +164,9 @@ def test_restore_writes_every_file_with_the_right_contents(reference):
     assert header == ["index", "psnr", "ssim", "mse"] and [int(r["index"]) for r in rows] == list(range(N))
     for r in rows:  # Gaussian fields are never clipped: metrics on raw values, against an independent computation
         x, x_hat = npy(out, "truth", int(r["index"])).astype(np.float64), npy(out, "restored", int(r["index"]))
-        assert r["psnr"] == pytest.approx(peak_signal_noise_ratio(x, x_hat.astype(np.float64), data_range=1.0),
-                                          abs=1e-4)
+        assert r["psnr"] == pytest.approx(
+            peak_signal_noise_ratio(x, x_hat.astype(np.float64), data_range=1.0), abs=1e-4
+        )
         assert r["mse"] == pytest.approx(np.mean((x_hat.astype(np.float64) - x) ** 2), rel=1e-9)
         assert -1 < r["ssim"] < 1
 
@@ -158,8 +196,9 @@ def test_restore_writes_every_file_with_the_right_contents(reference):
 def test_batch_size_and_config_round_trip(reference, tmp_path, capsys):
     """--config DIR/config.yaml repeats the run; with batch size 1 instead of 3 every output is identical."""
     ref, _ = reference
-    rc, cap = restore_in_process(capsys, "--config", ref / "config.yaml", "--batch_size", "1",
-                                 "--output", tmp_path / "b1", *QUIET)
+    rc, cap = restore_in_process(
+        capsys, "--config", ref / "config.yaml", "--batch_size", "1", "--output", tmp_path / "b1", *QUIET
+    )
     assert rc == 0, cap.err[-2000:]
     out = tmp_path / "b1"
     assert (out / "metrics.csv").read_text() == (ref / "metrics.csv").read_text()
@@ -168,14 +207,30 @@ def test_batch_size_and_config_round_trip(reference, tmp_path, capsys):
             assert np.array_equal(npy(out, sub, i), npy(ref, sub, i))
             assert (out / sub / f"{i:05d}.png").read_bytes() == (ref / sub / f"{i:05d}.png").read_bytes()
     assert comparable(json.loads((out / "summary.json").read_text())) == comparable(
-        json.loads((ref / "summary.json").read_text()))
+        json.loads((ref / "summary.json").read_text())
+    )
 
 
 def test_two_ddp_devices_give_the_same_outputs_as_one(ckpt, reference, tmp_path):
     ref, _ = reference
-    proc = run_cli("restore", "--ckpt_path", ckpt, *RUN, "--batch_size", "3", "--output", "ddp", *QUIET,
-                   "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu",
-                   cwd=tmp_path)
+    proc = run_cli(
+        "restore",
+        "--ckpt_path",
+        ckpt,
+        *RUN,
+        "--batch_size",
+        "3",
+        "--output",
+        "ddp",
+        *QUIET,
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.accelerator",
+        "cpu",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "ddp"
     assert (out / "metrics.csv").read_text() == (ref / "metrics.csv").read_text()  # 3 rows: none twice, none lost
@@ -193,13 +248,22 @@ def test_user_measurement_gives_samples_without_metrics(reference, tmp_path, cap
     up to float32 rounding of the measurement; sample 1 is another draw."""
     ref, _ = reference
     config = yaml.safe_load((ref / "config.yaml").read_text())
-    rc, cap = restore_in_process(capsys, "--ckpt_path", config["ckpt_path"], *RUN, "--input",
-                                 ref / "measurement" / "00000.npy", "--num_samples", "2",
-                                 "--output", tmp_path / "mine", *QUIET)
+    rc, cap = restore_in_process(
+        capsys,
+        "--ckpt_path",
+        config["ckpt_path"],
+        *RUN,
+        "--input",
+        ref / "measurement" / "00000.npy",
+        "--num_samples",
+        "2",
+        "--output",
+        tmp_path / "mine",
+        *QUIET,
+    )
     assert rc == 0, cap.err[-2000:]
     out = tmp_path / "mine"
-    assert sorted(p.name for p in (out / "restored").iterdir()) == ["00000.npy", "00000.png", "00001.npy",
-                                                                   "00001.png"]
+    assert sorted(p.name for p in (out / "restored").iterdir()) == ["00000.npy", "00000.png", "00001.npy", "00001.png"]
     assert np.allclose(npy(out, "restored", 0), npy(ref, "restored", 0), atol=1e-5)
     assert np.abs(npy(out, "restored", 1) - npy(out, "restored", 0)).max() > 1e-2
     assert np.allclose(np.load(out / "measurement" / "input.npy"), npy(ref, "measurement", 0), atol=1e-6)
@@ -208,8 +272,17 @@ def test_user_measurement_gives_samples_without_metrics(reference, tmp_path, cap
     assert summary["ground_truth"] is False and summary["metrics"] is None and "psnr_mean" not in summary
     assert summary["num_samples"] == 2 and "no metrics" in summary["metrics_note"]
     # a PNG low-resolution image is accepted too (8-bit rounded)
-    rc, cap = restore_in_process(capsys, "--ckpt_path", config["ckpt_path"], *RUN, "--input",
-                                 ref / "measurement" / "00000.png", "--output", tmp_path / "png", *QUIET)
+    rc, cap = restore_in_process(
+        capsys,
+        "--ckpt_path",
+        config["ckpt_path"],
+        *RUN,
+        "--input",
+        ref / "measurement" / "00000.png",
+        "--output",
+        tmp_path / "png",
+        *QUIET,
+    )
     assert rc == 0, cap.err[-2000:]
     assert np.abs(npy(tmp_path / "png", "restored", 0) - npy(ref, "restored", 0)).max() < 0.1
 
@@ -225,8 +298,9 @@ def test_image_metrics_clip_and_batch_independence():
     for j in range(4):
         a, b = x[j].double().numpy(), x_hat[j].double().numpy()
         # torchmetrics' PSNR carries a float32 factor 10 / ln 10: agreement to ~1e-6 dB, not 1e-12
-        assert float(clipped["psnr"][j]) == pytest.approx(peak_signal_noise_ratio(a, np.clip(b, 0, 1), data_range=1),
-                                                          abs=1e-5)
+        assert float(clipped["psnr"][j]) == pytest.approx(
+            peak_signal_noise_ratio(a, np.clip(b, 0, 1), data_range=1), abs=1e-5
+        )
         assert float(raw["mse"][j]) == pytest.approx(np.mean((a - b) ** 2), rel=1e-12)
         one = image_metrics(x_hat[j : j + 1], x[j : j + 1])
         assert all(torch.equal(one[k][0], clipped[k][j]) for k in one)
@@ -249,15 +323,31 @@ def test_lpips_from_local_weights(tmp_path, capsys, monkeypatch):
     # end to end on 32x32 images (AlexNet's minimum), weights found through the environment variable
     ck = handmade_checkpoint(tmp_path / "c32.ckpt", 32)
     monkeypatch.setenv("ZSGUIDE_LPIPS_WEIGHTS", str(tmp_path / "alexnet.pth"))
-    rc, cap = restore_in_process(capsys, "--ckpt_path", ck, "--task", "deblur_gaussian", "--sampler", "ddrm",
-                                 "--steps", "2", "--num_images", "2", "--denoiser", "analytic",
-                                 "--output", tmp_path / "out", *QUIET)
+    rc, cap = restore_in_process(
+        capsys,
+        "--ckpt_path",
+        ck,
+        "--task",
+        "deblur_gaussian",
+        "--sampler",
+        "ddrm",
+        "--steps",
+        "2",
+        "--num_images",
+        "2",
+        "--denoiser",
+        "analytic",
+        "--output",
+        tmp_path / "out",
+        *QUIET,
+    )
     assert rc == 0, cap.err[-2000:]
     header, rows = read_csv(tmp_path / "out" / "metrics.csv")
     assert header == ["index", "psnr", "ssim", "mse", "lpips"] and all(r["lpips"] > 0 for r in rows)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["lpips"] == "computed" and summary["lpips_mean"] == pytest.approx(np.mean([r["lpips"]
-                                                                                              for r in rows]))
+    assert summary["lpips"] == "computed" and summary["lpips_mean"] == pytest.approx(
+        np.mean([r["lpips"] for r in rows])
+    )
 
 
 def test_restore_presets_are_valid():
@@ -337,16 +427,16 @@ class NaNAtIndexOne(Sampler):
         return ddim_from_estimate(x, x0, a_t, a_prev, 0.0, lambda: noise("z")), x0
 
 
-def test_nan_in_the_sampler_stops_with_one_line_and_unmarks_an_old_run(ckpt, reference, tmp_path, capsys,
-                                                                       monkeypatch):
+def test_nan_in_the_sampler_stops_with_one_line_and_unmarks_an_old_run(ckpt, reference, tmp_path, capsys, monkeypatch):
     """A run into a directory holding a complete earlier run fails half-way: the old summary.json and metrics.csv
     are gone (the directory is not presented as complete), and the error is one line."""
     ref, _ = reference
     out = tmp_path / "again"
     shutil.copytree(ref, out)
     monkeypatch.setitem(SAMPLERS, "nan_at_1", NaNAtIndexOne())
-    rc, cap = restore_in_process(capsys, "--ckpt_path", ckpt, *RUN, "--sampler", "nan_at_1", "--batch_size", "1",
-                                 "--output", out, *QUIET)
+    rc, cap = restore_in_process(
+        capsys, "--ckpt_path", ckpt, *RUN, "--sampler", "nan_at_1", "--batch_size", "1", "--output", out, *QUIET
+    )
     assert rc == 2
     (line,) = [ln for ln in cap.err.splitlines() if ln.startswith("error:")]
     assert "NaN/Inf" in line and "image index 1" in line and "Traceback" not in cap.err
@@ -357,10 +447,30 @@ def test_nan_in_the_sampler_stops_with_one_line_and_unmarks_an_old_run(ckpt, ref
 def test_spectral_params_are_designed_on_the_surrogate(ckpt, tmp_path, capsys):
     """--params spectral on a blur task: params.json carries the design's provenance and its closed-form prediction
     (designed avg W2 below the heuristic's), and the run completes with the designed (non-constant) schedule."""
-    rc, cap = restore_in_process(capsys, "--ckpt_path", ckpt, "--task", "deblur_gaussian", "--task_params.size", "5",
-                                 "--task_params.sigma", "1.0", "--sampler", "diffpir", "--steps", "6", "--num_images",
-                                 "2", "--denoiser", "analytic", "--params", "spectral", "--output", tmp_path / "s",
-                                 *QUIET)
+    rc, cap = restore_in_process(
+        capsys,
+        "--ckpt_path",
+        ckpt,
+        "--task",
+        "deblur_gaussian",
+        "--task_params.size",
+        "5",
+        "--task_params.sigma",
+        "1.0",
+        "--sampler",
+        "diffpir",
+        "--steps",
+        "6",
+        "--num_images",
+        "2",
+        "--denoiser",
+        "analytic",
+        "--params",
+        "spectral",
+        "--output",
+        tmp_path / "s",
+        *QUIET,
+    )
     assert rc == 0, cap.err[-2000:]
     params = json.loads((tmp_path / "s" / "params.json").read_text())
     prov = params["provenance"]
@@ -374,8 +484,22 @@ def test_analyze_and_tune(ckpt, tmp_path, capsys):
     """analyze writes the analysis.json schema with the references and heuristic/spectral criteria per sampler
     (designed never worse, the oracle exact); tune writes a params.json that restore runs with."""
     blur = ("--task", "deblur_gaussian", "--task_params.size", "5", "--task_params.sigma", "1.0")
-    rc = main(["analyze", "--ckpt_path", str(ckpt), *blur, "--steps", "6", "--sigma_y", "0.05", "--samplers",
-               "[ddrm, diffpir, oracle]", "--output", str(tmp_path / "an")])
+    rc = main(
+        [
+            "analyze",
+            "--ckpt_path",
+            str(ckpt),
+            *blur,
+            "--steps",
+            "6",
+            "--sigma_y",
+            "0.05",
+            "--samplers",
+            "[ddrm, diffpir, oracle]",
+            "--output",
+            str(tmp_path / "an"),
+        ]
+    )
     cap = capsys.readouterr()
     assert rc == 0, cap.err[-2000:]
     a = json.loads((tmp_path / "an" / "analysis.json").read_text())
@@ -391,12 +515,42 @@ def test_analyze_and_tune(ckpt, tmp_path, capsys):
     assert a["trust_factor"] == 2.0  # the default trust region
     for fig in ("transfer_functions.png", "designed_schedules.png"):
         assert (tmp_path / "an" / fig).stat().st_size > 1000
-    rc = main(["tune", "--ckpt_path", str(ckpt), *blur, "--steps", "6", "--sigma_y", "0.05", "--sampler", "diffpir",
-               "--output", str(tmp_path / "p.json")])
+    rc = main(
+        [
+            "tune",
+            "--ckpt_path",
+            str(ckpt),
+            *blur,
+            "--steps",
+            "6",
+            "--sigma_y",
+            "0.05",
+            "--sampler",
+            "diffpir",
+            "--output",
+            str(tmp_path / "p.json"),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err[-2000:]
     assert json.loads((tmp_path / "p.json").read_text())["provenance"]["trust_factor"] == 2.0
-    rc = main(["tune", "--ckpt_path", str(ckpt), *blur, "--steps", "6", "--sigma_y", "0.05", "--sampler", "diffpir",
-               "--trust_factor", "none", "--output", str(tmp_path / "free.json")])
+    rc = main(
+        [
+            "tune",
+            "--ckpt_path",
+            str(ckpt),
+            *blur,
+            "--steps",
+            "6",
+            "--sigma_y",
+            "0.05",
+            "--sampler",
+            "diffpir",
+            "--trust_factor",
+            "none",
+            "--output",
+            str(tmp_path / "free.json"),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err[-2000:]
     free = json.loads((tmp_path / "free.json").read_text())["provenance"]
     assert free["trust_factor"] is None  # unconstrained: the surrogate's optimum, no worse than the trust region's
@@ -406,16 +560,54 @@ def test_analyze_and_tune(ckpt, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "--trust_factor must be a number > 1" in err and "got 1.0" in err and "Traceback" not in err
     assert not (tmp_path / "bad.json").exists()
-    rc, cap = restore_in_process(capsys, "--ckpt_path", ckpt, *blur, "--sampler", "diffpir", "--num_images", "2",
-                                 "--sigma_y", "0.05", "--denoiser", "analytic", "--params", tmp_path / "p.json",
-                                 "--output", tmp_path / "r", *QUIET)
+    rc, cap = restore_in_process(
+        capsys,
+        "--ckpt_path",
+        ckpt,
+        *blur,
+        "--sampler",
+        "diffpir",
+        "--num_images",
+        "2",
+        "--sigma_y",
+        "0.05",
+        "--denoiser",
+        "analytic",
+        "--params",
+        tmp_path / "p.json",
+        "--output",
+        tmp_path / "r",
+        *QUIET,
+    )
     assert rc == 0, cap.err[-2000:]
     assert json.loads((tmp_path / "r" / "params.json").read_text())["provenance"]["source"] == "spectral"
     # inside a trust region (every knob within a factor 1.5 of the heuristic) with the Pareto guard, recorded in the
     # params' provenance
-    rc, cap = restore_in_process(capsys, "--ckpt_path", ckpt, *blur, "--sampler", "ddrm", "--num_images", "2",
-                                 "--sigma_y", "0.05", "--denoiser", "analytic", "--steps", "6", "--params", "spectral",
-                                 "--trust_factor", "1.5", "--pareto_guard", "true", "--output", tmp_path / "rt", *QUIET)
+    rc, cap = restore_in_process(
+        capsys,
+        "--ckpt_path",
+        ckpt,
+        *blur,
+        "--sampler",
+        "ddrm",
+        "--num_images",
+        "2",
+        "--sigma_y",
+        "0.05",
+        "--denoiser",
+        "analytic",
+        "--steps",
+        "6",
+        "--params",
+        "spectral",
+        "--trust_factor",
+        "1.5",
+        "--pareto_guard",
+        "true",
+        "--output",
+        tmp_path / "rt",
+        *QUIET,
+    )
     assert rc == 0, cap.err[-2000:]
     prov = json.loads((tmp_path / "rt" / "params.json").read_text())["provenance"]
     assert prov["trust_factor"] == 1.5 and prov["pareto_guard"] is True and prov["source"] == "spectral"
@@ -424,8 +616,21 @@ def test_analyze_and_tune(ckpt, tmp_path, capsys):
     pred, heur = prov["predicted_designed"], prov["predicted_heuristic"]
     assert pred["mse"] <= heur["mse"] * (1 + 1e-3) and pred["perception_w2"] <= heur["perception_w2"] * (1 + 1e-3)
     for task in ("sr2", "inpaint_random"):  # block and dense structures: the oracle is exact, DPS is designed
-        rc = main(["analyze", "--ckpt_path", str(ckpt), "--task", task, "--steps", "4", "--samplers", "[dps, oracle]",
-                   "--output", str(tmp_path / task)])
+        rc = main(
+            [
+                "analyze",
+                "--ckpt_path",
+                str(ckpt),
+                "--task",
+                task,
+                "--steps",
+                "4",
+                "--samplers",
+                "[dps, oracle]",
+                "--output",
+                str(tmp_path / task),
+            ]
+        )
         assert rc == 0, capsys.readouterr().err[-2000:]
         a = json.loads((tmp_path / task / "analysis.json").read_text())
         assert a["samplers"]["oracle"]["heuristic"]["avg_w2"] < 1e-9

@@ -41,8 +41,9 @@ def closed_form_posterior(sur, op, y, sigma):
     return mu_post.reshape(shape), S0 - G @ H @ S0
 
 
-@pytest.mark.parametrize("task,task_params", [("deblur_gaussian", {"size": 5, "sigma": 1.0}), ("sr2", {}),
-                                              ("inpaint_random", {})])
+@pytest.mark.parametrize(
+    "task,task_params", [("deblur_gaussian", {"size": 5, "sigma": 1.0}), ("sr2", {}), ("inpaint_random", {})]
+)
 def test_oracle_matches_the_true_posterior(task, task_params):
     """N = 2000 oracle samples of one measurement (10 steps, analytic denoiser, 8x8 RGB Gaussian fields). Tolerances:
     every pixel's sample mean within 5 standard errors of mu_post; every decorrelated frequency's sample variance
@@ -56,8 +57,16 @@ def test_oracle_matches_the_true_posterior(task, task_params):
     mu_post, cov_post = closed_form_posterior(sur, op, y, sigma)
     sampler = get_sampler("oracle")
     params = sampler.heuristic(task, 10, SCHED)
-    out = sampler.run(AnalyticDenoiser(sur, SCHED), op, y.expand(N, *y.shape[1:]), sigma, params, seed=1,
-                      indices=list(range(N)), surrogate=sur)
+    out = sampler.run(
+        AnalyticDenoiser(sur, SCHED),
+        op,
+        y.expand(N, *y.shape[1:]),
+        sigma,
+        params,
+        seed=1,
+        indices=list(range(N)),
+        surrogate=sur,
+    )
     se_mean = (cov_post.diagonal() / N).sqrt().reshape(sur.shape)
     z_mean = (out.mean(0) - mu_post) / se_mean
     assert z_mean.abs().max() < 5, float(z_mean.abs().max())
@@ -75,8 +84,16 @@ def _batch_outputs(name, task, indices, sur):
     x = torch.stack([sur.sample(1, torch.Generator().manual_seed(100 + i))[0] for i in indices])
     y = op.measure(x, 0.05, op.noise_for(3, indices, dtype=torch.float64))
     sampler = get_sampler(name)
-    return sampler.run(AnalyticDenoiser(sur, SCHED), op, y, 0.05, sampler.heuristic(task, 5, SCHED), seed=9,
-                       indices=indices, surrogate=sur)
+    return sampler.run(
+        AnalyticDenoiser(sur, SCHED),
+        op,
+        y,
+        0.05,
+        sampler.heuristic(task, 5, SCHED),
+        seed=9,
+        indices=indices,
+        surrogate=sur,
+    )
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
@@ -103,8 +120,16 @@ def test_cuda_outputs_match_cpu(name, task):
     params = sampler.heuristic(task, 5, SCHED)
     cpu = sampler.run(AnalyticDenoiser(sur, SCHED), op, y, 0.05, params, seed=9, indices=indices, surrogate=sur)
     sur_g = _surrogate(3, 16).to("cuda")
-    gpu = sampler.run(AnalyticDenoiser(sur_g, SCHED), op.to("cuda", torch.float64), y.cuda(), 0.05, params,
-                      seed=9, indices=indices, surrogate=sur_g)
+    gpu = sampler.run(
+        AnalyticDenoiser(sur_g, SCHED),
+        op.to("cuda", torch.float64),
+        y.cuda(),
+        0.05,
+        params,
+        seed=9,
+        indices=indices,
+        surrogate=sur_g,
+    )
     assert gpu.is_cuda and gpu.dtype == cpu.dtype
     assert torch.linalg.vector_norm(gpu.cpu() - cpu) <= 1e-9 * torch.linalg.vector_norm(cpu)
 
@@ -143,14 +168,22 @@ def test_nan_stops_with_sampler_step_and_index(name):
     s = get_sampler(name)
     params = s.heuristic("sr2", 6, SCHED)
     bad_t = params.timesteps[3]
-    with pytest.raises(ZSGuideError, match=rf"sampler {name} produced NaN/Inf at step 3 \(t={bad_t}\) for image index 6"):
-        s.run(_NaNAfter(AnalyticDenoiser(sur, SCHED), bad_t), op, y, 0.05, params, seed=0, indices=[5, 6],
-              surrogate=sur)
+    with pytest.raises(
+        ZSGuideError, match=rf"sampler {name} produced NaN/Inf at step 3 \(t={bad_t}\) for image index 6"
+    ):
+        s.run(
+            _NaNAfter(AnalyticDenoiser(sur, SCHED), bad_t), op, y, 0.05, params, seed=0, indices=[5, 6], surrogate=sur
+        )
 
 
 def test_param_schedule_round_trip_and_checks(tmp_path):
     p = get_sampler("diffpir").heuristic("deblur_gaussian", 7, SCHED)
-    assert p.spacing == "quadratic" and p.values["zeta"] == [0.3] * 7 and p.values["lam"] == [7.0] * 7 and p.provenance["source"] == "heuristic"
+    assert (
+        p.spacing == "quadratic"
+        and p.values["zeta"] == [0.3] * 7
+        and p.values["lam"] == [7.0] * 7
+        and p.provenance["source"] == "heuristic"
+    )
     p.save(tmp_path / "p.json")
     assert ParamSchedule.load(tmp_path / "p.json") == p
     with pytest.raises(ZSGuideError, match="has 2 values, expected 3"):

@@ -63,8 +63,11 @@ def test_schedule_errors():
 
 @pytest.mark.parametrize(
     "channels,size,kwargs",
-    [(3, 32, {}), (1, 16, dict(base_channels=16, channel_mults=(1, 2), attention_levels=())),
-     (3, 16, dict(base_channels=8, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attention_levels=(1, 3)))],
+    [
+        (3, 32, {}),
+        (1, 16, dict(base_channels=16, channel_mults=(1, 2), attention_levels=())),
+        (3, 16, dict(base_channels=8, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attention_levels=(1, 3))),
+    ],
 )
 def test_unet_output_shape(channels, size, kwargs):
     net = UNet(in_channels=channels, **kwargs)

@@ -9,8 +9,8 @@ import torch
 from zsguide.data.gaussian import gaussian_field_spectrum
 from zsguide.diffusion.denoisers import AnalyticDenoiser
 from zsguide.diffusion.schedule import VPSchedule
-from zsguide.operators import make_operator
 from zsguide.errors import ZSGuideError
+from zsguide.operators import make_operator
 from zsguide.samplers import get_sampler
 from zsguide.samplers.base import ParamSchedule
 from zsguide.spectral.design import design, legendre_basis
@@ -74,8 +74,7 @@ def test_designed_schedule_runs_as_predicted(task):
     x = sur.sample(N, torch.Generator().manual_seed(4))
     idx = list(range(N))
     y = op.measure(x, sigma, op.noise_for(0, idx, dtype=torch.float64))
-    out = get_sampler("diffpir").run(AnalyticDenoiser(sur, SCHED), op, y, sigma, designed.params, seed=2,
-                                     indices=idx)
+    out = get_sampler("diffpir").run(AnalyticDenoiser(sur, SCHED), op, y, sigma, designed.params, seed=2, indices=idx)
     per_image = (out - x).square().flatten(1).mean(1)
     se = float(per_image.std()) / math.sqrt(N)
     assert abs(float(per_image.mean()) - designed.designed["mse"]) < 3 * se
@@ -136,8 +135,11 @@ def test_trust_region_keeps_every_knob_near_the_heuristic(method, tmp_path, monk
         assert bool((ratio <= T * (1 + 1e-9)).all() and (ratio >= (1 - 1e-9) / T).all()), (k, ratio)
         moved = max(moved, float(ratio.log().abs().max()))
     assert moved > 0.05, "the trust-region design should still move the knobs"
-    free_ratio = max(float((torch.tensor(free.params.values[k]) / torch.tensor(v)).log().abs().max())
-                     for k, v in h.values.items() if k != "eta")
+    free_ratio = max(
+        float((torch.tensor(free.params.values[k]) / torch.tensor(v)).log().abs().max())
+        for k, v in h.values.items()
+        if k != "eta"
+    )
     assert free_ratio > math.log(T), "this case must be one the trust region actually constrains"
     with pytest.raises(ZSGuideError, match="trust factor"):
         designed_schedule(sur, op, 0.1, SCHED, h, "deblur_gaussian", trust=1.0)
@@ -175,8 +177,10 @@ def test_each_objective_moves_its_own_criterion(method, tmp_path, monkeypatch):
     monkeypatch.setenv("ZSGUIDE_CACHE", str(tmp_path))
     sur, op, _ = _setup("deblur_gaussian")
     h = get_sampler(method).heuristic("deblur_gaussian", 10, SCHED)
-    r = {o: designed_schedule(sur, op, 0.1, SCHED, h, "deblur_gaussian", trust=2.0, objective=o)
-         for o in ("w2", "mse", "perception", "pareto")}
+    r = {
+        o: designed_schedule(sur, op, 0.1, SCHED, h, "deblur_gaussian", trust=2.0, objective=o)
+        for o in ("w2", "mse", "perception", "pareto")
+    }
     assert r["mse"].designed["mse"] < r["w2"].designed["mse"]
     assert r["perception"].designed["perception_w2"] < r["w2"].designed["perception_w2"]
     for o, crit in (("w2", "avg_w2"), ("mse", "mse"), ("perception", "perception_w2")):

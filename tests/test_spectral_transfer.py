@@ -54,8 +54,16 @@ def test_output_law_given_y_matches_monte_carlo(task, method, steps):
     y = op.measure(x, SIGMA, op.noise_for(0, [0], dtype=torch.float64))
     sampler = get_sampler(method)
     params = sampler.heuristic(task, steps, SCHED)
-    out = sampler.run(AnalyticDenoiser(sur, SCHED), op, y.expand(N, *y.shape[1:]), SIGMA, params, seed=2,
-                      indices=list(range(N)), surrogate=sur)
+    out = sampler.run(
+        AnalyticDenoiser(sur, SCHED),
+        op,
+        y.expand(N, *y.shape[1:]),
+        SIGMA,
+        params,
+        seed=2,
+        indices=list(range(N)),
+        surrogate=sur,
+    )
     eta = p.eta(y, sur)[0]
     closed = transfer(method, p, params, SCHED.alphas_cumprod, eta=eta)  # (DPS: the norm's expectation given y)
     u = _layout(p, sur, out)
@@ -117,10 +125,10 @@ def test_inpainting_reduction_is_the_window_marginal():
     p = problem_for(sur, op, SIGMA)
     (r0, c0), mask = p.origin, op.mask[0, 0]
     assert p.grid == (16, 16) and p.note and p.norm_scale == pytest.approx(float(mask.sum() / p.s[0].sum()))
-    x = sur.sample(20000, torch.Generator().manual_seed(1))[:, 0, r0:r0 + 16, c0:c0 + 16].flatten(1)
+    x = sur.sample(20000, torch.Generator().manual_seed(1))[:, 0, r0 : r0 + 16, c0 : c0 + 16].flatten(1)
     emp = x.T @ x / x.shape[0]
     assert (emp - p.Sigma[0]).abs().max() < 5 * p.Sigma[0].diagonal().max() * math.sqrt(2 / x.shape[0])
-    assert torch.equal(p.s[0], mask[r0:r0 + 16, c0:c0 + 16].flatten())
+    assert torch.equal(p.s[0], mask[r0 : r0 + 16, c0 : c0 + 16].flatten())
     assert abs(float(p.s[0].mean()) - float(mask.mean())) < 0.01
     box = problem_for(sur, make_operator("inpaint_box", sur.shape, 0, [0]), SIGMA)
     assert float(box.s.mean()) == pytest.approx(0.75)  # the whole image keeps 75%; a centred window would keep 0%

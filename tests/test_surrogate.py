@@ -14,8 +14,9 @@ from zsguide.surrogate import GaussianSurrogate, SpectrumAccumulator, colour_tra
 
 
 def _gaussian_batch(n, size=16, channels=3, mean=0.2, seed=0):
-    ds = GaussianFieldDataset(n, channels, size, amplitude=0.3, slope=2.0, f0=1 / 16, mean=mean, seed=seed,
-                              split="train")
+    ds = GaussianFieldDataset(
+        n, channels, size, amplitude=0.3, slope=2.0, f0=1 / 16, mean=mean, seed=seed, split="train"
+    )
     x = torch.cat([b["image"] for b in DataLoader(ds, batch_size=512)]).double()
     return 2 * x - 1, ds.spectrum
 
@@ -48,7 +49,9 @@ def test_surrogate_recovers_known_spectrum():
     assert z.abs().max() < 5, float(z.abs().max())
     assert abs(float(lam.sum() / true.sum()) - 1) < 0.01
     # the mean: 0.2 in every channel; its standard error is sqrt(lambda_0 / (N H W)) per decorrelated channel
-    assert torch.allclose(mu, torch.full((3,), 0.2, dtype=torch.float64), atol=5 * math.sqrt(true[0, 0, 0] / (N * size**2)))
+    assert torch.allclose(
+        mu, torch.full((3,), 0.2, dtype=torch.float64), atol=5 * math.sqrt(true[0, 0, 0] / (N * size**2))
+    )
 
 
 def test_accumulator_is_additive_across_shards():

@@ -38,8 +38,14 @@ SCHED = VPSchedule()
 TASKS = {"deblur_gaussian": {"size": 5, "sigma": 1.0}, "sr2": {}, "inpaint_random": {}}
 SIZE, CHANNELS, SIGMA, STEPS = 8, 3, 0.1, 6
 # Random knob values per step, in each knob's domain (uniform on these ranges)
-KNOB_RANGES = {"eta": (0.05, 0.95), "eta_b": (0.3, 1.8), "lambda_scale": (0.3, 1.5), "weight": (0.3, 3.0),
-               "lam": (0.5, 20.0), "zeta": (0.05, 0.95)}
+KNOB_RANGES = {
+    "eta": (0.05, 0.95),
+    "eta_b": (0.3, 1.8),
+    "lambda_scale": (0.3, 1.5),
+    "weight": (0.3, 3.0),
+    "lam": (0.5, 20.0),
+    "zeta": (0.05, 0.95),
+}
 LINEAR = ("ddrm", "ddnm", "pigdm", "diffpir", "oracle")
 
 
@@ -81,7 +87,7 @@ def _coordinates(p, sur, op):
     """``P`` (K x N: image -> block coordinates) and ``Y`` (m_total x M: measurement -> eta), as matrices."""
     N = sur.shape[0] * SIZE * SIZE
     eye = torch.eye(N, dtype=torch.float64).reshape(N, *sur.shape)
-    layout = (apply_colour(sur.Q, eye) if p.structure == "pixel_mask" else sur.to_spectral(eye, centre=False))
+    layout = apply_colour(sur.Q, eye) if p.structure == "pixel_mask" else sur.to_spectral(eye, centre=False)
     layout = layout.reshape(N, -1).to(torch.complex128).T  # (K, N): image -> layout
     K = layout.shape[0]
     basis = torch.eye(K, dtype=p.dtype).reshape(K, *p.Sigma.shape[:-1])
@@ -202,8 +208,20 @@ def test_dps_step_at_its_residual_norm_is_the_closed_form(task):
 
         zero = lambda stream, of_shape=sur.shape, dtype=torch.float64, **_: torch.zeros(1, *of_shape, dtype=dtype)  # noqa: E731
         out, _ = sampler.step(den, op, y, SIGMA, params, i, t, a_t, a_prev, x, zero, sur)
-        with_z, _ = sampler.step(den, op, y.expand(N, *y.shape[1:]), SIGMA, params, i, t, a_t, a_prev,
-                                 x.expand(N, *x.shape[1:]), impulses, sur)
+        with_z, _ = sampler.step(
+            den,
+            op,
+            y.expand(N, *y.shape[1:]),
+            SIGMA,
+            params,
+            i,
+            t,
+            a_t,
+            a_prev,
+            x.expand(N, *x.shape[1:]),
+            impulses,
+            sur,
+        )
         J_z = (with_z - out).reshape(N, -1).T if a_prev < 1.0 else torch.zeros(N, 0, dtype=torch.float64)
         # the closed form's step with rho^2 = ||y_coords||^2: B = 0 and V = 0 leave only that term in r2
         B0 = torch.zeros(*p.Sigma.shape[:-2], p.n, p.m, dtype=p.dtype)
@@ -213,7 +231,9 @@ def test_dps_step_at_its_residual_norm_is_the_closed_form(task):
         A, b, E, _ = _step("dps", p, C, a_t, a_prev, lambda k, i=i: vals[k][i], B0, torch.zeros_like(C), y_coords)
         where = f"dps on {task}, step {i} of {STEPS} (rho {rho:.3g})"
         b_full = torch.block_diag(*b.expand(*p.Sigma.shape[:-2], p.n, p.m).reshape(-1, p.n, p.m)).to(Y.dtype)
-        predicted = _block_matrix(A, p).to(P.dtype) @ (P @ x.flatten().to(P.dtype)) + b_full @ (Y @ y.flatten().to(Y.dtype))
+        predicted = _block_matrix(A, p).to(P.dtype) @ (P @ x.flatten().to(P.dtype)) + b_full @ (
+            Y @ y.flatten().to(Y.dtype)
+        )
         _close(P @ out.flatten().to(P.dtype), predicted, f"{where}: A x + b y")
         Pz = P @ J_z.to(P.dtype)
         _close(Pz @ Pz.mH, _block_matrix(E, p), f"{where}: E (fresh noise)")

@@ -68,8 +68,9 @@ def load_gaussian_prior(path: str | Path) -> GaussianPrior:
     meta = ckpt["zsguide"]
     try:
         surrogate = GaussianSurrogate(*meta["image_shape"])
-        surrogate.load_state_dict({k.removeprefix("surrogate."): v for k, v in ckpt["state_dict"].items()
-                                   if k.startswith("surrogate.")})
+        surrogate.load_state_dict(
+            {k.removeprefix("surrogate."): v for k, v in ckpt["state_dict"].items() if k.startswith("surrogate.")}
+        )
         schedule = VPSchedule(**meta["schedule"])
     except (KeyError, TypeError, RuntimeError) as exc:
         raise ZSGuideError(f"checkpoint {str(path)!r} has no readable surrogate or schedule: {exc}") from None

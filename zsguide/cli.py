@@ -46,8 +46,12 @@ def run_lightning(argv: list[str] | None) -> None:
             parser.link_arguments("data.image_size", "model.image_size")
 
     ZSGuideCLI(
-        ScoreModule, ImageDataModule, args=argv, seed_everything_default=0,
-        save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "python -m zsguide"},
+        ScoreModule,
+        ImageDataModule,
+        args=argv,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": "python -m zsguide"},
     )
 
 
@@ -84,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         if command in LIGHTNING_COMMANDS:
             if _prior_file_given(argv):
                 if command != "test":
-                    raise ZSGuideError(f"{command} applies to checkpoints written by 'python -m zsguide fit'; a prior "
-                                       f"file's network is checked with 'python -m zsguide test --ckpt_path PRIOR'")
+                    raise ZSGuideError(
+                        f"{command} applies to checkpoints written by 'python -m zsguide fit'; a prior "
+                        f"file's network is checked with 'python -m zsguide test --ckpt_path PRIOR'"
+                    )
                 from .prior.check import run_prior_test
 
                 run_prior_test(argv[1:])

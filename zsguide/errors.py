@@ -20,7 +20,7 @@ def one_line(message: str) -> str:
         return "invalid arguments"
     head = lines[0]
     if head.startswith('Parser key "') and head.endswith('":'):
-        key = head[len('Parser key "'):-2]
+        key = head[len('Parser key "') : -2]
         given = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Given value:")), None)
         detail = next((ln.lstrip("- ") for ln in lines[1:] if ln.startswith(("Expected", "- Expected"))), lines[1:2])
         detail = detail if isinstance(detail, str) else " ".join(detail)

@@ -37,9 +37,11 @@ def read_tensor_file(path: str | Path, what: str = "network file", mmap: bool = 
     except Exception as exc:  # noqa: BLE001 - an unsafe pickle, a truncated or foreign file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, pickle.UnpicklingError):
-            raise ZSGuideError(f"refused to load {what} {str(path)!r}: it holds Python objects other than tensors and "
-                               f"plain containers, which zsguide never unpickles (torch.load weights_only=True: "
-                               f"{first[:300]})") from None
+            raise ZSGuideError(
+                f"refused to load {what} {str(path)!r}: it holds Python objects other than tensors and "
+                f"plain containers, which zsguide never unpickles (torch.load weights_only=True: "
+                f"{first[:300]})"
+            ) from None
         raise ZSGuideError(f"cannot read {what} {str(path)!r}: {type(exc).__name__}: {first[:300]}") from None
 
 

@@ -29,8 +29,10 @@ def image_generator(seed: int, index: int, stream: str, device: str | torch.devi
 def _per_image(draw, shape, seed, indices, stream, dtype, device) -> torch.Tensor:
     """Stack ``draw(shape, generator)`` over images, each from its own generator, made in float64 on the CPU and then
     cast, so the draws are identical on every device and dtype."""
-    rows = [draw(tuple(shape), generator=image_generator(seed, int(i), stream), dtype=torch.float64)
-            for i in (indices.tolist() if torch.is_tensor(indices) else indices)]
+    rows = [
+        draw(tuple(shape), generator=image_generator(seed, int(i), stream), dtype=torch.float64)
+        for i in (indices.tolist() if torch.is_tensor(indices) else indices)
+    ]
     return torch.stack(rows).to(device=device, dtype=dtype)
 
 

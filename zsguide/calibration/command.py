@@ -30,21 +30,36 @@ KIND = "calibration"
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m zsguide calibrate", description=__doc__.splitlines()[0], exit_on_error=False,
-                       default_meta=False)
+    p = ArgumentParser(
+        prog="python -m zsguide calibrate", description=__doc__.splitlines()[0], exit_on_error=False, default_meta=False
+    )
     p.add_argument("--config", action=ActionConfigFile)
-    p.add_argument("--ckpt_path", "--ckpt", type=Optional[str], default=None,
-                   help="checkpoint written by 'python -m zsguide fit', or a prior file (required)")
-    p.add_argument("--timesteps", type=Optional[list[int]], default=None, help="times to calibrate (default: "
-                   "--num_times times evenly spaced in log SNR)")
+    p.add_argument(
+        "--ckpt_path",
+        "--ckpt",
+        type=Optional[str],
+        default=None,
+        help="checkpoint written by 'python -m zsguide fit', or a prior file (required)",
+    )
+    p.add_argument(
+        "--timesteps",
+        type=Optional[list[int]],
+        default=None,
+        help="times to calibrate (default: --num_times times evenly spaced in log SNR)",
+    )
     p.add_argument("--num_times", type=int, default=25)
     p.add_argument("--draws", type=int, default=4, help="noise draws per image and time")
     p.add_argument("--num_images", "-n", type=Optional[int], default=None, help="the first N held-out test images")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--denoiser", type=str, default="network", help="network or analytic")
-    p.add_argument("--output", "-o", type=Optional[str], default=None,
-                   help="calibration file (default <checkpoint>.calibration-<digest>.pt)")
+    p.add_argument(
+        "--output",
+        "-o",
+        type=Optional[str],
+        default=None,
+        help="calibration file (default <checkpoint>.calibration-<digest>.pt)",
+    )
     add_data_options(p, "default: the checkpoint's data option")
     add_trainer_options(p)
     return p
@@ -64,8 +79,9 @@ class Calibrate(L.LightningModule):
     shares its batches (evaluate/shard.py): a network's float32 rounding can depend on the batch it sees, so the
     batches must not depend on the device count."""
 
-    def __init__(self, score, images, batch_size: int, denoiser_kind: str, timesteps: list[int], draws: int,
-                 seed: int) -> None:
+    def __init__(
+        self, score, images, batch_size: int, denoiser_kind: str, timesteps: list[int], draws: int, seed: int
+    ) -> None:
         super().__init__()
         self.score = score.requires_grad_(False).eval()
         self.images, self.batch_size = images, int(batch_size)
@@ -89,8 +105,9 @@ class Calibrate(L.LightningModule):
         for j, t in enumerate(self.acc.timesteps):
             a = float(self.acc.abar[j])
             for d in range(self.draws):
-                eps = randn_per_image(x0.shape[1:], self.seed, idx, f"calibrate/{t}/{d}", dtype=x0.dtype,
-                                      device=x0.device)
+                eps = randn_per_image(
+                    x0.shape[1:], self.seed, idx, f"calibrate/{t}/{d}", dtype=x0.dtype, device=x0.device
+                )
                 x_t = a**0.5 * x0 + (1 - a) ** 0.5 * eps
                 self.acc.update(j, x_t, den.x0(x_t, t), idx)
 
@@ -125,42 +142,60 @@ def run_calibrate(argv: list[str]) -> None:
         if cfg[name] < 1:
             raise ZSGuideError(f"--{name} must be >= 1, got {cfg[name]}")
     if cfg.num_images is not None and cfg.num_images < 2 * GROUPS:
-        raise ZSGuideError(f"--num_images must be >= {2 * GROUPS} (the standard errors come from {GROUPS} groups "
-                           f"of images), got {cfg.num_images}")
+        raise ZSGuideError(
+            f"--num_images must be >= {2 * GROUPS} (the standard errors come from {GROUPS} groups "
+            f"of images), got {cfg.num_images}"
+        )
     module, meta = load_score_module(cfg.ckpt_path)
     module.surrogate.require_fitted()
     T = module.schedule.num_timesteps
-    timesteps = list(cfg.timesteps) if cfg.timesteps else default_timesteps(module.schedule.alphas_cumprod,
-                                                                            cfg.num_times)
+    timesteps = (
+        list(cfg.timesteps) if cfg.timesteps else default_timesteps(module.schedule.alphas_cumprod, cfg.num_times)
+    )
     bad = [t for t in timesteps if not 0 <= int(t) < T]
     if bad or len(set(timesteps)) != len(timesteps):
         raise ZSGuideError(f"--timesteps must be distinct integers in 0 .. {T - 1}, got {timesteps}")
     image_shape = tuple(int(v) for v in meta["image_shape"])
     data_options, images, indices = held_out_images(cfg, meta, image_shape)
     if len(indices) < 2 * GROUPS:
-        raise ZSGuideError(f"the calibration needs at least {2 * GROUPS} held-out images, the test split has "
-                           f"{len(indices)}")
+        raise ZSGuideError(
+            f"the calibration needs at least {2 * GROUPS} held-out images, the test split has {len(indices)}"
+        )
     sha = file_sha256(cfg.ckpt_path)
     output = Path(cfg.output) if cfg.output else calibration_path(cfg.ckpt_path, cfg.denoiser, sha)
     strategy = str(cfg.trainer.strategy)
     if any(word in strategy for word in ("spawn", "fork", "notebook")):
-        raise ZSGuideError(f"--trainer.strategy {strategy!r}: the calibration runs with 'ddp' (or 'auto'); spawned "
-                           f"processes cannot return the sums")
+        raise ZSGuideError(
+            f"--trainer.strategy {strategy!r}: the calibration runs with 'ddp' (or 'auto'); spawned "
+            f"processes cannot return the sums"
+        )
     trainer = predict_trainer(cfg.trainer, [], needs_grad=False, root=output.parent, use_distributed_sampler=False)
     run = Calibrate(module, images, cfg.batch_size, cfg.denoiser, timesteps, cfg.draws, cfg.seed)
     trainer.predict(run, return_predictions=False)
     if not trainer.is_global_zero:
         return
     r = run.response
-    content = {"zsguide": {"kind": KIND, "checkpoint": str(cfg.ckpt_path), "checkpoint_sha256": sha,
-                           "denoiser": cfg.denoiser, "surrogate_digest": module.surrogate.digest(),
-                           "data": {k: v for k, v in data_options.items() if k != "batch_size"},
-                           "num_images": r.num_images, "draws": r.draws, "groups": r.groups, "seed": int(cfg.seed),
-                           "devices": trainer.world_size}} | r.to_dict()
+    content = {
+        "zsguide": {
+            "kind": KIND,
+            "checkpoint": str(cfg.ckpt_path),
+            "checkpoint_sha256": sha,
+            "denoiser": cfg.denoiser,
+            "surrogate_digest": module.surrogate.digest(),
+            "data": {k: v for k, v in data_options.items() if k != "batch_size"},
+            "num_images": r.num_images,
+            "draws": r.draws,
+            "groups": r.groups,
+            "seed": int(cfg.seed),
+            "devices": trainer.world_size,
+        }
+    } | r.to_dict()
     write_atomically(content, output)
     wiener = r.wiener_gain(module.surrogate)
     ratio = (r.gain / wiener)[wiener > 0.1]  # where the Wiener denoiser keeps a tenth of the input or more
-    rank_zero_info(f"zsguide: calibration written to {output} ({len(timesteps)} times, {r.num_images} images x "
-                   f"{r.draws} draws; gain / Wiener gain where the latter is > 0.1: median "
-                   f"{float(ratio.median()):.3f}, 10-90% {float(ratio.quantile(0.1)):.3f} .. "
-                   f"{float(ratio.quantile(0.9)):.3f})")
+    rank_zero_info(
+        f"zsguide: calibration written to {output} ({len(timesteps)} times, {r.num_images} images x "
+        f"{r.draws} draws; gain / Wiener gain where the latter is > 0.1: median "
+        f"{float(ratio.median()):.3f}, 10-90% {float(ratio.quantile(0.1)):.3f} .. "
+        f"{float(ratio.quantile(0.9)):.3f})"
+    )

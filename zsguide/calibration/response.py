@@ -83,8 +83,8 @@ class ResponseAccumulator:
     def load_state(self, packed: torch.Tensor) -> None:
         n1, n2 = self.freq.numel(), self.rings.numel()
         self.freq = packed[:n1].reshape(self.freq.shape).clone()
-        self.rings = packed[n1:n1 + n2].reshape(self.rings.shape).clone()
-        self.count = packed[n1 + n2:].clone()
+        self.rings = packed[n1 : n1 + n2].reshape(self.rings.shape).clone()
+        self.count = packed[n1 + n2 :].clone()
 
     def finish(self, draws: int) -> Response:
         """The estimates and their jackknife standard errors (module docstring)."""
@@ -112,8 +112,21 @@ class ResponseAccumulator:
             v = values[:, used]
             return ((k - 1) / k * (v - v.mean(dim=1, keepdim=True)).square().sum(dim=1)).sqrt()
 
-        return Response(self.timesteps, self.abar, gain, resid, b / n, g_ring, r_ring, jackknife(g_jk),
-                        jackknife(r_jk), self.ring, int(n // max(draws, 1)), int(draws), k)
+        return Response(
+            self.timesteps,
+            self.abar,
+            gain,
+            resid,
+            b / n,
+            g_ring,
+            r_ring,
+            jackknife(g_jk),
+            jackknife(r_jk),
+            self.ring,
+            int(n // max(draws, 1)),
+            int(draws),
+            k,
+        )
 
 
 @dataclass

@@ -96,13 +96,15 @@ class ImageDataModule(L.LightningDataModule):
         h = self.hparams
         length = {"train": h.n_train, "val": h.n_val, "test": h.n_test}[split]
         if h.name == "gaussian":
-            return GaussianFieldDataset(length, h.channels, h.image_size, h.amplitude, h.slope, h.f0, h.mean,
-                                        h.seed, split)
+            return GaussianFieldDataset(
+                length, h.channels, h.image_size, h.amplitude, h.slope, h.f0, h.mean, h.seed, split
+            )
         if h.name == "patches":
             return PatchDataset(split, length, h.image_size, h.channels, tuple(h.scales), h.seed)
         if h.name == "folder":
-            return FolderDataset(h.root, split, h.image_size, h.channels, h.val_fraction, h.test_fraction,
-                                 h.split_policy)
+            return FolderDataset(
+                h.root, split, h.image_size, h.channels, h.val_fraction, h.test_fraction, h.split_policy
+            )
         return TorchvisionDataset(h.name, h.root, split, h.image_size, h.channels, h.n_val, h.seed, h.download)
 
     def setup(self, stage: str | None = None) -> None:
@@ -112,8 +114,12 @@ class ImageDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
-            self.dataset(split), batch_size=self.hparams.batch_size, shuffle=shuffle,
-            num_workers=self.hparams.num_workers, drop_last=shuffle, persistent_workers=self.hparams.num_workers > 0,
+            self.dataset(split),
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            drop_last=shuffle,
+            persistent_workers=self.hparams.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -82,8 +82,9 @@ CACHE_BYTES = 1 << 30  # decoded images kept in memory, at most
 
 
 class FolderDataset(Dataset):
-    def __init__(self, root: str, split: str, size: int, channels: int, val_fraction: float,
-                 test_fraction: float, policy: str) -> None:
+    def __init__(
+        self, root: str, split: str, size: int, channels: int, val_fraction: float, test_fraction: float, policy: str
+    ) -> None:
         self.files = list_split(root, split, val_fraction, test_fraction, policy)
         for p in self.files:
             check_header(p)

@@ -28,8 +28,16 @@ def gaussian_field_spectrum(channels: int, size: int, amplitude: float, slope: f
 
 class GaussianFieldDataset(Dataset):
     def __init__(
-        self, length: int, channels: int, size: int, amplitude: float, slope: float, f0: float, mean: float,
-        seed: int, split: str,
+        self,
+        length: int,
+        channels: int,
+        size: int,
+        amplitude: float,
+        slope: float,
+        f0: float,
+        mean: float,
+        seed: int,
+        split: str,
     ) -> None:
         self.length, self.seed, self.split = length, seed, split
         self.mean = mean

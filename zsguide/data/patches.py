@@ -28,8 +28,20 @@ from .common import to_channels, to_tensor
 
 PHOTOGRAPHS = {
     "train": (
-        "astronaut", "coffee", "hubble_deep_field", "immunohistochemistry", "retina", "rocket",
-        "brick", "camera", "cell", "clock", "coins", "grass", "gravel", "moon",
+        "astronaut",
+        "coffee",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "retina",
+        "rocket",
+        "brick",
+        "camera",
+        "cell",
+        "clock",
+        "coins",
+        "grass",
+        "gravel",
+        "moon",
     ),
     "val": ("chelsea",),
     "test": ("stereo_motorcycle",),

@@ -32,8 +32,9 @@ def _load(name: str, root: str, train: bool, download: bool):
 
 
 class TorchvisionDataset(Dataset):
-    def __init__(self, name: str, root: str, split: str, size: int, channels: int, n_val: int, seed: int,
-                 download: bool) -> None:
+    def __init__(
+        self, name: str, root: str, split: str, size: int, channels: int, n_val: int, seed: int, download: bool
+    ) -> None:
         base = _load(name, root, train=split != "test", download=download)
         raw = base.data.numpy() if torch.is_tensor(base.data) else np.asarray(base.data)
         if split == "test":

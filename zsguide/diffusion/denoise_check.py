@@ -25,10 +25,13 @@ class DenoiseCheck:
 
     def on_test_start(self) -> None:
         self.surrogate.require_fitted()
-        self.check_mse = torch.nn.ModuleDict({
-            f"{kind}_{i}": MeanMetric().to(self.device)
-            for i in range(len(self.hparams.check_sigmas)) for kind in ("network", "gaussian")
-        })
+        self.check_mse = torch.nn.ModuleDict(
+            {
+                f"{kind}_{i}": MeanMetric().to(self.device)
+                for i in range(len(self.hparams.check_sigmas))
+                for kind in ("network", "gaussian")
+            }
+        )
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         x0 = 2 * batch["image"] - 1
@@ -59,11 +62,15 @@ class DenoiseCheck:
             self.log(f"test/mse_gaussian_sigma{sigma}", row["mse_gaussian"])
         log_dir = self.trainer.log_dir  # a collective (broadcast) under DDP: every rank must ask
         if self.trainer.is_global_zero:
-            lines = ["denoise check on held-out test images (MSE per pixel, [0, 1] units)",
-                     f"{'sigma':>6} {'t':>4} {'mse_network':>12} {'mse_gaussian':>13} {'ratio':>6}"]
+            lines = [
+                "denoise check on held-out test images (MSE per pixel, [0, 1] units)",
+                f"{'sigma':>6} {'t':>4} {'mse_network':>12} {'mse_gaussian':>13} {'ratio':>6}",
+            ]
             for r in rows:
-                lines.append(f"{r['sigma']:>6} {r['timestep']:>4} {r['mse_network']:>12.3e} "
-                             f"{r['mse_gaussian']:>13.3e} {r['mse_network'] / r['mse_gaussian']:>6.3f}")
+                lines.append(
+                    f"{r['sigma']:>6} {r['timestep']:>4} {r['mse_network']:>12.3e} "
+                    f"{r['mse_gaussian']:>13.3e} {r['mse_network'] / r['mse_gaussian']:>6.3f}"
+                )
             print("\n".join(lines))
             if log_dir:
                 path = Path(log_dir) / "denoise_check.json"

@@ -27,7 +27,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Subset
 
 from ..errors import ZSGuideError
-from ..seeding import randn_per_image, rand_per_image
+from ..seeding import rand_per_image, randn_per_image
 from ..surrogate import GaussianSurrogate, SpectrumAccumulator
 from .denoise_check import DenoiseCheck
 from .denoisers import AnalyticDenoiser, EpsNetworkDenoiser
@@ -148,8 +148,9 @@ class ScoreModule(DenoiseCheck, L.LightningModule):
         acc.load_state(packed)
         mean, spectrum = acc.finish(self.hparams.spectrum_floor)
         self.surrogate.set(mean, spectrum)
-        rank_zero_info(f"zsguide: Gaussian surrogate fitted on {int(packed[0])} training images "
-                       f"(digest {self.surrogate.digest()})")
+        rank_zero_info(
+            f"zsguide: Gaussian surrogate fitted on {int(packed[0])} training images (digest {self.surrogate.digest()})"
+        )
 
     def on_fit_start(self) -> None:
         dm = self.trainer.datamodule
@@ -159,8 +160,9 @@ class ScoreModule(DenoiseCheck, L.LightningModule):
         if self.trainer.is_global_zero and log_dir:
             from ..evaluation.figures import spectrum_figure
 
-            spectrum_figure(self.surrogate, dm.dataset("val"), Path(log_dir) / "spectrum.png",
-                            true_spectrum=dm.true_spectrum())
+            spectrum_figure(
+                self.surrogate, dm.dataset("val"), Path(log_dir) / "spectrum.png", true_spectrum=dm.true_spectrum()
+            )
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -199,12 +201,19 @@ class ScoreModule(DenoiseCheck, L.LightningModule):
         from torchvision.utils import save_image
 
         n = self.hparams.num_samples
-        x = ddim_sample(self.network_denoiser(), self.image_shape, list(range(n)), self.hparams.check_seed,
-                        steps=self.hparams.sample_steps, device=self.device)
+        x = ddim_sample(
+            self.network_denoiser(),
+            self.image_shape,
+            list(range(n)),
+            self.hparams.check_seed,
+            steps=self.hparams.sample_steps,
+            device=self.device,
+        )
         out = Path(log_dir) / "samples"
         out.mkdir(parents=True, exist_ok=True)
-        save_image(((x + 1) / 2).clamp(0, 1).float(), out / f"step{self.global_step:06d}.png",
-                   nrow=int(math.sqrt(n)) or 1)
+        save_image(
+            ((x + 1) / 2).clamp(0, 1).float(), out / f"step{self.global_step:06d}.png", nrow=int(math.sqrt(n)) or 1
+        )
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)

@@ -19,7 +19,12 @@ from .denoisers import Denoiser
 
 @torch.no_grad()
 def ddim_sample(
-    denoiser: Denoiser, shape: Sequence[int], indices: Sequence[int], seed: int, steps: int = 50, eta: float = 0.0,
+    denoiser: Denoiser,
+    shape: Sequence[int],
+    indices: Sequence[int],
+    seed: int,
+    steps: int = 50,
+    eta: float = 0.0,
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
     """Draw ``len(indices)`` samples of ``shape`` (C, H, W); image ``i`` uses the noise streams of (seed, i)."""

@@ -81,9 +81,7 @@ class UNet(nn.Module):
         super().__init__()
         temb_dim = 4 * base_channels
         self.base_channels = base_channels
-        self.temb = nn.Sequential(
-            nn.Linear(base_channels, temb_dim), nn.SiLU(), nn.Linear(temb_dim, temb_dim)
-        )
+        self.temb = nn.Sequential(nn.Linear(base_channels, temb_dim), nn.SiLU(), nn.Linear(temb_dim, temb_dim))
         self.stem = nn.Conv2d(in_channels, base_channels, 3, padding=1)
         chans = [base_channels * m for m in channel_mults]
         self.down = nn.ModuleList()
@@ -111,7 +109,9 @@ class UNet(nn.Module):
                 self.up.append(block)
                 c = cout
             if level > 0:
-                self.up.append(nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, padding=1)]))
+                self.up.append(
+                    nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, padding=1)])
+                )
         self.head = nn.Sequential(_norm(c), nn.SiLU(), nn.Conv2d(c, in_channels, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)

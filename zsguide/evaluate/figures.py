@@ -56,21 +56,32 @@ def perception_distortion(plan, records: list[dict], task: str, path: Path) -> P
         here = [r for r in rows if (r["steps"], r["sigma_y"]) == (steps, sigma)]
         by_key = {r["key"]: r for r in here}
         for r in here:
-            ax.scatter(r["psnr_mean"], max(r["fd"], 1e-6), color=colours[r["sampler"]],
-                       marker=MARKERS[sources.index(r["params"]) % len(MARKERS)], s=40, zorder=3)
+            ax.scatter(
+                r["psnr_mean"],
+                max(r["fd"], 1e-6),
+                color=colours[r["sampler"]],
+                marker=MARKERS[sources.index(r["params"]) % len(MARKERS)],
+                s=40,
+                zorder=3,
+            )
             twin = by_key.get(r.get("twin"))
             if twin is not None:
-                ax.annotate("", xy=(r["psnr_mean"], max(r["fd"], 1e-6)),
-                            xytext=(twin["psnr_mean"], max(twin["fd"], 1e-6)),
-                            arrowprops={"arrowstyle": "->", "color": colours[r["sampler"]], "lw": 1.2})
+                ax.annotate(
+                    "",
+                    xy=(r["psnr_mean"], max(r["fd"], 1e-6)),
+                    xytext=(twin["psnr_mean"], max(twin["fd"], 1e-6)),
+                    arrowprops={"arrowstyle": "->", "color": colours[r["sampler"]], "lw": 1.2},
+                )
         ax.set_yscale("log")
         ax.set_xlabel("PSNR (dB)  ->  better")
         ax.set_ylabel("Frechet spectral distance (lower is better)")
         ax.set_title(f"{task}, {steps} steps, sigma_y {sigma:g}")
         ax.grid(True, which="both", alpha=0.3)
     handles = [plt.Line2D([], [], color=colours[s], marker="o", ls="", label=s) for s in samplers]
-    handles += [plt.Line2D([], [], color="grey", marker=MARKERS[i % len(MARKERS)], ls="", label=p)
-                for i, p in enumerate(sources)]
+    handles += [
+        plt.Line2D([], [], color="grey", marker=MARKERS[i % len(MARKERS)], ls="", label=p)
+        for i, p in enumerate(sources)
+    ]
     axes[0][-1].legend(handles=handles, fontsize=7, loc="best")
     fig.tight_layout()
     return _save(fig, path)
@@ -80,8 +91,11 @@ def mse_fd_plane(plan, records: list[dict], task: str, path: Path, columns: int 
     rows = [r for r in records if r["task"] == task and r.get("fd") is not None and r.get("mse_mean") is not None]
     if not rows:
         return None
-    panels = [(steps, sigma, sampler) for steps, sigma in _order((r["steps"], r["sigma_y"]) for r in rows)
-              for sampler in _order(r["sampler"] for r in rows)]
+    panels = [
+        (steps, sigma, sampler)
+        for steps, sigma in _order((r["steps"], r["sigma_y"]) for r in rows)
+        for sampler in _order(r["sampler"] for r in rows)
+    ]
     sources = _order(c.spec.params.label for c in plan.cells)
     colours = {p: plt.cm.tab10(i % 10) for i, p in enumerate(sources)}
     by_key = {r["key"]: r for r in rows}
@@ -93,33 +107,51 @@ def mse_fd_plane(plan, records: list[dict], task: str, path: Path, columns: int 
     for ax, (steps, sigma, sampler) in zip(axes.flat, panels):
         here = [r for r in rows if (r["steps"], r["sigma_y"], r["sampler"]) == (steps, sigma, sampler)]
         for r in here:
-            ax.scatter(r["mse_mean"], r["fd"], color=colours[r["params"]], s=36, zorder=3,
-                       marker=MARKERS[sources.index(r["params"]) % len(MARKERS)])
+            ax.scatter(
+                r["mse_mean"],
+                r["fd"],
+                color=colours[r["params"]],
+                s=36,
+                zorder=3,
+                marker=MARKERS[sources.index(r["params"]) % len(MARKERS)],
+            )
             twin = by_key.get(r.get("twin"))
             if twin is not None:
-                ax.annotate("", xy=(r["mse_mean"], r["fd"]), xytext=(twin["mse_mean"], twin["fd"]),
-                            arrowprops={"arrowstyle": "->", "color": colours[r["params"]], "lw": 1.0})
+                ax.annotate(
+                    "",
+                    xy=(r["mse_mean"], r["fd"]),
+                    xytext=(twin["mse_mean"], twin["fd"]),
+                    arrowprops={"arrowstyle": "->", "color": colours[r["params"]], "lw": 1.0},
+                )
         ax.ticklabel_format(axis="both", style="sci", scilimits=(-2, 3))
         ax.set_title(f"{sampler}, {steps} steps, sigma_y {sigma:g}", fontsize=9)
         ax.set_xlabel("MSE per pixel ([0, 1] units)", fontsize=8)
         ax.set_ylabel("Frechet spectral distance", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(True, alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    handles = [plt.Line2D([], [], color=colours[p], marker=MARKERS[i % len(MARKERS)], ls="", label=p)
-               for i, p in enumerate(sources)]
+    handles = [
+        plt.Line2D([], [], color=colours[p], marker=MARKERS[i % len(MARKERS)], ls="", label=p)
+        for i, p in enumerate(sources)
+    ]
     fig.legend(handles=handles, fontsize=8, loc="lower center", ncol=min(len(sources), 5))
-    fig.suptitle(f"{task}: MSE against FD, lower-left is better; arrows from the heuristic (paired standard errors "
-                 f"in the tables)", fontsize=10)
+    fig.suptitle(
+        f"{task}: MSE against FD, lower-left is better; arrows from the heuristic (paired standard errors "
+        f"in the tables)",
+        fontsize=10,
+    )
     fig.tight_layout(rect=(0, (0.1 + 0.25 * legend_rows) / height, 1, 1 - 0.35 / height))
     return _save(fig, path)
 
 
 def against_steps(plan, records: list[dict], task: str, path: Path) -> Path | None:
     sigma0, seed0 = plan.cells[0].spec.sigma_y, plan.cells[0].spec.seed
-    rows = [r for r in records if r["task"] == task and r["sigma_y"] == sigma0 and r["seed"] == seed0
-            and r.get("psnr_mean") is not None]
+    rows = [
+        r
+        for r in records
+        if r["task"] == task and r["sigma_y"] == sigma0 and r["seed"] == seed0 and r.get("psnr_mean") is not None
+    ]
     if not rows:
         return None
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -130,8 +162,12 @@ def against_steps(plan, records: list[dict], task: str, path: Path) -> Path | No
             line = sorted((r for r in rows if r["sampler"] == s and r["params"] == p), key=lambda r: r["steps"])
             if not line:
                 continue
-            style = {"color": plt.cm.tab10(si % 10), "marker": MARKERS[pi % len(MARKERS)],
-                     "ls": "-" if p == "heuristic" else "--", "label": f"{s} {p}"}
+            style = {
+                "color": plt.cm.tab10(si % 10),
+                "marker": MARKERS[pi % len(MARKERS)],
+                "ls": "-" if p == "heuristic" else "--",
+                "label": f"{s} {p}",
+            }
             a1.plot([r["steps"] for r in line], [r["psnr_mean"] for r in line], **style)
             fd = [(r["steps"], r["fd"]) for r in line if r.get("fd") is not None]
             if fd:
@@ -152,8 +188,11 @@ def examples(plan, records: list[dict], data: list[dict], task: str, path: Path)
     if plan.examples < 1:
         return None
     spec0 = plan.cells[0].spec
-    cells = [(c, d) for c, d in zip(plan.cells, data) if c.spec.task.label == task
-             and c.spec.sigma_y == spec0.sigma_y and c.spec.seed == spec0.seed]
+    cells = [
+        (c, d)
+        for c, d in zip(plan.cells, data)
+        if c.spec.task.label == task and c.spec.sigma_y == spec0.sigma_y and c.spec.seed == spec0.seed
+    ]
     if not cells:
         return None
     top = max(c.spec.steps for c, _ in cells)
@@ -166,8 +205,13 @@ def examples(plan, records: list[dict], data: list[dict], task: str, path: Path)
 
     def show(ax, img, title=None):
         arr = np.clip(np.asarray(img, dtype=np.float32), 0, 1).transpose(1, 2, 0)
-        ax.imshow(arr[..., 0] if arr.shape[2] == 1 else arr, cmap="gray" if arr.shape[2] == 1 else None,
-                  vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(
+            arr[..., 0] if arr.shape[2] == 1 else arr,
+            cmap="gray" if arr.shape[2] == 1 else None,
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+        )
         ax.set_xticks([])
         ax.set_yticks([])
         if title:
@@ -199,9 +243,11 @@ def write_figures(plan, records: list[dict], data: list[dict], folder: Path) -> 
     out = {}
     for task in _order(c.spec.task.label for c in plan.cells):
         name = _safe(task)
-        paths = [perception_distortion(plan, records, task, folder / f"pd_{name}.png"),
-                 mse_fd_plane(plan, records, task, folder / f"mse_fd_{name}.png"),
-                 against_steps(plan, records, task, folder / f"steps_{name}.png"),
-                 examples(plan, records, data, task, folder / f"examples_{name}.png")]
+        paths = [
+            perception_distortion(plan, records, task, folder / f"pd_{name}.png"),
+            mse_fd_plane(plan, records, task, folder / f"mse_fd_{name}.png"),
+            against_steps(plan, records, task, folder / f"steps_{name}.png"),
+            examples(plan, records, data, task, folder / f"examples_{name}.png"),
+        ]
         out[task] = [p for p in paths if p is not None]
     return out

@@ -95,8 +95,10 @@ def _task_spec(entry, where: str) -> TaskSpec:
         raise ZSGuideError(f"{where}: {exc}") from None
     bad = sorted(set(params) - set(defaults))
     if bad:
-        raise ZSGuideError(f"{where} ({name}): unknown task parameter(s) {', '.join(bad)}; {name} takes "
-                           f"{', '.join(defaults) or 'none'}")
+        raise ZSGuideError(
+            f"{where} ({name}): unknown task parameter(s) {', '.join(bad)}; {name} takes "
+            f"{', '.join(defaults) or 'none'}"
+        )
     label = entry.get("label") or (name + "".join(f"_{k}{v}" for k, v in sorted(params.items())))
     return TaskSpec(str(label), name, dict(params))
 
@@ -105,12 +107,15 @@ def _params_spec(entry, where: str) -> ParamsSpec:
     if isinstance(entry, str):
         entry = {"source": entry}
     if not isinstance(entry, dict):
-        raise ZSGuideError(f"{where}: a parameter source is heuristic, spectral or a mapping "
-                           f"{{source, trust_factor, pareto_guard, label}}, got {entry!r}")
+        raise ZSGuideError(
+            f"{where}: a parameter source is heuristic, spectral or a mapping "
+            f"{{source, trust_factor, pareto_guard, label}}, got {entry!r}"
+        )
     unknown = sorted(set(entry) - set(SPEC_KEYS_PARAMS))
     if unknown:
-        raise ZSGuideError(f"{where}: unknown key(s) {', '.join(unknown)}; a parameter source takes "
-                           f"{', '.join(SPEC_KEYS_PARAMS)}")
+        raise ZSGuideError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; a parameter source takes {', '.join(SPEC_KEYS_PARAMS)}"
+        )
     source = entry.get("source")
     if not isinstance(source, str) or not source:
         raise ZSGuideError(f"{where}: the parameter source needs a source (heuristic, spectral or a params.json)")
@@ -119,10 +124,13 @@ def _params_spec(entry, where: str) -> ParamsSpec:
         raise ZSGuideError(f"{where}: pareto_guard must be true or false, got {guard!r}")
     model, calibration = entry.get("denoiser_model", "gaussian"), entry.get("calibration")
     objective = entry.get("objective", "w2")
-    if source != "spectral" and (trust is not None or guard or model != "gaussian" or calibration is not None
-                                 or objective != "w2"):
-        raise ZSGuideError(f"{where}: trust_factor, pareto_guard, objective, denoiser_model and calibration apply to "
-                           f"source spectral only")
+    if source != "spectral" and (
+        trust is not None or guard or model != "gaussian" or calibration is not None or objective != "w2"
+    ):
+        raise ZSGuideError(
+            f"{where}: trust_factor, pareto_guard, objective, denoiser_model and calibration apply to "
+            f"source spectral only"
+        )
     from ..spectral.denoiser_model import DENOISER_MODELS
 
     if model not in DENOISER_MODELS:
@@ -136,10 +144,14 @@ def _params_spec(entry, where: str) -> ParamsSpec:
         resolve_objective(objective, option=f"{where}.objective")
         from ..spectral.options import DEFAULT_TRUST_FACTOR
 
-        default = "spectral" if factor == DEFAULT_TRUST_FACTOR else (
-            "spectral_free" if factor is None else f"spectral_trust{factor:g}")
+        default = (
+            "spectral"
+            if factor == DEFAULT_TRUST_FACTOR
+            else ("spectral_free" if factor is None else f"spectral_trust{factor:g}")
+        )
         label = entry.get("label") or default + ("_guard" if guard else "") + (
-            f"_{objective}" if objective != "w2" else "") + ("_calibrated" if model == "calibrated" else "")
+            f"_{objective}" if objective != "w2" else ""
+        ) + ("_calibrated" if model == "calibrated" else "")
     elif source == "heuristic":
         label = entry.get("label") or "heuristic"
         if label != "heuristic":  # the twin of every other source is found by this label
@@ -171,10 +183,12 @@ def _check_file_source(spec: ParamsSpec, i: int, grid) -> None:
     params = ParamSchedule.load(spec.source)
     names = [(_task_spec(t, "").name) for t in grid.tasks]
     if list(grid.samplers) != [params.method] or set(names) != {params.task} or list(grid.steps) != [params.steps]:
-        raise ZSGuideError(f"grid.params[{i}]: {spec.source!r} is a schedule for {params.method} on {params.task} "
-                           f"with {params.steps} steps; a grid with it needs exactly that sampler, task and step "
-                           f"count (this one has samplers {list(grid.samplers)}, tasks {names}, steps "
-                           f"{list(grid.steps)})")
+        raise ZSGuideError(
+            f"grid.params[{i}]: {spec.source!r} is a schedule for {params.method} on {params.task} "
+            f"with {params.steps} steps; a grid with it needs exactly that sampler, task and step "
+            f"count (this one has samplers {list(grid.samplers)}, tasks {names}, steps "
+            f"{list(grid.steps)})"
+        )
 
 
 def expand_grid(grid) -> list[CellSpec]:
@@ -187,13 +201,17 @@ def expand_grid(grid) -> list[CellSpec]:
             raise ZSGuideError(f"grid.{what} is empty")
     for i, name in enumerate(grid.samplers):
         if name not in SAMPLER_NAMES:
-            raise ZSGuideError(f"grid.samplers[{i}]: unknown sampler {name!r}; choose one of "
-                               f"{', '.join(SAMPLER_NAMES)}")
+            raise ZSGuideError(
+                f"grid.samplers[{i}]: unknown sampler {name!r}; choose one of {', '.join(SAMPLER_NAMES)}"
+            )
     _unique(list(grid.samplers), "samplers", "sampler {key!r} appears twice")
     tasks = [_task_spec(e, f"grid.tasks[{i}]") for i, e in enumerate(grid.tasks)]
     _unique([t.label for t in tasks], "tasks")
-    _unique([json.dumps([t.name, t.params], sort_keys=True, default=str) for t in tasks], "tasks",
-            "the same task and parameters as an earlier entry")
+    _unique(
+        [json.dumps([t.name, t.params], sort_keys=True, default=str) for t in tasks],
+        "tasks",
+        "the same task and parameters as an earlier entry",
+    )
     params = [_params_spec(e, f"grid.params[{i}]") for i, e in enumerate(grid.params)]
     _unique([p.label for p in params], "params")
     for i, n in enumerate(grid.steps):
@@ -207,9 +225,15 @@ def expand_grid(grid) -> list[CellSpec]:
     for i, p in enumerate(params):
         if p.source not in ("heuristic", "spectral"):
             _check_file_source(p, i, grid)
-    return [CellSpec(s, t, int(n), p, float(sy), int(seed))
-            for s in grid.samplers for t in tasks for n in grid.steps for sy in grid.sigma_y
-            for seed in grid.seeds for p in params]
+    return [
+        CellSpec(s, t, int(n), p, float(sy), int(seed))
+        for s in grid.samplers
+        for t in tasks
+        for n in grid.steps
+        for sy in grid.sigma_y
+        for seed in grid.seeds
+        for p in params
+    ]
 
 
 def digest(record: dict) -> str:

@@ -31,9 +31,11 @@ def _run_line(run: dict) -> str:
         return f"{run.get('started')}: report only, `{run.get('command', '')}`"
     if run.get("new_items", 0) == 0 and run.get("wall_time_s", 0) == 0:
         return f"{run.get('started')}: every image already committed (report only), `{run.get('command', '')}`"
-    return (f"{run.get('started')}: {run['new_items']} new images in {run.get('wall_time_s', 0):.1f} s on "
-            f"{run.get('devices', 1)} device(s) x {run.get('num_nodes', 1)} node(s) ({run.get('accelerator')}, "
-            f"{run.get('precision')}), `{run.get('command', '')}`")
+    return (
+        f"{run.get('started')}: {run['new_items']} new images in {run.get('wall_time_s', 0):.1f} s on "
+        f"{run.get('devices', 1)} device(s) x {run.get('num_nodes', 1)} node(s) ({run.get('accelerator')}, "
+        f"{run.get('precision')}), `{run.get('command', '')}`"
+    )
 
 
 def report_markdown(plan, records: list[dict], floor: dict | None, runs: list[dict], figures: dict) -> str:
@@ -64,8 +66,11 @@ def report_markdown(plan, records: list[dict], floor: dict | None, runs: list[di
         f"({plan.bootstrap} resamples); Δ: cell - heuristic twin on the same images, (paired standard error)",
     ]
     if floor is not None:
-        lines.append(f"- clean floor: FD {floor['fd']:.3f}" + (f" ± {floor['fd_se']:.3f}" if floor.get('fd_se')
-                                                              is not None else "") + f" ({floor['what']})")
+        lines.append(
+            f"- clean floor: FD {floor['fd']:.3f}"
+            + (f" ± {floor['fd_se']:.3f}" if floor.get("fd_se") is not None else "")
+            + f" ({floor['what']})"
+        )
     lines += [f"- {note}" for note in plan.notes]
     head = ["sampler", "steps", "sigma_y", "seed", "params", "n", "PSNR", "SSIM", "MSE", "FD"]
     head += ["LPIPS"] * has_lpips + ["FID"] * has_fid + ["ΔPSNR", "ΔSSIM", "ΔFD"] + ["ΔFID"] * has_fid
@@ -75,23 +80,40 @@ def report_markdown(plan, records: list[dict], floor: dict | None, runs: list[di
         for r in (r for r in records if r["task"] == task):
             if r["n"] == 0:
                 status = "failed: " + r["failures"][0][:120] if r["failures"] else "not run"
-                lines.append(f"| {r['sampler']} | {r['steps']} | {r['sigma_y']:g} | {r['seed']} | {r['params']} | 0 | "
-                             f"{status.replace('|', '/')} |" + " |" * (len(head) - 7))
+                lines.append(
+                    f"| {r['sampler']} | {r['steps']} | {r['sigma_y']:g} | {r['seed']} | {r['params']} | 0 | "
+                    f"{status.replace('|', '/')} |" + " |" * (len(head) - 7)
+                )
                 continue
-            row = [r["sampler"], str(r["steps"]), f"{r['sigma_y']:g}", str(r["seed"]), r["params"],
-                   str(r["n"]) + ("" if r["status"] == "complete" else f" ({r['status']})"),
-                   _pm(r, "psnr", 2), _pm(r, "ssim", 3), _pm(r, "mse", 5), _pm(r, "fd", 3)]
+            row = [
+                r["sampler"],
+                str(r["steps"]),
+                f"{r['sigma_y']:g}",
+                str(r["seed"]),
+                r["params"],
+                str(r["n"]) + ("" if r["status"] == "complete" else f" ({r['status']})"),
+                _pm(r, "psnr", 2),
+                _pm(r, "ssim", 3),
+                _pm(r, "mse", 5),
+                _pm(r, "fd", 3),
+            ]
             row += [_pm(r, "lpips", 3)] * has_lpips + [_pm(r, "fid", 2)] * has_fid
             row += [_diff(r, "psnr", 2), _diff(r, "ssim", 3), _diff(r, "fd", 3)] + [_diff(r, "fid", 2)] * has_fid
-            row += ["**yes**" if r.get("worse_both") else ("no" if "worse_both" in r else ""),
-                    _num((r.get("compute_s") or 0) / max(r["n"], 1), 3)]
+            row += [
+                "**yes**" if r.get("worse_both") else ("no" if "worse_both" in r else ""),
+                _num((r.get("compute_s") or 0) / max(r["n"], 1), 3),
+            ]
             lines.append("| " + " | ".join(row) + " |")
         for path in figures.get(task, []):
             lines += ["", f"![{path.stem}](figures/{path.name})"]
     flagged = [r["key"] for r in records if r.get("worse_both")]
     failed = [f"{r['key']}: {r['failures'][0]}" for r in records if r["failures"]]
-    lines += ["", "## Summary", "",
-              f"- cells worse than their heuristic twin on both PSNR and FD: {len(flagged)} of "
-              f"{sum('worse_both' in r for r in records)}" + (f" ({', '.join(flagged)})" if flagged else "")]
+    lines += [
+        "",
+        "## Summary",
+        "",
+        f"- cells worse than their heuristic twin on both PSNR and FD: {len(flagged)} of "
+        f"{sum('worse_both' in r for r in records)}" + (f" ({', '.join(flagged)})" if flagged else ""),
+    ]
     lines += [f"- failed: {f}" for f in failed]
     return "\n".join(lines) + "\n"

@@ -44,8 +44,9 @@ class EvaluateModule(L.LightningModule):
 
     def denoiser(self):
         if self._denoiser is None:
-            self._denoiser = (self.score.network_denoiser() if self.plan.denoiser == "network"
-                              else self.score.analytic_denoiser())
+            self._denoiser = (
+                self.score.network_denoiser() if self.plan.denoiser == "network" else self.score.analytic_denoiser()
+            )
         return self._denoiser
 
     def predict_dataloader(self) -> DataLoader:
@@ -60,19 +61,24 @@ class EvaluateModule(L.LightningModule):
             for cell in plan.cells:
                 store.prepare_cell_folder(plan.output, cell.folder, cell_record(cell))
             done = [plan.done(c) for c in plan.cells]
-            shared = (pending_batches(len(plan.cells), plan.indices, plan.batch_size, done),
-                      [c.folder for c in plan.cells])
+            shared = (
+                pending_batches(len(plan.cells), plan.indices, plan.batch_size, done),
+                [c.folder for c in plan.cells],
+            )
         self.pending, folders = strategy.broadcast(shared, src=0)
         differs = torch.tensor([float(folders != [c.folder for c in plan.cells])], device=self.device)
         if self.trainer.world_size > 1:
             differs = strategy.reduce(differs, reduce_op="sum")
         if float(differs) > 0:
-            raise ZSGuideError(f"{int(float(differs))} rank(s) prepared other cells than rank 0 (a design or a setting "
-                               f"differs between the processes: give every node the same $ZSGUIDE_CACHE and files)")
+            raise ZSGuideError(
+                f"{int(float(differs))} rank(s) prepared other cells than rank 0 (a design or a setting "
+                f"differs between the processes: give every node the same $ZSGUIDE_CACHE and files)"
+            )
         self.mine = shard(self.pending, self.trainer.global_rank, self.trainer.world_size)
         batches = self.mine or [EMPTY_BATCH]
-        return DataLoader(WorkBatches(plan.dataset, batches), batch_size=None, shuffle=False,
-                          num_workers=plan.num_workers)
+        return DataLoader(
+            WorkBatches(plan.dataset, batches), batch_size=None, shuffle=False, num_workers=plan.num_workers
+        )
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
         if int(batch["cell"]) < 0:  # the empty batch of a rank with nothing to do
@@ -83,9 +89,18 @@ class EvaluateModule(L.LightningModule):
         t0 = time.perf_counter()
         try:
             x0, y, op = measure_and_restore(
-                img, indices, task=cell.spec.task.name, task_params=cell.spec.task.params, seed=cell.spec.seed,
-                sigma_net=cell.sigma_net, sampler=cell.sampler, params=cell.params, denoiser=self.denoiser(),
-                surrogate=self.score.surrogate, callback=sampler_step_callback(self))
+                img,
+                indices,
+                task=cell.spec.task.name,
+                task_params=cell.spec.task.params,
+                seed=cell.spec.seed,
+                sigma_net=cell.sigma_net,
+                sampler=cell.sampler,
+                params=cell.params,
+                denoiser=self.denoiser(),
+                surrogate=self.score.surrogate,
+                callback=sampler_step_callback(self),
+            )
         except ZSGuideError as exc:
             return {"cell": int(batch["cell"]), "index": indices, "failure": str(exc)}
         restored = ((x0 + 1) / 2).float()
@@ -93,10 +108,14 @@ class EvaluateModule(L.LightningModule):
         if self.lpips is not None:
             metrics["lpips"] = lpips_per_image(self.lpips, restored, img)
         shown = restored.clamp(0, 1) if self.plan.clipped else restored
-        out = {"cell": int(batch["cell"]), "index": indices,
-               "metrics": {k: v.cpu() for k, v in metrics.items()},
-               "spectral": spectral_features(shown.to(torch.float64).cpu()),
-               "restored": restored.cpu(), "measurement": to_pixel_units(y.detach(), op).float().cpu()}
+        out = {
+            "cell": int(batch["cell"]),
+            "index": indices,
+            "metrics": {k: v.cpu() for k, v in metrics.items()},
+            "spectral": spectral_features(shown.to(torch.float64).cpu()),
+            "restored": restored.cpu(),
+            "measurement": to_pixel_units(y.detach(), op).float().cpu(),
+        }
         if self.inception is not None:
             from ..evaluation.fid import inception_features
 
@@ -108,5 +127,14 @@ class EvaluateModule(L.LightningModule):
 def cell_record(cell) -> dict:
     """What ``cells/<folder>/cell.json`` holds: the key, the grid coordinates and the settings."""
     s = cell.spec
-    return {"key": s.key, "sampler": s.sampler, "task": s.task.label, "steps": s.steps, "params": s.params.label,
-            "sigma_y": s.sigma_y, "seed": s.seed, "params_source": cell.params_source, "settings": cell.settings}
+    return {
+        "key": s.key,
+        "sampler": s.sampler,
+        "task": s.task.label,
+        "steps": s.steps,
+        "params": s.params.label,
+        "sigma_y": s.sigma_y,
+        "seed": s.seed,
+        "params_source": cell.params_source,
+        "settings": cell.settings,
+    }

@@ -155,16 +155,19 @@ def make_plan(cfg: Namespace, specs: list[CellSpec] | None = None) -> EvaluatePl
     clipped = data_options.get("name") != "gaussian"
     notes = []
     if lpips_path is not None and min(image_shape[1:]) < lpips_min_side():
-        notes.append(f"LPIPS skipped: images are {image_shape[1]}x{image_shape[2]}, AlexNet needs at least "
-                     f"{lpips_min_side()} pixels a side")
+        notes.append(
+            f"LPIPS skipped: images are {image_shape[1]}x{image_shape[2]}, AlexNet needs at least "
+            f"{lpips_min_side()} pixels a side"
+        )
         lpips_path = None
     elif lpips_path is None:
         notes.append("LPIPS skipped: no local AlexNet weights (give --lpips_weights PATH or set ZSGUIDE_LPIPS_WEIGHTS)")
     if fid_path is None:
         notes.append("FID skipped: no local Inception weights (give --fid_weights PATH or set ZSGUIDE_FID_WEIGHTS)")
     elif image_shape[0] not in (1, 3):
-        raise ZSGuideError(f"--fid_weights: FID needs grey or RGB images, the checkpoint's have {image_shape[0]} "
-                           f"channels")
+        raise ZSGuideError(
+            f"--fid_weights: FID needs grey or RGB images, the checkpoint's have {image_shape[0]} channels"
+        )
 
     base = {
         "version": RESULTS_VERSION,
@@ -184,8 +187,9 @@ def make_plan(cfg: Namespace, specs: list[CellSpec] | None = None) -> EvaluatePl
         op_key = (spec.task.label, spec.seed)
         if op_key not in operators:
             try:
-                operators[op_key] = make_operator(spec.task.name, image_shape, spec.seed, [indices[0]],
-                                                  **spec.task.params)
+                operators[op_key] = make_operator(
+                    spec.task.name, image_shape, spec.seed, [indices[0]], **spec.task.params
+                )
             except ZSGuideError as exc:
                 where = next(i for i, t in enumerate(cfg.grid.tasks) if _task_label(t) == spec.task.label)
                 raise ZSGuideError(f"grid.tasks[{where}] ({spec.task.label}): {exc}") from None
@@ -203,9 +207,15 @@ def make_plan(cfg: Namespace, specs: list[CellSpec] | None = None) -> EvaluatePl
         defaults = task_defaults(spec.task.name)
         resolved = {k: spec.task.params.get(k, v["value"]) for k, v in defaults.items()}
         settings = base | {
-            "sampler": spec.sampler, "task": spec.task.name, "task_params": resolved, "steps": spec.steps,
-            "params_label": spec.params.label, "params": params.to_dict(), "sigma_y": spec.sigma_y,
-            "sigma_network": sigma_net, "seed": spec.seed,
+            "sampler": spec.sampler,
+            "task": spec.task.name,
+            "task_params": resolved,
+            "steps": spec.steps,
+            "params_label": spec.params.label,
+            "params": params.to_dict(),
+            "sigma_y": spec.sigma_y,
+            "sigma_network": sigma_net,
+            "seed": spec.seed,
         }
         d = digest(settings)
         cells.append(Cell(spec, sampler, params, source, sigma_net, resolved, settings, folder_name(spec, d)))
@@ -215,12 +225,28 @@ def make_plan(cfg: Namespace, specs: list[CellSpec] | None = None) -> EvaluatePl
             c.twin = by_key.get(c.spec.twin_key)
     test_split = getattr(dataset, "dataset", dataset)
     return EvaluatePlan(
-        ckpt_path=str(cfg.ckpt_path), module=module, meta=meta, image_shape=image_shape, data_options=data_options,
-        dataset=dataset, test_split=test_split, indices=list(indices), cells=cells, output=output,
-        batch_size=int(cfg.batch_size), num_workers=int(cfg.data.num_workers or 0), denoiser=cfg.denoiser,
-        noise_convention=cfg.noise_convention, clipped=clipped, bootstrap=int(cfg.bootstrap),
-        examples=int(cfg.examples), save_images=bool(cfg.save_images), lpips_path=lpips_path, fid_path=fid_path,
-        notes=notes)
+        ckpt_path=str(cfg.ckpt_path),
+        module=module,
+        meta=meta,
+        image_shape=image_shape,
+        data_options=data_options,
+        dataset=dataset,
+        test_split=test_split,
+        indices=list(indices),
+        cells=cells,
+        output=output,
+        batch_size=int(cfg.batch_size),
+        num_workers=int(cfg.data.num_workers or 0),
+        denoiser=cfg.denoiser,
+        noise_convention=cfg.noise_convention,
+        clipped=clipped,
+        bootstrap=int(cfg.bootstrap),
+        examples=int(cfg.examples),
+        save_images=bool(cfg.save_images),
+        lpips_path=lpips_path,
+        fid_path=fid_path,
+        notes=notes,
+    )
 
 
 def device_type(accelerator: str) -> str:
@@ -245,9 +271,19 @@ def _task_label(entry) -> str:
 def _schedule(spec: CellSpec, sampler, module, operator, sigma_net: float, ckpt_path: str):
     from ..restore.schedules import param_schedule
 
-    return param_schedule(spec.params.source, sampler, module, operator, sigma_net, task=spec.task.name,
-                          steps=spec.steps, trust_factor=spec.params.trust_factor,
-                          pareto_guard=spec.params.pareto_guard, objective=spec.params.objective,
-                          denoiser_model=spec.params.denoiser_model,
-                          calibration=spec.params.calibration, ckpt_path=ckpt_path,
-                          option="grid.params")
+    return param_schedule(
+        spec.params.source,
+        sampler,
+        module,
+        operator,
+        sigma_net,
+        task=spec.task.name,
+        steps=spec.steps,
+        trust_factor=spec.params.trust_factor,
+        pareto_guard=spec.params.pareto_guard,
+        objective=spec.params.objective,
+        denoiser_model=spec.params.denoiser_model,
+        calibration=spec.params.calibration,
+        ckpt_path=ckpt_path,
+        option="grid.params",
+    )

@@ -23,8 +23,7 @@ class EvaluateProgressBar(RichPredictBar):
             return
         world = trainer.world_size
         self._start()
-        self._grid = self._progress.add_task("grid items", total=self.plan.total_items,
-                                             completed=self._committed())
+        self._grid = self._progress.add_task("grid items", total=self.plan.total_items, completed=self._committed())
         label = "batches" if world == 1 else f"rank 0/{world} batches"
         self._batches = self._progress.add_task(label, total=len(pl_module.mine))
         self._steps = self._progress.add_task("sampler steps", total=1)

@@ -66,14 +66,22 @@ def clean_inception(plan, inception, indices) -> torch.Tensor:
     from ..evaluation.fid import inception_features
 
     path = plan.output / "clean_inception.npz"
-    key = json.dumps({"fid": plan.cells[0].settings["fid_weights_sha256"], "data": plan.cells[0].settings["data"],
-                      "indices": list(indices)}, sort_keys=True, default=str)
+    key = json.dumps(
+        {
+            "fid": plan.cells[0].settings["fid_weights_sha256"],
+            "data": plan.cells[0].settings["data"],
+            "indices": list(indices),
+        },
+        sort_keys=True,
+        default=str,
+    )
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             if str(z["key"]) == key:
                 return torch.from_numpy(z["features"])
-    feats = torch.cat([inception_features(inception, clean_images(plan, indices[i:i + 32]))
-                       for i in range(0, len(indices), 32)])
+    feats = torch.cat(
+        [inception_features(inception, clean_images(plan, indices[i : i + 32])) for i in range(0, len(indices), 32)]
+    )
     buf = io.BytesIO()
     np.savez(buf, key=np.array(key), features=feats.numpy())
     atomic_write_bytes(path, buf.getvalue())
@@ -92,11 +100,22 @@ def cell_stats(plan, data: list[dict], clean_feats: dict) -> list[dict]:
         s = cell.spec
         fails = store.failures(plan.output, cell.folder)
         n = len(d["index"])
-        rec = {"key": s.key, "sampler": s.sampler, "task": s.task.label, "task_name": s.task.name,
-               "task_params": cell.task_params_resolved, "steps": s.steps, "params": s.params.label,
-               "params_source": cell.params_source, "sigma_y": s.sigma_y, "seed": s.seed, "folder": cell.folder,
-               "n": n, "status": "complete" if n == len(plan.indices) else ("failed" if fails else "partial"),
-               "failures": fails}
+        rec = {
+            "key": s.key,
+            "sampler": s.sampler,
+            "task": s.task.label,
+            "task_name": s.task.name,
+            "task_params": cell.task_params_resolved,
+            "steps": s.steps,
+            "params": s.params.label,
+            "params_source": cell.params_source,
+            "sigma_y": s.sigma_y,
+            "seed": s.seed,
+            "folder": cell.folder,
+            "n": n,
+            "status": "complete" if n == len(plan.indices) else ("failed" if fails else "partial"),
+            "failures": fails,
+        }
         if n >= 1:
             for name in PER_IMAGE:
                 if name in d:
@@ -127,8 +146,7 @@ def cell_stats(plan, data: list[dict], clean_feats: dict) -> list[dict]:
                     ref = clean_feats[feat][common]
                     fa, fb = twin[feat][pos_t], d[feat][pos_c]
                     rec[f"d_{label}"] = frechet_distance_features(fb, ref) - frechet_distance_features(fa, ref)
-                    rec[f"d_{label}_se"] = (bootstrap_difference_se(fa, fb, ref, num=n_boot) if n_boot >= 2
-                                            else None)
+                    rec[f"d_{label}_se"] = bootstrap_difference_se(fa, fb, ref, num=n_boot) if n_boot >= 2 else None
             if "d_psnr" in rec and "d_fd" in rec:
                 rec["worse_both"] = bool(rec["d_psnr"] < 0 and rec["d_fd"] > 0)
         records.append(rec)
@@ -141,9 +159,12 @@ def clean_floor(plan, n_boot: int) -> dict | None:
         return None
     fa = spectral_features(clean_images(plan, list(range(n))))
     fb = spectral_features(clean_images(plan, list(range(n, 2 * n))))
-    return {"n": n, "fd": frechet_distance_features(fa, fb),
-            "fd_se": bootstrap_se(fa, fb, num=n_boot) if n_boot >= 2 else None,
-            "what": f"test images 0..{n - 1} against {n}..{2 * n - 1}"}
+    return {
+        "n": n,
+        "fd": frechet_distance_features(fa, fb),
+        "fd_se": bootstrap_se(fa, fb, num=n_boot) if n_boot >= 2 else None,
+        "what": f"test images 0..{n - 1} against {n}..{2 * n - 1}",
+    }
 
 
 def write_results_csv(plan, data: list[dict], path: Path) -> None:
@@ -154,16 +175,64 @@ def write_results_csv(plan, data: list[dict], path: Path) -> None:
     for cell, d in zip(plan.cells, data):
         s = cell.spec
         for j, i in enumerate(d["index"]):
-            w.writerow([s.sampler, s.task.label, s.steps, s.params.label, repr(s.sigma_y), s.seed, i,
-                        *(repr(float(d[m][j])) if m in d else "" for m in metrics), repr(float(d["seconds"][j]))])
+            w.writerow(
+                [
+                    s.sampler,
+                    s.task.label,
+                    s.steps,
+                    s.params.label,
+                    repr(s.sigma_y),
+                    s.seed,
+                    i,
+                    *(repr(float(d[m][j])) if m in d else "" for m in metrics),
+                    repr(float(d["seconds"][j])),
+                ]
+            )
     atomic_write_text(path, buf.getvalue())
 
 
-CELL_COLUMNS = ("sampler", "task", "steps", "params", "sigma_y", "seed", "status", "n", "psnr_mean", "psnr_se",
-                "ssim_mean", "ssim_se", "mse_mean", "mse_se", "lpips_mean", "lpips_se", "fd", "fd_se", "fid",
-                "fid_se", "twin", "paired_n", "d_psnr", "d_psnr_se", "d_ssim", "d_ssim_se", "d_mse", "d_mse_se",
-                "d_lpips", "d_lpips_se", "d_fd", "d_fd_se", "d_fid", "d_fid_se", "worse_both", "compute_s",
-                "images_per_second", "params_source", "folder", "failures")
+CELL_COLUMNS = (
+    "sampler",
+    "task",
+    "steps",
+    "params",
+    "sigma_y",
+    "seed",
+    "status",
+    "n",
+    "psnr_mean",
+    "psnr_se",
+    "ssim_mean",
+    "ssim_se",
+    "mse_mean",
+    "mse_se",
+    "lpips_mean",
+    "lpips_se",
+    "fd",
+    "fd_se",
+    "fid",
+    "fid_se",
+    "twin",
+    "paired_n",
+    "d_psnr",
+    "d_psnr_se",
+    "d_ssim",
+    "d_ssim_se",
+    "d_mse",
+    "d_mse_se",
+    "d_lpips",
+    "d_lpips_se",
+    "d_fd",
+    "d_fd_se",
+    "d_fid",
+    "d_fid_se",
+    "worse_both",
+    "compute_s",
+    "images_per_second",
+    "params_source",
+    "folder",
+    "failures",
+)
 
 
 def write_cells_csv(records: list[dict], path: Path) -> None:
@@ -175,8 +244,11 @@ def write_cells_csv(records: list[dict], path: Path) -> None:
         row = []
         for c in present:
             v = r.get(c)
-            row.append("" if v is None else (" | ".join(v) if isinstance(v, list) else
-                                             (repr(v) if isinstance(v, float) else v)))
+            row.append(
+                ""
+                if v is None
+                else (" | ".join(v) if isinstance(v, list) else (repr(v) if isinstance(v, float) else v))
+            )
         w.writerow(row)
     atomic_write_text(path, buf.getvalue())
 

@@ -69,8 +69,9 @@ def run_evaluate(argv: list[str]) -> None:
             inception = load_inception(plan.fid_path)
         command = "python -m zsguide evaluate " + " ".join(shlex.quote(a) for a in argv)
         if is_zero:
-            atomic_write_text(plan.output / "config.yaml", yaml.safe_dump(json_safe(config_to_dict(cfg)),
-                                                                           sort_keys=False))
+            atomic_write_text(
+                plan.output / "config.yaml", yaml.safe_dump(json_safe(config_to_dict(cfg)), sort_keys=False)
+            )
         before = sum(len(plan.done(c)) for c in plan.cells) if is_zero else 0
         run_info = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         complete = all(len(plan.done(c)) == len(plan.indices) for c in plan.cells)
@@ -83,10 +84,15 @@ def run_evaluate(argv: list[str]) -> None:
 
         def on_complete(trainer) -> None:
             after = sum(len(plan.done(c)) for c in plan.cells)
-            run_info.update(new_items=after - before, wall_time_s=time.perf_counter() - t0,
-                            devices=trainer.world_size // max(trainer.num_nodes, 1), num_nodes=trainer.num_nodes,
-                            accelerator=type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
-                            strategy=type(trainer.strategy).__name__, precision=str(trainer.precision))
+            run_info.update(
+                new_items=after - before,
+                wall_time_s=time.perf_counter() - t0,
+                devices=trainer.world_size // max(trainer.num_nodes, 1),
+                num_nodes=trainer.num_nodes,
+                accelerator=type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
+                strategy=type(trainer.strategy).__name__,
+                precision=str(trainer.precision),
+            )
             _finish(plan, run_info, inception)
 
         from .module import EvaluateModule
@@ -95,8 +101,9 @@ def run_evaluate(argv: list[str]) -> None:
 
         writer = EvaluateWriter(plan, on_complete)
         callbacks = [writer] + ([EvaluateProgressBar(plan)] if cfg.trainer.enable_progress_bar else [])
-        trainer = predict_trainer(cfg.trainer, callbacks, needs_grad=plan.needs_grad, root=plan.output,
-                                  use_distributed_sampler=False)
+        trainer = predict_trainer(
+            cfg.trainer, callbacks, needs_grad=plan.needs_grad, root=plan.output, use_distributed_sampler=False
+        )
         try:
             trainer.predict(EvaluateModule(plan, lpips, inception), return_predictions=False)
         except BaseException:
@@ -115,8 +122,11 @@ def _finish(plan: EvaluatePlan, run_info: dict, inception) -> None:
     cells = content["cells"]
     flagged = [c["key"] for c in cells if c.get("worse_both")]
     failed = [c["key"] for c in cells if c["failures"]]
-    print(f"evaluate: {len(cells)} cells, {sum(c['n'] for c in cells)} of {plan.total_items} images; "
-          f"{run_info.get('new_items', 0)} new in {run_info.get('wall_time_s', 0):.1f} s; "
-          f"worse than the heuristic on both PSNR and FD: {len(flagged)}"
-          + (f"; failed: {', '.join(failed)}" if failed else "") + f"\nwrote {plan.output / 'report.md'}",
-          flush=True)
+    print(
+        f"evaluate: {len(cells)} cells, {sum(c['n'] for c in cells)} of {plan.total_items} images; "
+        f"{run_info.get('new_items', 0)} new in {run_info.get('wall_time_s', 0):.1f} s; "
+        f"worse than the heuristic on both PSNR and FD: {len(flagged)}"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+        + f"\nwrote {plan.output / 'report.md'}",
+        flush=True,
+    )

@@ -24,14 +24,14 @@ EMPTY_BATCH: WorkBatch = (-1, ())  # what a rank with no share runs (nothing), s
 
 def chunks(indices: Sequence[int], batch_size: int) -> list[tuple[int, ...]]:
     """``indices`` cut into consecutive chunks of ``batch_size`` (the last one shorter)."""
-    return [tuple(indices[i:i + batch_size]) for i in range(0, len(indices), batch_size)]
+    return [tuple(indices[i : i + batch_size]) for i in range(0, len(indices), batch_size)]
 
 
-def pending_batches(num_cells: int, indices: Sequence[int], batch_size: int,
-                    done: Sequence[set[int]]) -> list[WorkBatch]:
+def pending_batches(
+    num_cells: int, indices: Sequence[int], batch_size: int, done: Sequence[set[int]]
+) -> list[WorkBatch]:
     """Every chunk of every cell with an image not in ``done[cell]``, in grid order."""
-    return [(c, chunk) for c in range(num_cells) for chunk in chunks(indices, batch_size)
-            if not set(chunk) <= done[c]]
+    return [(c, chunk) for c in range(num_cells) for chunk in chunks(indices, batch_size) if not set(chunk) <= done[c]]
 
 
 def shard(batches: Sequence[WorkBatch], rank: int, world_size: int) -> list[WorkBatch]:
@@ -57,5 +57,8 @@ class WorkBatches(Dataset):
         if cell < 0:
             return {"cell": cell, "index": torch.zeros(0, dtype=torch.long), "image": torch.zeros(0)}
         items = [self.images[i] for i in idx]
-        return {"cell": cell, "index": torch.tensor([int(it["index"]) for it in items]),
-                "image": torch.stack([it["image"] for it in items])}
+        return {
+            "cell": cell,
+            "index": torch.tensor([int(it["index"]) for it in items]),
+            "image": torch.stack([it["image"] for it in items]),
+        }

@@ -55,8 +55,10 @@ class OutputLock:
                 self._fh.seek(0)
                 holder = self._fh.read().strip() or "unknown process"
                 self._fh.close()
-                raise ZSGuideError(f"output directory {str(out)!r} is in use by another evaluate run ({holder}); "
-                                   f"wait for it to finish or choose another --output") from None
+                raise ZSGuideError(
+                    f"output directory {str(out)!r} is in use by another evaluate run ({holder}); "
+                    f"wait for it to finish or choose another --output"
+                ) from None
             try:
                 if os.fstat(self._fh.fileno()).st_ino == os.stat(self.path).st_ino:
                     break  # we hold the lock on the file that is there
@@ -67,8 +69,7 @@ class OutputLock:
             raise ZSGuideError(f"could not lock {str(self.path)!r}: it keeps being removed")
         self._fh.seek(0)
         self._fh.truncate()
-        self._fh.write(f"pid {os.getpid()} on {socket.gethostname()}, since "
-                       f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+        self._fh.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
         self._fh.flush()
 
     def release(self, remove_empty_dir: bool = False) -> None:

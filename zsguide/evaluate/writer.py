@@ -27,8 +27,9 @@ class EvaluateWriter(BasePredictionWriter):
         self.on_complete = on_complete  # rank 0, after the end barrier: writes the report
         self.past_end_barrier = False
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
-                           dataloader_idx=0) -> None:
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         if prediction is None:  # an empty batch
             return
         plan = self.plan
@@ -41,10 +42,15 @@ class EvaluateWriter(BasePredictionWriter):
             if index in done:  # committed before an interruption; the chunk was re-run whole, its result is the same
                 continue
             if plan.save_images:
-                save_png(prediction["restored"][j], plan.output / "cells" / cell.folder / "restored" /
-                         f"{image_name(index)}.png")
-            arrays = {"index": np.int64(index), "seconds": np.float64(prediction["seconds"]),
-                      "spectral": prediction["spectral"][j].numpy()}
+                save_png(
+                    prediction["restored"][j],
+                    plan.output / "cells" / cell.folder / "restored" / f"{image_name(index)}.png",
+                )
+            arrays = {
+                "index": np.int64(index),
+                "seconds": np.float64(prediction["seconds"]),
+                "spectral": prediction["spectral"][j].numpy(),
+            }
             for name, values in prediction["metrics"].items():
                 arrays[name] = np.float64(values[j])
             if "inception" in prediction:
@@ -66,8 +72,10 @@ class EvaluateWriter(BasePredictionWriter):
             if len(done) < len(plan.indices) and not store.failures(plan.output, cell.folder):
                 missing.append(f"{cell.key} ({len(plan.indices) - len(done)} images)")
         if missing:
-            raise ZSGuideError(f"{len(missing)} cell(s) lack results after the run: {', '.join(missing[:5])}; with "
-                               f"several nodes, --output must be on a file system every node shares")
+            raise ZSGuideError(
+                f"{len(missing)} cell(s) lack results after the run: {', '.join(missing[:5])}; with "
+                f"several nodes, --output must be on a file system every node shares"
+            )
         self.on_complete(trainer)
 
 

@@ -45,19 +45,23 @@ def load_inception(path: str | os.PathLike) -> torch.nn.Module:
         raise ZSGuideError(f"FID needs torchmetrics' image extras: {exc}") from None
     state = read_tensor_file(path, what="FID weights file")
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ZSGuideError(f"FID weights {str(path)!r} are not a state dict of tensors (expected torch-fidelity's "
-                           f"pt_inception-2015-12-05-6726825d.pth)")
+        raise ZSGuideError(
+            f"FID weights {str(path)!r} are not a state dict of tensors (expected torch-fidelity's "
+            f"pt_inception-2015-12-05-6726825d.pth)"
+        )
     with tempfile.TemporaryDirectory(prefix="zsguide-fid-") as tmp:
         copy = Path(tmp) / "inception.pth"
         torch.save(dict(state), copy)  # only tensors, written by us: safe for torch-fidelity's unrestricted load
         try:
-            fid = FrechetInceptionDistance(feature=FID_FEATURES, normalize=True,
-                                           feature_extractor_weights_path=str(copy))
+            fid = FrechetInceptionDistance(
+                feature=FID_FEATURES, normalize=True, feature_extractor_weights_path=str(copy)
+            )
         except ModuleNotFoundError as exc:
             raise ZSGuideError(f"FID needs torch-fidelity: pip install 'zsguide[fid]' ({exc})") from None
         except RuntimeError as exc:  # missing / unexpected keys, wrong shapes
-            raise ZSGuideError(f"FID weights {str(path)!r} do not fit torch-fidelity's InceptionV3: "
-                               f"{str(exc).splitlines()[0][:300]}") from None
+            raise ZSGuideError(
+                f"FID weights {str(path)!r} do not fit torch-fidelity's InceptionV3: {str(exc).splitlines()[0][:300]}"
+            ) from None
     return fid.inception.eval().requires_grad_(False)
 
 

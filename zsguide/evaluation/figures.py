@@ -16,8 +16,9 @@ from ..surrogate import GaussianSurrogate, SpectrumAccumulator, radial_average  
 CHANNEL_NAMES = {1: ["grey"], 3: ["luminance", "red-blue", "green-magenta"]}
 
 
-def spectrum_figure(surrogate: GaussianSurrogate, dataset, path: Path, true_spectrum: torch.Tensor | None = None,
-                    batch_size: int = 256) -> Path:
+def spectrum_figure(
+    surrogate: GaussianSurrogate, dataset, path: Path, true_spectrum: torch.Tensor | None = None, batch_size: int = 256
+) -> Path:
     """Radially averaged power spectrum per decorrelated channel: held-out data (periodogram) against the surrogate."""
     acc = SpectrumAccumulator(*surrogate.shape)
     for batch in DataLoader(dataset, batch_size=batch_size):

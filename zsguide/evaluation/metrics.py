@@ -71,11 +71,15 @@ def image_metrics(restored: torch.Tensor, truth: torch.Tensor, clip: bool = True
     rows = []
     for j in range(x_all.shape[0]):
         x_hat, x = x_hat_all[j : j + 1], x_all[j : j + 1]
-        rows.append((
-            peak_signal_noise_ratio(x_hat, x, data_range=1.0, reduction="none", dim=(1, 2, 3)).reshape(()),
-            structural_similarity_index_measure(x_hat, x, data_range=1.0, reduction="none", sigma=sigma).reshape(()),
-            (x_hat - x).square().mean(),
-        ))
+        rows.append(
+            (
+                peak_signal_noise_ratio(x_hat, x, data_range=1.0, reduction="none", dim=(1, 2, 3)).reshape(()),
+                structural_similarity_index_measure(x_hat, x, data_range=1.0, reduction="none", sigma=sigma).reshape(
+                    ()
+                ),
+                (x_hat - x).square().mean(),
+            )
+        )
     psnr, ssim, mse = (torch.stack(col) for col in zip(*rows))
     return {"psnr": psnr, "ssim": ssim, "mse": mse}
 
@@ -131,8 +135,10 @@ def load_lpips(path: str | os.PathLike) -> torch.nn.Module:
         backbone = torchvision.models.alexnet(weights=None)
         backbone.load_state_dict(state)
     except Exception as exc:  # noqa: BLE001 - any unreadable or foreign file is the same user error
-        raise ZSGuideError(f"cannot read LPIPS weights {str(path)!r} as a torchvision AlexNet state_dict: "
-                           f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise ZSGuideError(
+            f"cannot read LPIPS weights {str(path)!r} as a torchvision AlexNet state_dict: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     net = _NoTrainLpips(pretrained=True, net="alex", pnet_rand=True)  # heads from torchmetrics, random backbone ...
     for block in (net.net.slice1, net.net.slice2, net.net.slice3, net.net.slice4, net.net.slice5):
         for name, layer in block.named_children():  # ... replaced by the local AlexNet (slice children keep indices)

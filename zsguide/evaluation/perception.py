@@ -143,8 +143,10 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
     s1, s2 = sigma1.to(torch.float64), sigma2.to(torch.float64)
     d = mu1.shape[0]
     if mu2.shape[0] != d or s1.shape != (d, d) or s2.shape != (d, d):
-        raise ZSGuideError(f"frechet_distance: mismatched statistics: means {tuple(mu1.shape)} and {tuple(mu2.shape)}, "
-                           f"covariances {tuple(s1.shape)} and {tuple(s2.shape)}")
+        raise ZSGuideError(
+            f"frechet_distance: mismatched statistics: means {tuple(mu1.shape)} and {tuple(mu2.shape)}, "
+            f"covariances {tuple(s1.shape)} and {tuple(s2.shape)}"
+        )
     if not all(torch.isfinite(t).all() for t in (mu1, mu2, s1, s2)):
         raise ZSGuideError("frechet_distance: the statistics contain NaN or Inf")
     r1 = _psd_sqrt(s1)
@@ -167,21 +169,27 @@ def frechet_distance_features(f1: torch.Tensor, f2: torch.Tensor) -> float:
     which costs ``O(N1 N2 D)`` instead of ``O(D^3)`` (FID on 64 images: milliseconds instead of seconds per call).
     """
     if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
-        raise ZSGuideError(f"frechet_distance_features: mismatched feature sets {tuple(f1.shape)} and "
-                           f"{tuple(f2.shape)}")
+        raise ZSGuideError(
+            f"frechet_distance_features: mismatched feature sets {tuple(f1.shape)} and {tuple(f2.shape)}"
+        )
     n1, n2, d = f1.shape[0], f2.shape[0], f1.shape[1]
     if min(n1, n2) >= d:
         return frechet_distance(*feature_stats(f1), *feature_stats(f2))
     if n1 < 2 or n2 < 2:
-        raise ZSGuideError(f"feature_stats: expected (N >= 2, D) features, got shapes {tuple(f1.shape)} and "
-                           f"{tuple(f2.shape)}")
+        raise ZSGuideError(
+            f"feature_stats: expected (N >= 2, D) features, got shapes {tuple(f1.shape)} and {tuple(f2.shape)}"
+        )
     mu1, mu2 = f1.to(torch.float64).mean(dim=0), f2.to(torch.float64).mean(dim=0)
     a1, a2 = f1.to(torch.float64) - mu1, f2.to(torch.float64) - mu2
     if not (torch.isfinite(a1).all() and torch.isfinite(a2).all()):
         raise ZSGuideError("frechet_distance: the statistics contain NaN or Inf")
     cross = float(torch.linalg.svdvals(a1 @ a2.T).sum()) / math.sqrt((n1 - 1) * (n2 - 1))
-    value = float(((mu1 - mu2) ** 2).sum()) + float(a1.square().sum()) / (n1 - 1) \
-        + float(a2.square().sum()) / (n2 - 1) - 2 * cross
+    value = (
+        float(((mu1 - mu2) ** 2).sum())
+        + float(a1.square().sum()) / (n1 - 1)
+        + float(a2.square().sum()) / (n2 - 1)
+        - 2 * cross
+    )
     return max(value, 0.0)
 
 
@@ -194,8 +202,9 @@ def spectral_frechet_distance(images1: torch.Tensor, images2: torch.Tensor) -> f
     a = _check_images(images1, "first image set")
     b = _check_images(images2, "second image set")
     if a.shape[1:] != b.shape[1:]:
-        raise ZSGuideError(f"the two image sets have different image shapes: {tuple(a.shape[1:])} and "
-                           f"{tuple(b.shape[1:])} (C, H, W)")
+        raise ZSGuideError(
+            f"the two image sets have different image shapes: {tuple(a.shape[1:])} and {tuple(b.shape[1:])} (C, H, W)"
+        )
     return frechet_distance_features(spectral_features(a), spectral_features(b))
 
 
@@ -223,15 +232,18 @@ def bootstrap_se(f1: torch.Tensor, f2: torch.Tensor, num: int = 200, seed: int =
     return _se(values)
 
 
-def bootstrap_difference_se(fa: torch.Tensor, fb: torch.Tensor, ref: torch.Tensor, num: int = 200,
-                            seed: int = 0) -> float:
+def bootstrap_difference_se(
+    fa: torch.Tensor, fb: torch.Tensor, ref: torch.Tensor, num: int = 200, seed: int = 0
+) -> float:
     """The bootstrap standard error of ``FD(fb, ref) - FD(fa, ref)`` for paired rows (image i restored two ways and
     its clean image): the same rows are drawn from all three sets, so what the images share cancels."""
     if num < 2:
         raise ZSGuideError(f"bootstrap_difference_se: num must be >= 2, got {num}")
     if not fa.shape[0] == fb.shape[0] == ref.shape[0]:
-        raise ZSGuideError(f"bootstrap_difference_se: paired sets must have as many rows, got {fa.shape[0]}, "
-                           f"{fb.shape[0]} and {ref.shape[0]}")
+        raise ZSGuideError(
+            f"bootstrap_difference_se: paired sets must have as many rows, got {fa.shape[0]}, "
+            f"{fb.shape[0]} and {ref.shape[0]}"
+        )
     g = torch.Generator().manual_seed(seed)
     values = []
     for _ in range(num):

@@ -20,9 +20,9 @@ from torch import nn
 
 from ..diffusion.schedule import VPSchedule
 from ..errors import ZSGuideError
-from .adm import ADMConfig, PRESETS, preset_config
-from .eps import EpsOutput
 from ..safe_files import file_sha256
+from .adm import PRESETS, ADMConfig, preset_config
+from .eps import EpsOutput
 
 FAMILIES = ("adm", "diffusers")
 ARCH_CHOICES = tuple(f"adm:{p}" for p in PRESETS) + ("adm", "diffusers")
@@ -38,12 +38,14 @@ def parse_arch(arch: str) -> tuple[str, str | None]:
 
 
 def _file_hashes(files: dict[str, Path]) -> dict[str, dict]:
-    return {key: {"path": str(p.resolve()), "sha256": file_sha256(p), "bytes": p.stat().st_size}
-            for key, p in files.items()}
+    return {
+        key: {"path": str(p.resolve()), "sha256": file_sha256(p), "bytes": p.stat().st_size} for key, p in files.items()
+    }
 
 
-def load_network(arch: str, path: str | Path, adm_overrides: dict | None = None,
-                 adm_schedule: VPSchedule | None = None) -> tuple[nn.Module, dict, VPSchedule]:
+def load_network(
+    arch: str, path: str | Path, adm_overrides: dict | None = None, adm_schedule: VPSchedule | None = None
+) -> tuple[nn.Module, dict, VPSchedule]:
     """Read the network at ``path`` as ``arch``: ``(eps module in eval mode, description, VP schedule)``.
 
     ADM files carry no schedule; ``adm_schedule`` (default: DDPM's linear 1e-4 .. 0.02, T = 1000, what both public
@@ -60,14 +62,23 @@ def load_network(arch: str, path: str | Path, adm_overrides: dict | None = None,
         eps, config, schedule = load_diffusers(files)
         size = config.get("sample_size")
         size = size[0] if isinstance(size, (list, tuple)) else size
-        desc = {"arch": "diffusers", "preset": None, "config": config, "channels": eps.channels,
-                "image_size": int(size) if size else None, "divisor": 2 ** (len(config["block_out_channels"]) - 1),
-                "weights_at": "raw", "files": _file_hashes(files)}
+        desc = {
+            "arch": "diffusers",
+            "preset": None,
+            "config": config,
+            "channels": eps.channels,
+            "image_size": int(size) if size else None,
+            "divisor": 2 ** (len(config["block_out_channels"]) - 1),
+            "weights_at": "raw",
+            "files": _file_hashes(files),
+        }
     else:
         unknown = sorted(set(overrides) - set(ADMConfig.field_names()))
         if unknown:
-            raise ZSGuideError(f"unknown --adm option(s) {', '.join(unknown)}; guided-diffusion's create_model takes "
-                               f"{', '.join(ADMConfig.field_names())}")
+            raise ZSGuideError(
+                f"unknown --adm option(s) {', '.join(unknown)}; guided-diffusion's create_model takes "
+                f"{', '.join(ADMConfig.field_names())}"
+            )
         config = preset_config(preset, **overrides) if preset else ADMConfig(**overrides)
         from .adm_files import load_adm
 
@@ -75,9 +86,16 @@ def load_network(arch: str, path: str | Path, adm_overrides: dict | None = None,
         net, where = load_adm(path, config, f"--arch {arch}")
         eps = EpsOutput(net, config.in_channels)
         schedule = adm_schedule or VPSchedule()
-        desc = {"arch": "adm", "preset": preset, "config": config.to_dict(), "channels": config.in_channels,
-                "image_size": config.image_size, "divisor": net.divisor, "weights_at": where,
-                "files": _file_hashes({"weights": path})}
+        desc = {
+            "arch": "adm",
+            "preset": preset,
+            "config": config.to_dict(),
+            "channels": config.in_channels,
+            "image_size": config.image_size,
+            "divisor": net.divisor,
+            "weights_at": where,
+            "files": _file_hashes({"weights": path}),
+        }
     desc["parameters"] = sum(p.numel() for p in eps.parameters())
     desc["schedule"] = schedule.to_dict()
     return eps.requires_grad_(False), desc, schedule
@@ -90,9 +108,11 @@ def check_files(desc: dict, prior_path: str | Path) -> None:
         if not p.is_file():
             raise ZSGuideError(f"prior {str(prior_path)!r}: its network file {str(p)!r} does not exist any more")
         if p.stat().st_size != rec["bytes"] or file_sha256(p) != rec["sha256"]:
-            raise ZSGuideError(f"prior {str(prior_path)!r}: network file {str(p)!r} changed since the prior was made "
-                               f"(sha256 {rec['sha256'][:12]}... recorded); re-run 'python -m zsguide prior' for the "
-                               f"new file")
+            raise ZSGuideError(
+                f"prior {str(prior_path)!r}: network file {str(p)!r} changed since the prior was made "
+                f"(sha256 {rec['sha256'][:12]}... recorded); re-run 'python -m zsguide prior' for the "
+                f"new file"
+            )
 
 
 def network_from_description(desc: dict, prior_path: str | Path) -> nn.Module:

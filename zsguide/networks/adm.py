@@ -80,8 +80,10 @@ class ADMConfig:
     def channel_multipliers(self) -> tuple[float, ...]:
         if self.channel_mult in ("", None):
             if self.image_size not in DEFAULT_CHANNEL_MULT:
-                raise ZSGuideError(f"adm: no default channel_mult for image_size {self.image_size} (guided-diffusion "
-                                   f"has them for {sorted(DEFAULT_CHANNEL_MULT)}); give --adm.channel_mult, e.g. 1,2,2")
+                raise ZSGuideError(
+                    f"adm: no default channel_mult for image_size {self.image_size} (guided-diffusion "
+                    f"has them for {sorted(DEFAULT_CHANNEL_MULT)}); give --adm.channel_mult, e.g. 1,2,2"
+                )
             return DEFAULT_CHANNEL_MULT[self.image_size]
         try:
             return tuple(float(m) if "." in m else int(m) for m in str(self.channel_mult).split(","))
@@ -96,30 +98,60 @@ class ADMConfig:
         try:
             return tuple(self.image_size // int(r) for r in text.split(","))
         except (ValueError, ZeroDivisionError):
-            raise ZSGuideError(f"adm: attention_resolutions {self.attention_resolutions!r} is not a comma-separated "
-                               f"list of resolutions") from None
+            raise ZSGuideError(
+                f"adm: attention_resolutions {self.attention_resolutions!r} is not a comma-separated "
+                f"list of resolutions"
+            ) from None
 
 
 PRESETS: dict[str, dict] = {
     # ffhq_10m.pt (DPS, DiffPIR, DAPS, InverseBench): DPS2022/diffusion-posterior-sampling configs/model_config.yaml;
     # the same network is deepinv's DiffUNet(large_model=False).
-    "ffhq_10m": dict(image_size=256, num_channels=128, num_res_blocks=1, channel_mult="", learn_sigma=True,
-                     class_cond=False, attention_resolutions="16", num_heads=4, num_head_channels=64,
-                     num_heads_upsample=-1, use_scale_shift_norm=True, dropout=0.0, resblock_updown=True,
-                     use_fp16=False, use_new_attention_order=False),
+    "ffhq_10m": dict(
+        image_size=256,
+        num_channels=128,
+        num_res_blocks=1,
+        channel_mult="",
+        learn_sigma=True,
+        class_cond=False,
+        attention_resolutions="16",
+        num_heads=4,
+        num_head_channels=64,
+        num_heads_upsample=-1,
+        use_scale_shift_norm=True,
+        dropout=0.0,
+        resblock_updown=True,
+        use_fp16=False,
+        use_new_attention_order=False,
+    ),
     # 256x256_diffusion_uncond.pt (DDRM, DDNM, DiffPIR, RED-diff): openai/guided-diffusion README, "256x256 model
     # (unconditional)" MODEL_FLAGS (use_fp16 only casts the torso at run time; the file stores float32 weights).
-    "imagenet256_uncond": dict(image_size=256, num_channels=256, num_res_blocks=2, channel_mult="", learn_sigma=True,
-                               class_cond=False, attention_resolutions="32,16,8", num_heads=4, num_head_channels=64,
-                               num_heads_upsample=-1, use_scale_shift_norm=True, dropout=0.0, resblock_updown=True,
-                               use_fp16=True, use_new_attention_order=False),
+    "imagenet256_uncond": dict(
+        image_size=256,
+        num_channels=256,
+        num_res_blocks=2,
+        channel_mult="",
+        learn_sigma=True,
+        class_cond=False,
+        attention_resolutions="32,16,8",
+        num_heads=4,
+        num_head_channels=64,
+        num_heads_upsample=-1,
+        use_scale_shift_norm=True,
+        dropout=0.0,
+        resblock_updown=True,
+        use_fp16=True,
+        use_new_attention_order=False,
+    ),
 }
 
 
 def preset_config(name: str, **overrides) -> ADMConfig:
     if name not in PRESETS:
-        raise ZSGuideError(f"unknown ADM preset {name!r} (--arch adm:{name}); choose one of "
-                           f"{', '.join('adm:' + p for p in PRESETS)}, or --arch adm with --adm.* arguments")
+        raise ZSGuideError(
+            f"unknown ADM preset {name!r} (--arch adm:{name}); choose one of "
+            f"{', '.join('adm:' + p for p in PRESETS)}, or --arch adm with --adm.* arguments"
+        )
     return ADMConfig(**(PRESETS[name] | overrides))
 
 
@@ -185,14 +217,24 @@ class ResBlock(TimestepBlock):
     """``h = in_layers(x)`` (GN, SiLU, [resample], conv); time embedding added (or FiLM scale/shift after the second
     GN); ``out = skip_connection(x) + out_layers(h)``."""
 
-    def __init__(self, channels: int, emb_channels: int, dropout: float, out_channels: int | None = None,
-                 use_scale_shift_norm: bool = False, up: bool = False, down: bool = False,
-                 use_checkpoint: bool = False) -> None:
+    def __init__(
+        self,
+        channels: int,
+        emb_channels: int,
+        dropout: float,
+        out_channels: int | None = None,
+        use_scale_shift_norm: bool = False,
+        up: bool = False,
+        down: bool = False,
+        use_checkpoint: bool = False,
+    ) -> None:
         super().__init__()
         out_channels = out_channels or channels
         self.use_scale_shift_norm = use_scale_shift_norm
         self.use_checkpoint = use_checkpoint
-        self.in_layers = nn.Sequential(GroupNorm32(channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
+        self.in_layers = nn.Sequential(
+            GroupNorm32(channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
+        )
         self.updown = up or down
         if up:
             self.h_upd, self.x_upd = Upsample(channels, False), Upsample(channels, False)
@@ -201,11 +243,15 @@ class ResBlock(TimestepBlock):
         else:
             self.h_upd = self.x_upd = nn.Identity()
         self.emb_layers = nn.Sequential(
-            nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels if use_scale_shift_norm else out_channels))
-        self.out_layers = nn.Sequential(GroupNorm32(out_channels), nn.SiLU(), nn.Dropout(p=dropout),
-                                        nn.Conv2d(out_channels, out_channels, 3, padding=1))
-        self.skip_connection = (nn.Identity() if out_channels == channels
-                                else nn.Conv2d(channels, out_channels, 1))
+            nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels if use_scale_shift_norm else out_channels)
+        )
+        self.out_layers = nn.Sequential(
+            GroupNorm32(out_channels),
+            nn.SiLU(),
+            nn.Dropout(p=dropout),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1),
+        )
+        self.skip_connection = nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if self.use_checkpoint and torch.is_grad_enabled():
@@ -232,15 +278,22 @@ class ResBlock(TimestepBlock):
 class AttentionBlock(nn.Module):
     """Self-attention over pixels: ``x + proj_out(attention(qkv(GN(x))))`` with 1x1 Conv1d ``qkv`` and ``proj_out``."""
 
-    def __init__(self, channels: int, num_heads: int = 1, num_head_channels: int = -1,
-                 use_new_attention_order: bool = False, use_checkpoint: bool = False) -> None:
+    def __init__(
+        self,
+        channels: int,
+        num_heads: int = 1,
+        num_head_channels: int = -1,
+        use_new_attention_order: bool = False,
+        use_checkpoint: bool = False,
+    ) -> None:
         super().__init__()
         if num_head_channels == -1:
             self.num_heads = num_heads
         else:
             if channels % num_head_channels:
-                raise ZSGuideError(f"adm: {channels} attention channels are not divisible by num_head_channels "
-                                   f"{num_head_channels}")
+                raise ZSGuideError(
+                    f"adm: {channels} attention channels are not divisible by num_head_channels {num_head_channels}"
+                )
             self.num_heads = channels // num_head_channels
         self.new_order = use_new_attention_order
         self.use_checkpoint = use_checkpoint
@@ -282,12 +335,15 @@ class ADMUNet(nn.Module):
         rates = config.attention_rates()
         widths = sorted({int(m * config.num_channels) for m in mults})
         if any(w % 32 for w in widths):
-            raise ZSGuideError(f"adm: every level's width must be a multiple of 32 (GroupNorm's 32 groups); "
-                               f"num_channels {config.num_channels} x channel_mult gives {widths}")
+            raise ZSGuideError(
+                f"adm: every level's width must be a multiple of 32 (GroupNorm's 32 groups); "
+                f"num_channels {config.num_channels} x channel_mult gives {widths}"
+            )
         for heads in {config.num_heads, config.num_heads_upsample}:
             if config.num_head_channels == -1 and heads > 0 and any(w % heads for w in widths):
-                raise ZSGuideError(f"adm: {heads} attention heads do not divide the widths {widths} "
-                                   f"(num_heads / num_heads_upsample)")
+                raise ZSGuideError(
+                    f"adm: {heads} attention heads do not divide the widths {widths} (num_heads / num_heads_upsample)"
+                )
         mc, dropout, ssn, ckpt = config.num_channels, config.dropout, config.use_scale_shift_norm, config.use_checkpoint
         heads_up = config.num_heads if config.num_heads_upsample == -1 else config.num_heads_upsample
         emb_dim = 4 * mc
@@ -310,8 +366,11 @@ class ADMUNet(nn.Module):
                 self.input_blocks.append(TimestepEmbedSequential(*layers))
                 skip_chans.append(ch)
             if level != len(mults) - 1:
-                down = (ResBlock(ch, emb_dim, dropout, ch, ssn, down=True, use_checkpoint=ckpt)
-                        if config.resblock_updown else Downsample(ch, True))
+                down = (
+                    ResBlock(ch, emb_dim, dropout, ch, ssn, down=True, use_checkpoint=ckpt)
+                    if config.resblock_updown
+                    else Downsample(ch, True)
+                )
                 self.input_blocks.append(TimestepEmbedSequential(down))
                 skip_chans.append(ch)
                 ds *= 2
@@ -328,8 +387,11 @@ class ADMUNet(nn.Module):
                 if ds in rates:
                     layers.append(attention(ch, heads_up))
                 if level and i == config.num_res_blocks:
-                    layers.append(ResBlock(ch, emb_dim, dropout, ch, ssn, up=True, use_checkpoint=ckpt)
-                                  if config.resblock_updown else Upsample(ch, True))
+                    layers.append(
+                        ResBlock(ch, emb_dim, dropout, ch, ssn, up=True, use_checkpoint=ckpt)
+                        if config.resblock_updown
+                        else Upsample(ch, True)
+                    )
                     ds //= 2
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
         self.out = nn.Sequential(GroupNorm32(ch), nn.SiLU(), nn.Conv2d(input_ch, config.out_channels, 3, padding=1))

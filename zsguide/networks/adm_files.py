@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from ..errors import ZSGuideError
-from .adm import ADMConfig, ADMUNet
 from ..safe_files import read_tensor_file
+from .adm import ADMConfig, ADMUNet
 from .strict import load_strictly
 
 CONTAINER_KEYS = ("ema", "net", "model", "state_dict")  # in order of preference
@@ -33,9 +33,11 @@ def unwrap_state_dict(obj: object, path: str | Path) -> tuple[dict, str]:
                 obj, where = obj[key], key
                 break
         else:
-            raise ZSGuideError(f"network file {str(path)!r} is neither a state dict nor a checkpoint holding one under "
-                               f"{', '.join(repr(k) for k in CONTAINER_KEYS)} (top-level keys: "
-                               f"{', '.join(map(str, list(obj)[:8]))})")
+            raise ZSGuideError(
+                f"network file {str(path)!r} is neither a state dict nor a checkpoint holding one under "
+                f"{', '.join(repr(k) for k in CONTAINER_KEYS)} (top-level keys: "
+                f"{', '.join(map(str, list(obj)[:8]))})"
+            )
     if not isinstance(obj, dict) or not obj:
         raise ZSGuideError(f"network file {str(path)!r} holds no state dict")
     state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
@@ -51,9 +53,11 @@ def load_adm(path: str | Path, config: ADMConfig, arch_label: str) -> tuple[ADMU
     """An :class:`ADMUNet` of ``config`` with the weights of ``path`` (eval mode) and where the weights were found."""
     state, where = unwrap_state_dict(read_tensor_file(path, mmap=True), path)
     if "label_emb.weight" in state:
-        raise ZSGuideError(f"network file {str(path)!r} is class-conditional (label_emb.weight: "
-                           f"{state['label_emb.weight'].shape[0]} classes); zsguide's samplers need an unconditional "
-                           f"network such as 256x256_diffusion_uncond.pt or ffhq_10m.pt")
+        raise ZSGuideError(
+            f"network file {str(path)!r} is class-conditional (label_emb.weight: "
+            f"{state['label_emb.weight'].shape[0]} classes); zsguide's samplers need an unconditional "
+            f"network such as 256x256_diffusion_uncond.pt or ffhq_10m.pt"
+        )
     net = ADMUNet(config)
     out = state.get("out.2.weight")
     hint = ""

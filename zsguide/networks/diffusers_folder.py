@@ -19,19 +19,31 @@ import os
 from pathlib import Path
 
 import torch
+
 from ..diffusion.schedule import VPSchedule
 from ..errors import ZSGuideError
-from .eps import EpsOutput
 from ..safe_files import read_tensor_file
+from .eps import EpsOutput
 from .strict import load_strictly
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 # Schedulers whose config describes a discrete VP (DDPM) training schedule by its betas; VE ones (ScoreSdeVe,
 # KarrasVe) and anything else are refused.
-VP_SCHEDULERS = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "DDPMParallelScheduler", "DDIMParallelScheduler",
-                 "DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler", "DEISMultistepScheduler",
-                 "UniPCMultistepScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
-                 "HeunDiscreteScheduler", "LMSDiscreteScheduler")
+VP_SCHEDULERS = (
+    "DDPMScheduler",
+    "DDIMScheduler",
+    "PNDMScheduler",
+    "DDPMParallelScheduler",
+    "DDIMParallelScheduler",
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
+    "DEISMultistepScheduler",
+    "UniPCMultistepScheduler",
+    "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "HeunDiscreteScheduler",
+    "LMSDiscreteScheduler",
+)
 SCHEDULE_KINDS = {"linear": "linear", "squaredcos_cap_v2": "cosine"}
 ALPHAS_RTOL = 1e-5
 
@@ -59,7 +71,9 @@ def folder_files(root: str | Path) -> dict[str, Path]:
     files["weights"] = weights[0]
     for key in ("config", "scheduler"):
         if not files[key].is_file():
-            raise ZSGuideError(f"diffusers folder {str(root)!r} has no {files[key].name} (expected {str(files[key])!r})")
+            raise ZSGuideError(
+                f"diffusers folder {str(root)!r} has no {files[key].name} (expected {str(files[key])!r})"
+            )
     return files
 
 
@@ -78,8 +92,10 @@ def schedule_from_scheduler(config: dict, path: Path) -> VPSchedule:
     where = f"scheduler {str(path)!r}"
     name = config.get("_class_name")
     if name not in VP_SCHEDULERS:
-        raise ZSGuideError(f"{where} is a {name}; zsguide needs a discrete VP (DDPM-type) scheduler "
-                           f"({', '.join(VP_SCHEDULERS[:3])}, ...)")
+        raise ZSGuideError(
+            f"{where} is a {name}; zsguide needs a discrete VP (DDPM-type) scheduler "
+            f"({', '.join(VP_SCHEDULERS[:3])}, ...)"
+        )
     prediction = config.get("prediction_type", "epsilon")
     if prediction != "epsilon":
         raise ZSGuideError(f"{where} has prediction_type {prediction!r}; zsguide needs an eps-prediction model")
@@ -87,10 +103,16 @@ def schedule_from_scheduler(config: dict, path: Path) -> VPSchedule:
         raise ZSGuideError(f"{where} uses trained_betas; zsguide supports the linear and cosine VP schedules only")
     kind = config.get("beta_schedule", "linear")
     if kind not in SCHEDULE_KINDS:
-        raise ZSGuideError(f"{where} has beta_schedule {kind!r}; zsguide supports "
-                           f"{' and '.join(SCHEDULE_KINDS)} (the linear and cosine VP schedules of DDPM)")
-    ours = VPSchedule(int(config.get("num_train_timesteps", 1000)), SCHEDULE_KINDS[kind],
-                      float(config.get("beta_start", 1e-4)), float(config.get("beta_end", 0.02)))
+        raise ZSGuideError(
+            f"{where} has beta_schedule {kind!r}; zsguide supports "
+            f"{' and '.join(SCHEDULE_KINDS)} (the linear and cosine VP schedules of DDPM)"
+        )
+    ours = VPSchedule(
+        int(config.get("num_train_timesteps", 1000)),
+        SCHEDULE_KINDS[kind],
+        float(config.get("beta_start", 1e-4)),
+        float(config.get("beta_end", 0.02)),
+    )
     diffusers = _import_diffusers()
     try:
         theirs = diffusers.DDPMScheduler.from_config(config).alphas_cumprod.to(torch.float64)
@@ -99,9 +121,11 @@ def schedule_from_scheduler(config: dict, path: Path) -> VPSchedule:
     ref = ours.alphas_cumprod
     err = float(((theirs - ref).abs() / ref).max())
     if theirs.shape != ref.shape or err > ALPHAS_RTOL:
-        raise ZSGuideError(f"{where}: its alphas_cumprod differ from the {ours.kind} VP schedule by {err:.2e} "
-                           f"(relative; float32 rounding is below {ALPHAS_RTOL:g}); not a DDPM schedule zsguide "
-                           f"can sample")
+        raise ZSGuideError(
+            f"{where}: its alphas_cumprod differ from the {ours.kind} VP schedule by {err:.2e} "
+            f"(relative; float32 rounding is below {ALPHAS_RTOL:g}); not a DDPM schedule zsguide "
+            f"can sample"
+        )
     return ours
 
 
@@ -115,31 +139,38 @@ def load_diffusers(files: dict[str, Path]) -> tuple[EpsOutput, dict, VPSchedule]
     if name != "UNet2DModel":
         raise ZSGuideError(f"{str(files['config'])!r} describes a {name}; zsguide loads UNet2DModel folders")
     if config.get("class_embed_type") or config.get("num_class_embeds"):
-        raise ZSGuideError(f"{str(files['config'])!r} is class-conditional; zsguide's samplers need an unconditional "
-                           f"network")
+        raise ZSGuideError(
+            f"{str(files['config'])!r} is class-conditional; zsguide's samplers need an unconditional network"
+        )
     if config.get("time_embedding_type", "positional") != "positional":
-        raise ZSGuideError(f"{str(files['config'])!r} has time_embedding_type {config['time_embedding_type']!r} (a "
-                           f"continuous-time score model); zsguide needs a DDPM eps network with integer t")
+        raise ZSGuideError(
+            f"{str(files['config'])!r} has time_embedding_type {config['time_embedding_type']!r} (a "
+            f"continuous-time score model); zsguide needs a DDPM eps network with integer t"
+        )
     diffusers = _import_diffusers()
     try:
         unet = diffusers.UNet2DModel.from_config(config)
     except Exception as exc:  # noqa: BLE001
-        raise ZSGuideError(f"cannot build UNet2DModel from {str(files['config'])!r}: {type(exc).__name__}: "
-                           f"{exc}") from None
+        raise ZSGuideError(
+            f"cannot build UNet2DModel from {str(files['config'])!r}: {type(exc).__name__}: {exc}"
+        ) from None
     if files["weights"].suffix == ".safetensors":
         from safetensors.torch import load_file
 
         try:
             state = load_file(str(files["weights"]))
         except Exception as exc:  # noqa: BLE001
-            raise ZSGuideError(f"cannot read network file {str(files['weights'])!r}: {type(exc).__name__}: "
-                               f"{exc}") from None
+            raise ZSGuideError(
+                f"cannot read network file {str(files['weights'])!r}: {type(exc).__name__}: {exc}"
+            ) from None
     else:
         state = read_tensor_file(files["weights"])
     load_strictly(unet, state, f"network file {str(files['weights'])!r} read as UNet2DModel({str(files['config'])!r})")
     channels = int(config.get("in_channels", 3))
     out = int(config.get("out_channels", channels))
     if out not in (channels, 2 * channels):
-        raise ZSGuideError(f"{str(files['config'])!r}: out_channels {out} is neither in_channels ({channels}, eps) "
-                           f"nor twice it (eps and variance)")
+        raise ZSGuideError(
+            f"{str(files['config'])!r}: out_channels {out} is neither in_channels ({channels}, eps) "
+            f"nor twice it (eps and variance)"
+        )
     return EpsOutput(unet.eval(), channels, "sample"), config, schedule

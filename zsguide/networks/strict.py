@@ -28,8 +28,11 @@ def load_strictly(module: nn.Module, state: dict, source: str, hint: str = "") -
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} file {tuple(state[k].shape)} vs network {tuple(v.shape)}"
-              for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    shapes = [
+        f"{k} file {tuple(state[k].shape)} vs network {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
     if missing or unexpected or shapes:
         parts = []
         if missing:

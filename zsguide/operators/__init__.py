@@ -1,10 +1,10 @@
 """Batched linear measurement operators with their SVD / Fourier structure.
 
-    base      LinearOperator: A, A_adjoint, A_pinv, the SVD view (Vt, V, singulars, Ut, U), measure, noise_for
-    inpaint   Inpainting (structure "pixel_mask");            masks: random pixels, box, from a file
-    blur      Blur (structure "fourier_diagonal");            kernels: Gaussian, uniform, motion, from a file
-    superres  SuperResolution (structure "fourier_block"):    BlockAverage, or BlurDecimation (blur + decimation)
-    tasks     the named tasks, make_operator, task_defaults
+base      LinearOperator: A, A_adjoint, A_pinv, the SVD view (Vt, V, singulars, Ut, U), measure, noise_for
+inpaint   Inpainting (structure "pixel_mask");            masks: random pixels, box, from a file
+blur      Blur (structure "fourier_diagonal");            kernels: Gaussian, uniform, motion, from a file
+superres  SuperResolution (structure "fourier_block"):    BlockAverage, or BlurDecimation (blur + decimation)
+tasks     the named tasks, make_operator, task_defaults
 """
 
 from zsguide.operators.base import STRUCTURES, LinearOperator

@@ -155,9 +155,7 @@ class LinearOperator(ABC):
     ) -> torch.Tensor:
         """Standard normal noise of shape ``(len(indices), *measurement_shape)``, row ``i`` from image
         ``indices[i]``'s own generator (stream "measurement_noise"), so it never depends on the batch."""
-        return randn_per_image(
-            self.measurement_shape, seed, indices, "measurement_noise", dtype=dtype, device=device
-        )
+        return randn_per_image(self.measurement_shape, seed, indices, "measurement_noise", dtype=dtype, device=device)
 
     # --- bookkeeping --------------------------------------------------------------------------------------------
 

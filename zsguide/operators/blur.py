@@ -37,9 +37,7 @@ class Blur(LinearOperator):
 
     structure = "fourier_diagonal"
 
-    def __init__(
-        self, kernel: torch.Tensor, image_shape: Sequence[int], rcond: float = BLUR_RCOND
-    ) -> None:
+    def __init__(self, kernel: torch.Tensor, image_shape: Sequence[int], rcond: float = BLUR_RCOND) -> None:
         self.image_shape = check_image_shape(image_shape)
         self.measurement_shape = self.image_shape
         _, height, width = self.image_shape

@@ -18,9 +18,7 @@ def load_npy(path: str | Path, what: str) -> np.ndarray:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise ZSGuideError(f"{what} file {str(path)!r} is not a readable .npy array: {err}") from None
-    if not isinstance(array, np.ndarray) or not (
-        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
-    ):
+    if not isinstance(array, np.ndarray) or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise ZSGuideError(f"{what} file {str(path)!r} does not hold a numeric array (dtype {array.dtype})")
     return array
 

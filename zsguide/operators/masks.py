@@ -22,9 +22,7 @@ from zsguide.seeding import rand_per_image
 BOX_POSITIONS = ("center", "random")
 
 
-def random_pixel_mask(
-    height: int, width: int, seed: int, indices: Sequence[int], keep: float = 0.5
-) -> torch.Tensor:
+def random_pixel_mask(height: int, width: int, seed: int, indices: Sequence[int], keep: float = 0.5) -> torch.Tensor:
     """Masks (B, 1, H, W) keeping exactly ``round(keep * H * W)`` pixels per image, shared across channels.
 
     The kept pixels of image ``i`` are those with the smallest of ``H * W`` uniforms drawn from its generator
@@ -90,8 +88,7 @@ def load_mask(path: str | Path, image_shape: Sequence[int]) -> torch.Tensor:
     if not ok:
         expected = f"({height}, {width}), (1, {height}, {width}) or ({channels}, {height}, {width})"
         raise ZSGuideError(
-            f"mask file {str(path)!r} has shape {found}, expected {expected} for images of shape "
-            f"{tuple(image_shape)}"
+            f"mask file {str(path)!r} has shape {found}, expected {expected} for images of shape {tuple(image_shape)}"
         )
     return torch.from_numpy(np.ascontiguousarray(array != 0)).to(torch.float64)[None]
 

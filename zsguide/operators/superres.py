@@ -106,7 +106,9 @@ class SuperResolution(LinearOperator):
 class BlockAverage(SuperResolution):
     """Block averaging (DDRM's SR operator): ``y = mean of each s x s block``; its SVD per block (module docstring)."""
 
-    def __init__(self, factor: int, image_shape: Sequence[int], kernel: None = None, rcond: float | None = None) -> None:
+    def __init__(
+        self, factor: int, image_shape: Sequence[int], kernel: None = None, rcond: float | None = None
+    ) -> None:
         if kernel is not None:
             raise ZSGuideError("block averaging takes no kernel (SuperResolution with a kernel is BlurDecimation)")
         s = self._shapes(factor, image_shape, rcond, 0.0)
@@ -151,8 +153,9 @@ class BlockAverage(SuperResolution):
 class BlurDecimation(SuperResolution):
     """Periodic blur + decimation: ``y = (k * x)[::s, ::s]``; its SVD per LR frequency (module docstring)."""
 
-    def __init__(self, factor: int, image_shape: Sequence[int], kernel: torch.Tensor | None = None,
-                 rcond: float | None = None) -> None:
+    def __init__(
+        self, factor: int, image_shape: Sequence[int], kernel: torch.Tensor | None = None, rcond: float | None = None
+    ) -> None:
         if kernel is None:
             raise ZSGuideError("blur + decimation needs a kernel (SuperResolution without one is BlockAverage)")
         s = self._shapes(factor, image_shape, rcond, BLUR_RCOND)
@@ -272,8 +275,9 @@ def _completion(rows: torch.Tensor, sigma: torch.Tensor, s: int) -> torch.Tensor
     size = inner.abs()
     phase = torch.where(size > 0, inner.conj() / torch.where(size > 0, size, 1.0), torch.ones_like(inner))
     u = b0 + phase[..., None] * v0
-    reflect = torch.eye(n, dtype=rows.dtype, device=rows.device) - 2.0 * (u[..., :, None] * u.conj()[..., None, :]) / (
-        u.abs().square().sum(dim=-1)[..., None, None]
+    reflect = (
+        torch.eye(n, dtype=rows.dtype, device=rows.device)
+        - 2.0 * (u[..., :, None] * u.conj()[..., None, :]) / (u.abs().square().sum(dim=-1)[..., None, None])
     )
     W = reflect @ basis
     scale = torch.ones(*phase.shape, n, dtype=rows.dtype, device=rows.device)

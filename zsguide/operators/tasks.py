@@ -154,7 +154,9 @@ TASKS: dict[str, TaskSpec] = {
             _deblur_motion,
         ),
         TaskSpec(
-            "deblur_kernel", "periodic blur by a kernel from a file", {"path": _PATH_KERNEL, "rcond": _RCOND_BLUR},
+            "deblur_kernel",
+            "periodic blur by a kernel from a file",
+            {"path": _PATH_KERNEL, "rcond": _RCOND_BLUR},
             _deblur_kernel,
         ),
         TaskSpec("sr2", "x2 super-resolution", dict(_SR_PARAMS), _superres(2)),

@@ -46,8 +46,12 @@ class PriorCheck(DenoiseCheck, L.LightningModule):
 def build_parser() -> ArgumentParser:
     from ..restore.options import add_data_options
 
-    p = ArgumentParser(prog="python -m zsguide test", exit_on_error=False, default_meta=False,
-                       description="Denoise check of a prior file's network against its Gaussian surrogate.")
+    p = ArgumentParser(
+        prog="python -m zsguide test",
+        exit_on_error=False,
+        default_meta=False,
+        description="Denoise check of a prior file's network against its Gaussian surrogate.",
+    )
     p.add_argument("--ckpt_path", type=str, help="a prior file written by 'python -m zsguide prior'")
     add_data_options(p, "default: the data the prior's surrogate was fitted on")
     p.add_argument("--batch_size", type=int, default=8)
@@ -79,8 +83,15 @@ def run_prior_test(argv: list[str]) -> None:
     output = Path(cfg.output or Path("runs") / "test" / Path(cfg.ckpt_path).stem)
     t = cfg.trainer
     try:
-        trainer = L.Trainer(accelerator=t.accelerator, devices=t.devices, precision=t.precision, logger=False,
-                            enable_checkpointing=False, enable_model_summary=False, default_root_dir=str(output))
+        trainer = L.Trainer(
+            accelerator=t.accelerator,
+            devices=t.devices,
+            precision=t.precision,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            default_root_dir=str(output),
+        )
     except Exception as exc:  # noqa: BLE001
         raise ZSGuideError(f"invalid --trainer options: {str(exc).splitlines()[0]}") from None
     check = PriorCheck(module, tuple(cfg.check_sigmas), int(cfg.check_seed))

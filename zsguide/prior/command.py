@@ -104,16 +104,19 @@ def run_prior(argv: list[str]) -> None:
         raise ZSGuideError(f"--output {str(output)!r} cannot be written: {exc.strerror or exc}") from None
     strategy = str(cfg.trainer.strategy)
     if any(word in strategy for word in ("spawn", "fork", "notebook")):
-        raise ZSGuideError(f"--trainer.strategy {strategy!r}: the surrogate fit runs with 'ddp' (or 'auto'); "
-                           f"spawned processes cannot return the fitted sums")
+        raise ZSGuideError(
+            f"--trainer.strategy {strategy!r}: the surrogate fit runs with 'ddp' (or 'auto'); "
+            f"spawned processes cannot return the fitted sums"
+        )
     if cfg.batch_size < 1:
         raise ZSGuideError(f"--batch_size must be >= 1, got {cfg.batch_size}")
     if not cfg.spectrum_floor > 0:
         raise ZSGuideError(f"--spectrum_floor must be > 0, got {cfg.spectrum_floor}")
     schedule = _schedule(cfg)
     if schedule is not None and cfg.arch == "diffusers":
-        raise ZSGuideError("--schedule.* applies to ADM files only: a diffusers folder's scheduler_config.json "
-                           "gives its schedule")
+        raise ZSGuideError(
+            "--schedule.* applies to ADM files only: a diffusers folder's scheduler_config.json gives its schedule"
+        )
     _, network, schedule = load_network(cfg.arch, cfg.network, dict(cfg.adm or {}), schedule)
 
     data = {k: v for k, v in (cfg.data or {}).items() if v is not None}
@@ -123,40 +126,62 @@ def run_prior(argv: list[str]) -> None:
     if "image_size" not in data:
         raise ZSGuideError("the network's config gives no image size: pass --data.image_size")
     if data["channels"] != network["channels"]:
-        raise ZSGuideError(f"--data.channels {data['channels']} does not match the network's {network['channels']} "
-                           f"input channels")
+        raise ZSGuideError(
+            f"--data.channels {data['channels']} does not match the network's {network['channels']} input channels"
+        )
     if data["image_size"] % network["divisor"]:
-        raise ZSGuideError(f"--data.image_size {data['image_size']} is not a multiple of {network['divisor']}, which "
-                           f"the network's {network['divisor'].bit_length() - 1} downsamplings need")
+        raise ZSGuideError(
+            f"--data.image_size {data['image_size']} is not a multiple of {network['divisor']}, which "
+            f"the network's {network['divisor'].bit_length() - 1} downsamplings need"
+        )
     dm = ImageDataModule(**data, batch_size=int(cfg.batch_size))
     images = dm.dataset(cfg.split)  # a missing folder or an unreadable image fails here
     if len(images) < 2:
-        raise ZSGuideError(f"the {cfg.split} split of data set {data.get('name', 'patches')!r} has {len(images)} "
-                           f"image(s); the surrogate needs at least 2")
+        raise ZSGuideError(
+            f"the {cfg.split} split of data set {data.get('name', 'patches')!r} has {len(images)} "
+            f"image(s); the surrogate needs at least 2"
+        )
 
     t = cfg.trainer
     try:
-        trainer = L.Trainer(accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes,
-                            logger=False, enable_checkpointing=False, enable_model_summary=False,
-                            enable_progress_bar=False, default_root_dir=str(output.parent))
+        trainer = L.Trainer(
+            accelerator=t.accelerator,
+            devices=t.devices,
+            strategy=t.strategy,
+            num_nodes=t.num_nodes,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=False,
+            default_root_dir=str(output.parent),
+        )
     except Exception as exc:  # noqa: BLE001 - Lightning's misconfiguration errors
         raise ZSGuideError(f"invalid --trainer options: {str(exc).splitlines()[0]}") from None
     if trainer.world_size > len(images):
-        raise ZSGuideError(f"{trainer.world_size} devices for {len(images)} images: every device needs at least "
-                           f"one image (use fewer --trainer.devices)")
+        raise ZSGuideError(
+            f"{trainer.world_size} devices for {len(images)} images: every device needs at least "
+            f"one image (use fewer --trainer.devices)"
+        )
     fit = SurrogateFit(dm.image_shape, float(cfg.spectrum_floor))
-    loader = torch.utils.data.DataLoader(_SafeImages(images, fit), batch_size=int(cfg.batch_size), shuffle=False,
-                                         num_workers=0, collate_fn=_collate)
+    loader = torch.utils.data.DataLoader(
+        _SafeImages(images, fit), batch_size=int(cfg.batch_size), shuffle=False, num_workers=0, collate_fn=_collate
+    )
     trainer.predict(fit, dataloaders=loader, return_predictions=False)
     if not trainer.is_global_zero:
         return
     mean, spectrum = fit.result
     surrogate = GaussianSurrogate(*dm.image_shape)
     surrogate.set(mean, spectrum)
-    info = {"split": cfg.split, "images": fit.count, "spectrum_floor": float(cfg.spectrum_floor),
-            "devices": trainer.world_size}
+    info = {
+        "split": cfg.split,
+        "images": fit.count,
+        "spectrum_floor": float(cfg.spectrum_floor),
+        "devices": trainer.world_size,
+    }
     write_atomically(prior_checkpoint(surrogate, schedule, network, dict(dm.hparams), info), output)
-    rank_zero_info(f"zsguide: prior written to {output} ({network['arch']}"
-                   f"{':' + network['preset'] if network['preset'] else ''}, {network['parameters'] / 1e6:.1f}M "
-                   f"parameters, images {tuple(dm.image_shape)}, surrogate from {fit.count} {cfg.split} images, "
-                   f"digest {surrogate.digest()})")
+    rank_zero_info(
+        f"zsguide: prior written to {output} ({network['arch']}"
+        f"{':' + network['preset'] if network['preset'] else ''}, {network['parameters'] / 1e6:.1f}M "
+        f"parameters, images {tuple(dm.image_shape)}, surrogate from {fit.count} {cfg.split} images, "
+        f"digest {surrogate.digest()})"
+    )

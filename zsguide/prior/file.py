@@ -31,8 +31,9 @@ PRIOR_KIND = "prior"
 PRIOR_FORMAT_VERSION = 1
 
 
-def prior_checkpoint(surrogate: GaussianSurrogate, schedule: VPSchedule, network: dict, data: dict,
-                     fit_info: dict) -> dict:
+def prior_checkpoint(
+    surrogate: GaussianSurrogate, schedule: VPSchedule, network: dict, data: dict, fit_info: dict
+) -> dict:
     """The dictionary a prior file holds (see the module docstring)."""
     return {
         "zsguide": {
@@ -98,8 +99,10 @@ def load_prior_module(ckpt: dict, path: str | Path) -> tuple[PriorModule, dict]:
 
     meta = ckpt["zsguide"]
     if meta.get("format_version") != PRIOR_FORMAT_VERSION:
-        raise ZSGuideError(f"prior {str(path)!r} has format version {meta.get('format_version')!r}; this zsguide "
-                           f"reads version {PRIOR_FORMAT_VERSION}")
+        raise ZSGuideError(
+            f"prior {str(path)!r} has format version {meta.get('format_version')!r}; this zsguide "
+            f"reads version {PRIOR_FORMAT_VERSION}"
+        )
     try:
         surrogate = GaussianSurrogate(*meta["image_shape"])
         surrogate.load_state_dict({k.removeprefix("surrogate."): v for k, v in ckpt["state_dict"].items()})

@@ -38,8 +38,10 @@ def read_input(path: str | Path, channels: int) -> torch.Tensor:
         if arr.ndim == 2:
             arr = arr[None]
         if arr.ndim != 3 or arr.shape[0] not in (1, channels) or arr.dtype.kind not in "fiu":
-            raise ZSGuideError(f"input {str(path)!r} holds an array of shape {arr.shape} and dtype {arr.dtype}; "
-                               f"expected (h, w), (1, h, w) or ({channels}, h, w) numbers")
+            raise ZSGuideError(
+                f"input {str(path)!r} holds an array of shape {arr.shape} and dtype {arr.dtype}; "
+                f"expected (h, w), (1, h, w) or ({channels}, h, w) numbers"
+            )
         out = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).expand(channels, -1, -1).clone()
     else:
         out = torch.from_numpy(np.ascontiguousarray(decode_image(path, channels, "input image").transpose(2, 0, 1)))

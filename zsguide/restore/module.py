@@ -53,8 +53,9 @@ class RestoreModule(L.LightningModule):
     def denoiser(self):
         """The denoiser, built once on the module's device (after Lightning moved the module there)."""
         if self._denoiser is None:
-            self._denoiser = (self.score.network_denoiser() if self.denoiser_kind == "network"
-                              else self.score.analytic_denoiser())
+            self._denoiser = (
+                self.score.network_denoiser() if self.denoiser_kind == "network" else self.score.analytic_denoiser()
+            )
         return self._denoiser
 
     def _operator(self, indices: list[int], like: torch.Tensor):
@@ -62,7 +63,8 @@ class RestoreModule(L.LightningModule):
 
         op_indices = indices if self.mode == "dataset" else [0]
         return make_operator(self.task, self.image_shape, self.seed, op_indices, **self.task_params).to(
-            like.device, like.dtype)
+            like.device, like.dtype
+        )
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict | None:
         if self.failure is not None:  # an earlier batch failed: skip, report at the end
@@ -78,16 +80,34 @@ class RestoreModule(L.LightningModule):
         if self.mode == "dataset":
             img = batch["image"]
             x0, y, op = measure_and_restore(
-                img, indices, task=self.task, task_params=self.task_params, seed=self.seed, sigma_net=self.sigma_net,
-                sampler=self.sampler, params=self.params, denoiser=self.denoiser(), surrogate=self.score.surrogate,
-                callback=sampler_step_callback(self))
+                img,
+                indices,
+                task=self.task,
+                task_params=self.task_params,
+                seed=self.seed,
+                sigma_net=self.sigma_net,
+                sampler=self.sampler,
+                params=self.params,
+                denoiser=self.denoiser(),
+                surrogate=self.score.surrogate,
+                callback=sampler_step_callback(self),
+            )
         else:
             img = None
             y = batch["measurement"]
             op = self._operator(indices, y)
-            x0 = run_sampler(self.sampler, self.denoiser(), op, y, sigma_net=self.sigma_net, params=self.params,
-                             seed=self.seed, indices=indices, surrogate=self.score.surrogate,
-                             callback=sampler_step_callback(self))
+            x0 = run_sampler(
+                self.sampler,
+                self.denoiser(),
+                op,
+                y,
+                sigma_net=self.sigma_net,
+                params=self.params,
+                seed=self.seed,
+                indices=indices,
+                surrogate=self.score.surrogate,
+                callback=sampler_step_callback(self),
+            )
         out = {
             "index": indices,
             "restored": ((x0 + 1) / 2).float().cpu(),
@@ -103,19 +123,51 @@ class RestoreModule(L.LightningModule):
         return out
 
 
-def run_sampler(sampler, denoiser, op, y: torch.Tensor, *, sigma_net: float, params, seed: int, indices: list[int],
-                surrogate, callback=None) -> torch.Tensor:
+def run_sampler(
+    sampler,
+    denoiser,
+    op,
+    y: torch.Tensor,
+    *,
+    sigma_net: float,
+    params,
+    seed: int,
+    indices: list[int],
+    surrogate,
+    callback=None,
+) -> torch.Tensor:
     """``x0_hat = sampler.run(D, A, y, sigma, params, seed, idx)`` (network units, detached), with autograd on for the
     samplers that differentiate through the denoiser and off for the others."""
     grad = torch.enable_grad() if sampler.needs_grad else torch.no_grad()
     with grad:
-        x0 = sampler.run(denoiser, op, y, sigma=sigma_net, params=params, seed=seed, indices=indices,
-                         surrogate=surrogate, callback=callback)
+        x0 = sampler.run(
+            denoiser,
+            op,
+            y,
+            sigma=sigma_net,
+            params=params,
+            seed=seed,
+            indices=indices,
+            surrogate=surrogate,
+            callback=callback,
+        )
     return x0.detach()
 
 
-def measure_and_restore(img: torch.Tensor, indices: list[int], *, task: str, task_params: dict, seed: int,
-                        sigma_net: float, sampler, params, denoiser, surrogate, callback=None):
+def measure_and_restore(
+    img: torch.Tensor,
+    indices: list[int],
+    *,
+    task: str,
+    task_params: dict,
+    seed: int,
+    sigma_net: float,
+    sampler,
+    params,
+    denoiser,
+    surrogate,
+    callback=None,
+):
     """Test images ``img`` (pixel units, (B, C, H, W)) with dataset indices ``indices``: build their operator from
     ``(seed, index)``, measure ``y = A x + sigma P n`` with ``x = 2 img - 1`` and each image's own noise, and restore.
     Returns ``(x0_hat, y, operator)``, all in network units (the module docstring's equations); shared by ``restore``
@@ -125,6 +177,16 @@ def measure_and_restore(img: torch.Tensor, indices: list[int], *, task: str, tas
     x = 2 * img - 1
     op = make_operator(task, tuple(img.shape[1:]), seed, indices, **task_params).to(x.device, x.dtype)
     y = op.measure(x, sigma_net, op.noise_for(seed, indices, dtype=x.dtype, device=x.device))
-    x0 = run_sampler(sampler, denoiser, op, y, sigma_net=sigma_net, params=params, seed=seed, indices=indices,
-                     surrogate=surrogate, callback=callback)
+    x0 = run_sampler(
+        sampler,
+        denoiser,
+        op,
+        y,
+        sigma_net=sigma_net,
+        params=params,
+        seed=seed,
+        indices=indices,
+        surrogate=surrogate,
+        callback=callback,
+    )
     return x0, y, op

@@ -35,42 +35,95 @@ config.yaml and, last, summary.json (its presence marks a complete run) into --o
 def build_parser() -> ArgumentParser:
     from ..operators import TASK_NAMES
 
-    p = ArgumentParser(prog="python -m zsguide restore", description=DESCRIPTION, exit_on_error=False,
-                       default_meta=False)
+    p = ArgumentParser(
+        prog="python -m zsguide restore", description=DESCRIPTION, exit_on_error=False, default_meta=False
+    )
     p.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options (configs/restore/*.yaml)")
-    p.add_argument("--ckpt_path", "--ckpt", type=Optional[str], default=None,
-                   help="checkpoint written by 'python -m zsguide fit' (required)")
+    p.add_argument(
+        "--ckpt_path",
+        "--ckpt",
+        type=Optional[str],
+        default=None,
+        help="checkpoint written by 'python -m zsguide fit' (required)",
+    )
     p.add_argument("--task", type=str, default="sr4", help=f"measurement task: {', '.join(TASK_NAMES)}")
-    p.add_argument("--task_params", type=dict[str, Any], default={},
-                   help='task parameters: --task_params \'{"keep": 0.3}\' or --task_params.keep 0.3')
+    p.add_argument(
+        "--task_params",
+        type=dict[str, Any],
+        default={},
+        help="task parameters: --task_params '{\"keep\": 0.3}' or --task_params.keep 0.3",
+    )
     p.add_argument("--sampler", type=str, default="ddrm", help="ddrm, ddnm, pigdm, dps, diffpir or oracle")
-    p.add_argument("--steps", type=Optional[int], default=None,
-                   help="sampling steps (default 20 with --params heuristic; a params file sets its own)")
-    p.add_argument("--spacing", type=Optional[str], default=None,
-                   help="timestep spacing for --params heuristic: uniform or quadratic (default: the sampler's)")
-    p.add_argument("--params", type=str, default="heuristic",
-                   help="parameter schedule: heuristic (the peers' defaults), spectral (designed on the checkpoint's "
-                        "surrogate, cached), or a params.json written by a previous run")
+    p.add_argument(
+        "--steps",
+        type=Optional[int],
+        default=None,
+        help="sampling steps (default 20 with --params heuristic; a params file sets its own)",
+    )
+    p.add_argument(
+        "--spacing",
+        type=Optional[str],
+        default=None,
+        help="timestep spacing for --params heuristic: uniform or quadratic (default: the sampler's)",
+    )
+    p.add_argument(
+        "--params",
+        type=str,
+        default="heuristic",
+        help="parameter schedule: heuristic (the peers' defaults), spectral (designed on the checkpoint's "
+        "surrogate, cached), or a params.json written by a previous run",
+    )
     add_design_region_options(p, "with --params spectral: ")
-    p.add_argument("--sigma_y", "--noise", type=float, default=0.01,
-                   help="measurement noise std (pixel units [0, 1] unless --noise_convention network)")
-    p.add_argument("--noise_convention", type=str, default="pixel",
-                   help="pixel: sigma_y is the std in [0, 1] units (network std 2 sigma_y); network: in [-1, 1] units")
+    p.add_argument(
+        "--sigma_y",
+        "--noise",
+        type=float,
+        default=0.01,
+        help="measurement noise std (pixel units [0, 1] unless --noise_convention network)",
+    )
+    p.add_argument(
+        "--noise_convention",
+        type=str,
+        default="pixel",
+        help="pixel: sigma_y is the std in [0, 1] units (network std 2 sigma_y); network: in [-1, 1] units",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of every per-image draw (masks, kernels, noise, sampler)")
-    p.add_argument("--num_images", "-n", type=Optional[int], default=None,
-                   help="restore the first N test images (default: the whole test split)")
+    p.add_argument(
+        "--num_images",
+        "-n",
+        type=Optional[int],
+        default=None,
+        help="restore the first N test images (default: the whole test split)",
+    )
     p.add_argument("--batch_size", type=int, default=16, help="images per batch per device")
-    p.add_argument("--denoiser", type=str, default="network",
-                   help="network (the trained EMA network) or analytic (the Gaussian surrogate's Wiener denoiser)")
-    p.add_argument("--output", "--out", "-o", type=Optional[str], default=None,
-                   help="output directory (default runs/restore/<task>_<sampler>)")
-    p.add_argument("--input", type=Optional[str], default=None,
-                   help="restore this measurement (PNG/JPEG/... or .npy, in [0, 1]; for sr the low-resolution image) "
-                        "instead of test images; no ground truth, no metrics")
+    p.add_argument(
+        "--denoiser",
+        type=str,
+        default="network",
+        help="network (the trained EMA network) or analytic (the Gaussian surrogate's Wiener denoiser)",
+    )
+    p.add_argument(
+        "--output",
+        "--out",
+        "-o",
+        type=Optional[str],
+        default=None,
+        help="output directory (default runs/restore/<task>_<sampler>)",
+    )
+    p.add_argument(
+        "--input",
+        type=Optional[str],
+        default=None,
+        help="restore this measurement (PNG/JPEG/... or .npy, in [0, 1]; for sr the low-resolution image) "
+        "instead of test images; no ground truth, no metrics",
+    )
     p.add_argument("--num_samples", type=int, default=1, help="with --input: K samples (sample k uses index k)")
-    p.add_argument("--lpips_weights", type=Optional[str], default=None,
-                   help="torchvision AlexNet state_dict for LPIPS (or env ZSGUIDE_LPIPS_WEIGHTS); "
-                        "else LPIPS is skipped")
+    p.add_argument(
+        "--lpips_weights",
+        type=Optional[str],
+        default=None,
+        help="torchvision AlexNet state_dict for LPIPS (or env ZSGUIDE_LPIPS_WEIGHTS); else LPIPS is skipped",
+    )
     add_data_options(p, "default: the checkpoint's data option")
     add_trainer_options(p)
     return p
@@ -81,10 +134,18 @@ def add_trainer_options(p: ArgumentParser, precision_note: str = "") -> None:
     p.add_argument("--trainer.accelerator", type=str, default="auto", help="cpu, gpu, auto, ...")
     p.add_argument("--trainer.devices", type=Union[int, str, list[int]], default=1, help="devices per node")
     p.add_argument("--trainer.strategy", type=str, default="auto", help="auto, ddp, ...")
-    p.add_argument("--trainer.precision", type=Optional[Union[int, str]], default="32-true",
-                   help=f"32-true, 64-true, bf16-mixed, 16-mixed, ...{precision_note}")
-    p.add_argument("--trainer.num_nodes", type=int, default=1,
-                   help="nodes (torchrun or SLURM start one process per device on each)")
+    p.add_argument(
+        "--trainer.precision",
+        type=Optional[Union[int, str]],
+        default="32-true",
+        help=f"32-true, 64-true, bf16-mixed, 16-mixed, ...{precision_note}",
+    )
+    p.add_argument(
+        "--trainer.num_nodes",
+        type=int,
+        default=1,
+        help="nodes (torchrun or SLURM start one process per device on each)",
+    )
     p.add_argument("--trainer.enable_progress_bar", type=bool, default=True)
 
 
@@ -98,8 +159,12 @@ def add_data_options(p: ArgumentParser, default_note: str) -> None:
         if name == "self" or name in DATA_EXCLUDED:
             continue
         kind = hints[name]
-        p.add_argument(f"--data.{name}", type=Optional[kind], default=None,
-                       help=f"{default_note} (fit's default {param.default!r})")
+        p.add_argument(
+            f"--data.{name}",
+            type=Optional[kind],
+            default=None,
+            help=f"{default_note} (fit's default {param.default!r})",
+        )
 
 
 def parse(argv: list[str]) -> Namespace:

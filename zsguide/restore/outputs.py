@@ -156,8 +156,7 @@ def read_rows(paths: Iterable[Path]) -> list[dict]:
     for path in paths:
         with open(path, newline="") as fh:
             for row in csv.DictReader(fh):
-                rows.append({k: (int(v) if k == "index" else (float(v) if v != "" else None))
-                             for k, v in row.items()})
+                rows.append({k: (int(v) if k == "index" else (float(v) if v != "" else None)) for k, v in row.items()})
     return rows
 
 
@@ -183,7 +182,8 @@ def _as_image_shape(m: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
 
 def write_grid(path: Path, rows: Sequence[Sequence[torch.Tensor]], image_shape: Sequence[int]) -> None:
     """A PNG of ``rows`` (each a list of (C, h, w) images in [0, 1], shown at ``image_shape``), white padding."""
-    from torchvision.utils import make_grid, save_image as tv_save
+    from torchvision.utils import make_grid
+    from torchvision.utils import save_image as tv_save
 
     ncol = max(len(r) for r in rows)
     tiles = []

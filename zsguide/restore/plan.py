@@ -119,25 +119,57 @@ def make_plan(cfg: Namespace) -> RestorePlan:
         expected = list(range(cfg.num_samples))
 
     # --- the parameter schedule
-    params, params_source = param_schedule(cfg.params, sampler, module, operator, sigma_net, task=cfg.task,
-                                           steps=cfg.steps, spacing=cfg.spacing, trust_factor=cfg.trust_factor,
-                                           pareto_guard=cfg.pareto_guard, objective=cfg.objective,
-                                           denoiser_model=cfg.denoiser_model,
-                                           calibration=cfg.calibration, ckpt_path=cfg.ckpt_path)
+    params, params_source = param_schedule(
+        cfg.params,
+        sampler,
+        module,
+        operator,
+        sigma_net,
+        task=cfg.task,
+        steps=cfg.steps,
+        spacing=cfg.spacing,
+        trust_factor=cfg.trust_factor,
+        pareto_guard=cfg.pareto_guard,
+        objective=cfg.objective,
+        denoiser_model=cfg.denoiser_model,
+        calibration=cfg.calibration,
+        ckpt_path=cfg.ckpt_path,
+    )
 
     # --- LPIPS (only with ground truth, only from local weights)
     lpips_path, lpips_note = lpips_weights(cfg, image_shape) if mode == "dataset" else (None, None)
 
     return RestorePlan(
-        mode=mode, ckpt_path=str(cfg.ckpt_path), module=module, meta=meta, image_shape=image_shape,
-        data_options=data_options, dataset=dataset, expected_indices=expected, task=cfg.task,
-        task_params=task_params_given, task_params_resolved=resolved, operator=operator, sampler=sampler,
+        mode=mode,
+        ckpt_path=str(cfg.ckpt_path),
+        module=module,
+        meta=meta,
+        image_shape=image_shape,
+        data_options=data_options,
+        dataset=dataset,
+        expected_indices=expected,
+        task=cfg.task,
+        task_params=task_params_given,
+        task_params_resolved=resolved,
+        operator=operator,
+        sampler=sampler,
         params=params,
-        params_source=params_source, sigma_y=sigma_y, noise_convention=cfg.noise_convention, sigma_net=sigma_net,
-        seed=seed, denoiser=cfg.denoiser, clipped=clipped, batch_size=int(cfg.batch_size),
-        num_workers=int(cfg.data.num_workers or 0), output=output,
-        num_samples=int(cfg.num_samples), input_path=cfg.input, input_measurement=input_measurement,
-        lpips_path=lpips_path, lpips_note=lpips_note, notes=notes,
+        params_source=params_source,
+        sigma_y=sigma_y,
+        noise_convention=cfg.noise_convention,
+        sigma_net=sigma_net,
+        seed=seed,
+        denoiser=cfg.denoiser,
+        clipped=clipped,
+        batch_size=int(cfg.batch_size),
+        num_workers=int(cfg.data.num_workers or 0),
+        output=output,
+        num_samples=int(cfg.num_samples),
+        input_path=cfg.input,
+        input_measurement=input_measurement,
+        lpips_path=lpips_path,
+        lpips_note=lpips_note,
+        notes=notes,
     )
 
 
@@ -170,8 +202,9 @@ def held_out_images(cfg: Namespace, meta: dict, image_shape: tuple[int, int, int
     test = dm.dataset("test")
     n = len(test) if cfg.num_images is None else int(cfg.num_images)
     if n > len(test):
-        raise ZSGuideError(f"--num_images {n} exceeds the {len(test)} images of the test split of data set "
-                           f"{options.get('name')!r}")
+        raise ZSGuideError(
+            f"--num_images {n} exceeds the {len(test)} images of the test split of data set {options.get('name')!r}"
+        )
     if n < 1:
         raise ZSGuideError(f"the test split of data set {options.get('name')!r} is empty")
     return dict(dm.hparams), Subset(test, range(n)), list(range(n))
@@ -183,9 +216,13 @@ def lpips_weights(cfg: Namespace, image_shape: tuple[int, int, int]) -> tuple[Pa
 
     path = lpips_weights_path(cfg.lpips_weights)
     if path is None:
-        return None, ("LPIPS skipped: no local AlexNet weights (give --lpips_weights PATH or set "
-                      "ZSGUIDE_LPIPS_WEIGHTS); psnr, ssim and mse are computed")
+        return None, (
+            "LPIPS skipped: no local AlexNet weights (give --lpips_weights PATH or set "
+            "ZSGUIDE_LPIPS_WEIGHTS); psnr, ssim and mse are computed"
+        )
     if min(image_shape[1:]) < lpips_min_side():
-        return None, (f"LPIPS skipped: images are {image_shape[1]}x{image_shape[2]}, AlexNet needs at least "
-                      f"{lpips_min_side()} pixels a side")
+        return None, (
+            f"LPIPS skipped: images are {image_shape[1]}x{image_shape[2]}, AlexNet needs at least "
+            f"{lpips_min_side()} pixels a side"
+        )
     return path, None

@@ -33,8 +33,14 @@ class RichPredictBar(ProgressBar):
         return self._enabled
 
     def _start(self) -> Progress:
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
         self._progress.start()
         return self._progress
 
@@ -91,4 +97,3 @@ class RestoreProgressBar(RichPredictBar):
 
     def __repr__(self) -> str:  # pragma: no cover - cosmetic
         return f"RestoreProgressBar(num_images={self.num_images}, steps={self.steps})"
-

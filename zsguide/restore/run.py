@@ -33,10 +33,19 @@ def predict_trainer(t, callbacks: list, *, needs_grad: bool, root, **extra):
 
     try:
         return L.Trainer(
-            accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, precision=t.precision,
-            num_nodes=t.num_nodes, logger=False, enable_checkpointing=False, enable_model_summary=False,
-            enable_progress_bar=bool(t.enable_progress_bar), callbacks=callbacks,
-            inference_mode=not needs_grad, default_root_dir=str(root), **extra,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            strategy=t.strategy,
+            precision=t.precision,
+            num_nodes=t.num_nodes,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=bool(t.enable_progress_bar),
+            callbacks=callbacks,
+            inference_mode=not needs_grad,
+            default_root_dir=str(root),
+            **extra,
         )
     except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
         raise ZSGuideError(f"invalid --trainer options: {str(exc).splitlines()[0]}") from None

@@ -24,10 +24,24 @@ from ..errors import ZSGuideError
 DEFAULT_STEPS = 20  # DDRM's README default (docs/peers.md); the heuristic's step count when --steps is not given
 
 
-def param_schedule(source: str, sampler, module, operator, sigma_net: float, *, task: str, steps: int | None = None,
-                   spacing: str | None = None, trust_factor=None, pareto_guard: bool = False, objective: str = "w2",
-                   denoiser_model: str = "gaussian", calibration: str | None = None, ckpt_path: str | None = None,
-                   option: str = "--params"):
+def param_schedule(
+    source: str,
+    sampler,
+    module,
+    operator,
+    sigma_net: float,
+    *,
+    task: str,
+    steps: int | None = None,
+    spacing: str | None = None,
+    trust_factor=None,
+    pareto_guard: bool = False,
+    objective: str = "w2",
+    denoiser_model: str = "gaussian",
+    calibration: str | None = None,
+    ckpt_path: str | None = None,
+    option: str = "--params",
+):
     """``(ParamSchedule, params_source)`` for ``source`` (heuristic, spectral or a params.json path); bad input is one
     :class:`ZSGuideError` line that names ``option``."""
     from ..samplers import ParamSchedule
@@ -38,9 +52,21 @@ def param_schedule(source: str, sampler, module, operator, sigma_net: float, *, 
         heuristic = sampler.heuristic(task, n, schedule, spacing=spacing)
         if source == "heuristic":
             return heuristic, "heuristic"
-        return _designed(sampler, module, operator, sigma_net, heuristic, task, trust_factor, pareto_guard, option,
-                         objective=objective, denoiser_model=denoiser_model, calibration=calibration,
-                         ckpt_path=ckpt_path), "spectral"
+        return _designed(
+            sampler,
+            module,
+            operator,
+            sigma_net,
+            heuristic,
+            task,
+            trust_factor,
+            pareto_guard,
+            option,
+            objective=objective,
+            denoiser_model=denoiser_model,
+            calibration=calibration,
+            ckpt_path=ckpt_path,
+        ), "spectral"
     path = Path(source)
     if not path.is_file():
         raise ZSGuideError(f"{option} {source!r} is neither 'heuristic', 'spectral' nor an existing params.json")
@@ -51,26 +77,50 @@ def param_schedule(source: str, sampler, module, operator, sigma_net: float, *, 
     if steps is not None and int(steps) != params.steps:
         raise ZSGuideError(f"parameter file {str(path)!r} has {params.steps} steps, but --steps is {steps}")
     if spacing is not None and spacing != params.spacing:
-        raise ZSGuideError(f"parameter file {str(path)!r} has {params.spacing!r} spacing, but --spacing is "
-                           f"{spacing!r}")
+        raise ZSGuideError(f"parameter file {str(path)!r} has {params.spacing!r} spacing, but --spacing is {spacing!r}")
     T = schedule.num_timesteps
-    if any(not 0 <= t < T for t in params.timesteps) or any(a <= b for a, b in zip(params.timesteps,
-                                                                                    params.timesteps[1:])):
+    if any(not 0 <= t < T for t in params.timesteps) or any(
+        a <= b for a, b in zip(params.timesteps, params.timesteps[1:])
+    ):
         raise ZSGuideError(f"parameter file {str(path)!r}: timesteps must decrease strictly within 0 .. {T - 1}")
     return params, str(path)
 
 
-def _designed(sampler, module, operator, sigma_net, heuristic, task, trust_factor, pareto_guard, option, *,
-              objective, denoiser_model, calibration, ckpt_path):
+def _designed(
+    sampler,
+    module,
+    operator,
+    sigma_net,
+    heuristic,
+    task,
+    trust_factor,
+    pareto_guard,
+    option,
+    *,
+    objective,
+    denoiser_model,
+    calibration,
+    ckpt_path,
+):
     from ..spectral.denoiser_model import denoiser_model_for
     from ..spectral.service import designed_schedule, resolve_trust_factor
+
     if not sampler.designable:  # the oracle: exact as it is
         heuristic.provenance = {"source": "spectral", "objective": "exact already (the oracle)"}
         return heuristic
     try:
         denoiser = denoiser_model_for(denoiser_model, module.surrogate, ckpt_path, calibration)
-        return designed_schedule(module.surrogate, operator, sigma_net, module.schedule, heuristic, task,
-                                 trust=resolve_trust_factor(trust_factor), guard=pareto_guard, objective=objective,
-                                 denoiser=denoiser).params
+        return designed_schedule(
+            module.surrogate,
+            operator,
+            sigma_net,
+            module.schedule,
+            heuristic,
+            task,
+            trust=resolve_trust_factor(trust_factor),
+            guard=pareto_guard,
+            objective=objective,
+            denoiser=denoiser,
+        ).params
     except ZSGuideError as exc:
         raise ZSGuideError(f"{option} spectral: {exc}") from None

@@ -35,13 +35,18 @@ def check_options(cfg: Namespace):
         raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.num_samples > 1 and cfg.input is None:
         raise ZSGuideError("--num_samples > 1 needs --input (test images are restored once each)")
-    for option, given in (("trust_factor", cfg.trust_factor is not None), ("pareto_guard", cfg.pareto_guard is True),
-                          ("objective", cfg.objective != "w2"),
-                          ("denoiser_model", cfg.denoiser_model != "gaussian"),
-                          ("calibration", cfg.calibration is not None)):
+    for option, given in (
+        ("trust_factor", cfg.trust_factor is not None),
+        ("pareto_guard", cfg.pareto_guard is True),
+        ("objective", cfg.objective != "w2"),
+        ("denoiser_model", cfg.denoiser_model != "gaussian"),
+        ("calibration", cfg.calibration is not None),
+    ):
         if given and cfg.params != "spectral":
-            raise ZSGuideError(f"--{option} applies to --params spectral only (got --{option} "
-                               f"{getattr(cfg, option)!r} with --params {cfg.params!r})")
+            raise ZSGuideError(
+                f"--{option} applies to --params spectral only (got --{option} "
+                f"{getattr(cfg, option)!r} with --params {cfg.params!r})"
+            )
     if cfg.params == "spectral":  # validated here; cfg keeps the option as given, so a saved config repeats the run
         from ..spectral.service import resolve_objective, resolve_trust_factor
 

@@ -64,8 +64,9 @@ class RestoreWriter(BasePredictionWriter):
             io.save_image(y_pix, self.out / "measurement" / "input")
 
     # ------------------------------------------------------------------------------------------------ batches
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
-                           dataloader_idx=0) -> None:
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         if prediction is None:  # the sampler failed on this rank; reported in on_predict_end
             return
         rows = []
@@ -109,12 +110,15 @@ class RestoreWriter(BasePredictionWriter):
         if got != sorted(plan.expected_indices):
             missing = sorted(set(plan.expected_indices) - set(got))
             dup = sorted({i for i in got if got.count(i) > 1})
-            raise ZSGuideError(f"restore wrote {len(got)} of {len(plan.expected_indices)} images (missing "
-                               f"{missing[:10]}, duplicated {dup[:10]}); summary.json not written")
+            raise ZSGuideError(
+                f"restore wrote {len(got)} of {len(plan.expected_indices)} images (missing "
+                f"{missing[:10]}, duplicated {dup[:10]}); summary.json not written"
+            )
         for r in rows:
             if not (self.out / "restored" / f"{io.image_name(r['index'])}.png").is_file():
-                raise ZSGuideError(f"restored image {r['index']} is missing in {str(self.out)!r}; "
-                                   "summary.json not written")
+                raise ZSGuideError(
+                    f"restored image {r['index']} is missing in {str(self.out)!r}; summary.json not written"
+                )
         rows.sort(key=lambda r: r["index"])
         if plan.has_truth:
             io.write_metrics_csv(self.out / "metrics.csv", rows, self.columns)
@@ -128,12 +132,18 @@ class RestoreWriter(BasePredictionWriter):
         plan = self.plan
         first = [r["index"] for r in rows[: io.GRID_ROWS]]
         if plan.has_truth:
-            grid_rows = [[io.load_npy(self.out / sub / f"{io.image_name(i)}.npy")
-                          for sub in ("truth", "measurement", "restored")] for i in first]
+            grid_rows = [
+                [
+                    io.load_npy(self.out / sub / f"{io.image_name(i)}.npy")
+                    for sub in ("truth", "measurement", "restored")
+                ]
+                for i in first
+            ]
         else:
             measurement = io.load_npy(self.out / "measurement" / "input.npy")
-            grid_rows = [[measurement] + [io.load_npy(self.out / "restored" / f"{io.image_name(i)}.npy")
-                                          for i in first]]
+            grid_rows = [
+                [measurement] + [io.load_npy(self.out / "restored" / f"{io.image_name(i)}.npy") for i in first]
+            ]
         io.write_grid(self.out / "grid.png", grid_rows, plan.image_shape)
 
     def _summary(self, rows: list[dict], trainer, wall: float) -> dict:
@@ -193,11 +203,13 @@ def metric_columns(plan, with_lpips: bool) -> tuple[str, ...]:
 
 def print_summary(summary: dict, out: Path) -> None:
     """A few lines on stdout (rank 0): what ran and the means with standard errors."""
-    lines = [f"restore: {summary['sampler']} on {summary['task']}, {summary['steps']} steps, sigma_y "
-             f"{summary['sigma_y_pixel']:g} (pixel units), {summary['denoiser']} denoiser, "
-             f"{summary['num_images'] if summary['ground_truth'] else summary['num_samples']} "
-             f"{'images' if summary['ground_truth'] else 'samples'} on {summary['devices']} device(s), "
-             f"{summary['wall_time_s']:.1f} s"]
+    lines = [
+        f"restore: {summary['sampler']} on {summary['task']}, {summary['steps']} steps, sigma_y "
+        f"{summary['sigma_y_pixel']:g} (pixel units), {summary['denoiser']} denoiser, "
+        f"{summary['num_images'] if summary['ground_truth'] else summary['num_samples']} "
+        f"{'images' if summary['ground_truth'] else 'samples'} on {summary['devices']} device(s), "
+        f"{summary['wall_time_s']:.1f} s"
+    ]
     for c in summary.get("metrics") or ():
         mean, se = summary[f"{c}_mean"], summary[f"{c}_se"]
         lines.append(f"  {c:>6} {mean:.6g}" + (f" ± {se:.2g}" if se is not None else ""))
@@ -211,5 +223,9 @@ def _network_record(meta: dict) -> dict | None:
     net = meta.get("network")
     if net is None:
         return None
-    return {"arch": net["arch"], "preset": net["preset"], "parameters": net["parameters"],
-            "files": {k: {"path": v["path"], "sha256": v["sha256"]} for k, v in net["files"].items()}}
+    return {
+        "arch": net["arch"],
+        "preset": net["preset"],
+        "parameters": net["parameters"],
+        "files": {k: {"path": v["path"], "sha256": v["sha256"]} for k, v in net["files"].items()},
+    }

@@ -20,8 +20,11 @@ SAMPLER_NAMES = tuple(SAMPLERS)
 
 def sampler_names(*, designable: bool | None = None, closed_form: bool | None = None) -> tuple[str, ...]:
     """The registry's sampler names, those with ``designable`` / ``closed_form`` equal to the value when given."""
-    return tuple(n for n, s in SAMPLERS.items() if (designable is None or s.designable == designable)
-                 and (closed_form is None or s.closed_form == closed_form))
+    return tuple(
+        n
+        for n, s in SAMPLERS.items()
+        if (designable is None or s.designable == designable) and (closed_form is None or s.closed_form == closed_form)
+    )
 
 
 def get_sampler(name: str) -> Sampler:

@@ -25,8 +25,9 @@ def expand_bands(values, operator, like: torch.Tensor, sampler: str, knob: str) 
     if not isinstance(values, (list, tuple)):
         return float(values)
     if operator.structure != "fourier_diagonal":
-        raise ZSGuideError(f"sampler {sampler}: per-frequency {knob!r} needs a circulant (blur) operator, not "
-                           f"{operator.structure!r}")
+        raise ZSGuideError(
+            f"sampler {sampler}: per-frequency {knob!r} needs a circulant (blur) operator, not {operator.structure!r}"
+        )
     _, height, width = operator.image_shape
     idx = radial_bands(height, width, len(values))
     return torch.tensor(values, dtype=torch.float64)[idx].to(device=like.device, dtype=like.real.dtype)

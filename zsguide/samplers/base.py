@@ -47,20 +47,24 @@ class ParamSchedule:
 
     def __post_init__(self) -> None:
         if len(self.timesteps) != self.steps:
-            raise ZSGuideError(f"parameter schedule for {self.method}: {len(self.timesteps)} timesteps, "
-                               f"expected {self.steps}")
+            raise ZSGuideError(
+                f"parameter schedule for {self.method}: {len(self.timesteps)} timesteps, expected {self.steps}"
+            )
         for knob, vals in self.values.items():
             if len(vals) != self.steps:
-                raise ZSGuideError(f"parameter schedule for {self.method}: knob {knob!r} has {len(vals)} values, "
-                                   f"expected {self.steps}")
+                raise ZSGuideError(
+                    f"parameter schedule for {self.method}: knob {knob!r} has {len(vals)} values, expected {self.steps}"
+                )
             if not all(math.isfinite(v) for v in _flat(vals)):
                 raise ZSGuideError(f"parameter schedule for {self.method}: knob {knob!r} has non-finite values")
 
     def value(self, knob: str, step: int) -> float:
         v = self.values[knob][step]
         if isinstance(v, (list, tuple)):
-            raise ZSGuideError(f"parameter schedule for {self.method}: knob {knob!r} is given per frequency band, "
-                               f"which {self.method} does not take")
+            raise ZSGuideError(
+                f"parameter schedule for {self.method}: knob {knob!r} is given per frequency band, "
+                f"which {self.method} does not take"
+            )
         return float(v)
 
     def to_dict(self) -> dict:
@@ -69,8 +73,15 @@ class ParamSchedule:
     @classmethod
     def from_dict(cls, d: dict) -> ParamSchedule:
         try:
-            return cls(d["method"], d["task"], int(d["steps"]), d["spacing"], [int(t) for t in d["timesteps"]],
-                       {k: [_floats(v) for v in vs] for k, vs in d["values"].items()}, d.get("provenance", {}))
+            return cls(
+                d["method"],
+                d["task"],
+                int(d["steps"]),
+                d["spacing"],
+                [int(t) for t in d["timesteps"]],
+                {k: [_floats(v) for v in vs] for k, vs in d["values"].items()},
+                d.get("provenance", {}),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ZSGuideError(f"malformed parameter schedule: {type(exc).__name__}: {exc}") from None
 
@@ -125,8 +136,10 @@ def check_finite(x: torch.Tensor, sampler: str, step: int, t: int, indices: Sequ
     bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
     if bool(bad.any()):
         first = int(torch.nonzero(bad)[0])
-        raise ZSGuideError(f"sampler {sampler} produced NaN/Inf at step {step} (t={t}) for image index "
-                           f"{int(indices[first])}; the restoration was stopped, nothing was zeroed")
+        raise ZSGuideError(
+            f"sampler {sampler} produced NaN/Inf at step {step} (t={t}) for image index "
+            f"{int(indices[first])}; the restoration was stopped, nothing was zeroed"
+        )
 
 
 class Sampler(ABC):
@@ -160,10 +173,13 @@ class Sampler(ABC):
     def heuristic(self, task: str, steps: int, schedule: VPSchedule, spacing: str | None = None) -> ParamSchedule:
         spacing = spacing or self.default_spacing
         taus = schedule.timesteps(steps, spacing).tolist()
-        vals = {k: (list(map(float, v)) if isinstance(v, (list, tuple)) else [float(v)] * steps)
-                for k, v in self.heuristic_values(task, steps).items()}
-        return ParamSchedule(self.name, task, steps, spacing, taus, vals,
-                             {"source": "heuristic", "reference": self.reference})
+        vals = {
+            k: (list(map(float, v)) if isinstance(v, (list, tuple)) else [float(v)] * steps)
+            for k, v in self.heuristic_values(task, steps).items()
+        }
+        return ParamSchedule(
+            self.name, task, steps, spacing, taus, vals, {"source": "heuristic", "reference": self.reference}
+        )
 
     def check_params(self, params: ParamSchedule) -> None:
         if params.method != self.name:
@@ -173,8 +189,16 @@ class Sampler(ABC):
             raise ZSGuideError(f"parameter schedule for {self.name} lacks knob(s) {', '.join(missing)}")
 
     def run(
-        self, denoiser: Denoiser, operator: LinearOperator, y: torch.Tensor, sigma: float, params: ParamSchedule,
-        seed: int, indices: Sequence[int], surrogate=None, callback: StepCallback | None = None,
+        self,
+        denoiser: Denoiser,
+        operator: LinearOperator,
+        y: torch.Tensor,
+        sigma: float,
+        params: ParamSchedule,
+        seed: int,
+        indices: Sequence[int],
+        surrogate=None,
+        callback: StepCallback | None = None,
     ) -> torch.Tensor:
         """Restore a batch: ``y`` and ``sigma`` in network units; returns ``x0`` (B, C, H, W) in network units."""
         self.check_params(params)
@@ -189,9 +213,9 @@ class Sampler(ABC):
         for i, t in enumerate(taus):
             a_t = float(abar[t])
             a_prev = float(abar[taus[i + 1]]) if i + 1 < len(taus) else 1.0
+
             def noise(stream: str, of_shape=shape, i=i, dtype=x.dtype, device=x.device) -> torch.Tensor:
-                return randn_per_image(of_shape, seed, indices, f"{self.name}/{stream}{i}", dtype=dtype,
-                                       device=device)
+                return randn_per_image(of_shape, seed, indices, f"{self.name}/{stream}{i}", dtype=dtype, device=device)
 
             x, x0_y = self.step(denoiser, operator, y, sigma, params, i, t, a_t, a_prev, x, noise, surrogate)
             check_finite(x, self.name, i, t, indices)
@@ -211,8 +235,9 @@ class Sampler(ABC):
         """
 
 
-def ddim_from_estimate(x: torch.Tensor, x0_y: torch.Tensor, a_t: float, a_prev: float, eta: float,
-                       z: Callable[[], torch.Tensor]) -> torch.Tensor:
+def ddim_from_estimate(
+    x: torch.Tensor, x0_y: torch.Tensor, a_t: float, a_prev: float, eta: float, z: Callable[[], torch.Tensor]
+) -> torch.Tensor:
     """The DDIM step of the module docstring from a guided estimate ``x0_y``; ``z()`` draws the fresh noise."""
     if a_prev >= 1.0:
         return x0_y

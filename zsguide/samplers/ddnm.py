@@ -46,8 +46,10 @@ def ddnm_coefficients(s: torch.Tensor, s_pinv: torch.Tensor, a: float, st: float
 
 class DDNMPlus(Sampler):
     name = "ddnm"
-    knob_specs = (Knob("eta", "unit", meaning="stochasticity of the DDIM step"),
-                  Knob("lambda_scale", "positive", meaning="multiplier of the range-space correction lambda_t"))
+    knob_specs = (
+        Knob("eta", "unit", meaning="stochasticity of the DDIM step"),
+        Knob("lambda_scale", "positive", meaning="multiplier of the range-space correction lambda_t"),
+    )
     reference = "Wang et al. 2023 (wyhuai/DDNM, DDNM+): eta = 0.85, lambda_t as in the reference, 100 steps"
 
     def heuristic_values(self, task: str, steps: int) -> dict:

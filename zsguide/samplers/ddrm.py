@@ -18,9 +18,10 @@ import math
 
 import torch
 
+from ..operators.base import safe_ratio
 from ..seeding import randn_per_image
 from .base import Knob, Sampler
-from .svd import effective_singulars, safe_ratio, sqrt_pos
+from .svd import effective_singulars, sqrt_pos
 
 
 def ddrm_coefficients(s: torch.Tensor, sn: float, sigma: float, eta, eta_b):
@@ -45,8 +46,10 @@ def ddrm_coefficients(s: torch.Tensor, sn: float, sigma: float, eta, eta_b):
 
 class DDRM(Sampler):
     name = "ddrm"
-    knob_specs = (Knob("eta", "unit", meaning="stochasticity of the unmeasured and less-noisy components"),
-                  Knob("eta_b", "positive", meaning="weight of the measurement on the noisier components"))
+    knob_specs = (
+        Knob("eta", "unit", meaning="stochasticity of the unmeasured and less-noisy components"),
+        Knob("eta_b", "positive", meaning="weight of the measurement on the noisier components"),
+    )
     reference = "Kawar et al. 2022 (bahjat-kawar/ddrm): eta = 0.85, eta_b = 1.0, 20 uniform steps"
 
     def heuristic_values(self, task: str, steps: int) -> dict:
@@ -59,8 +62,9 @@ class DDRM(Sampler):
         a_T = float(abar[params.timesteps[0]])
         sn = math.sqrt((1 - a_T) / a_T)
         large = s * sn > sigma
-        remaining = torch.where(large, (sn**2 - safe_ratio(torch.full_like(s, sigma), s) ** 2).clamp(min=0).sqrt(),
-                                torch.full_like(s, sn))
+        remaining = torch.where(
+            large, (sn**2 - safe_ratio(torch.full_like(s, sigma), s) ** 2).clamp(min=0).sqrt(), torch.full_like(s, sn)
+        )
         c = torch.where(large, safe_ratio(cy, s.to(cy.dtype)), torch.zeros_like(cy)) + remaining * z
         return math.sqrt(a_T) * operator.V(c)
 

@@ -34,11 +34,15 @@ SIGMA_FLOOR = 1e-3  # pixel units
 
 class DiffPIR(Sampler):
     name = "diffpir"
-    knob_specs = (Knob("lam", "positive", per_band=True, meaning="the data term's weight (rho_t multiplier)"),
-                  Knob("zeta", "unit", meaning="share of fresh noise in the re-noising"))
+    knob_specs = (
+        Knob("lam", "positive", per_band=True, meaning="the data term's weight (rho_t multiplier)"),
+        Knob("zeta", "unit", meaning="share of fresh noise in the re-noising"),
+    )
     default_spacing = "quadratic"
-    reference = ("Zhu et al. 2023 (yuanzhi-zhu/DiffPIR run loops): lambda 7, zeta 0.3 deblur / 0.25 SR / 1.0 "
-                 "inpainting, quadratic skip")
+    reference = (
+        "Zhu et al. 2023 (yuanzhi-zhu/DiffPIR run loops): lambda 7, zeta 0.3 deblur / 0.25 SR / 1.0 "
+        "inpainting, quadratic skip"
+    )
 
     def heuristic_values(self, task: str, steps: int) -> dict:
         zeta = 1.0 if task.startswith("inpaint") else 0.25 if task.startswith("sr") else 0.3
@@ -63,5 +67,6 @@ class DiffPIR(Sampler):
         eps = (x - math.sqrt(a_t) * x0_y) / math.sqrt(1 - a_t)
         zeta = min(max(zeta, 0.0), 1.0)
         x_prev = math.sqrt(a_prev) * x0_y + math.sqrt(1 - a_prev) * (
-            math.sqrt(1 - zeta) * eps + math.sqrt(zeta) * noise("z"))
+            math.sqrt(1 - zeta) * eps + math.sqrt(zeta) * noise("z")
+        )
         return x_prev, x0_y

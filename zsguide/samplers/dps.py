@@ -19,8 +19,10 @@ from .base import Knob, Sampler, ddim_from_estimate
 
 class DPS(Sampler):
     name = "dps"
-    knob_specs = (Knob("zeta", "positive", meaning="step size on the residual norm's gradient"),
-                  Knob("eta", "unit", meaning="stochasticity of the DDIM step"))
+    knob_specs = (
+        Knob("zeta", "positive", meaning="step size on the residual norm's gradient"),
+        Knob("eta", "unit", meaning="stochasticity of the DDIM step"),
+    )
     needs_grad = True
     reference = "Chung et al. 2023 (DPS2022/diffusion-posterior-sampling): zeta 0.5 inpainting, 0.3 otherwise, eta 1"
 

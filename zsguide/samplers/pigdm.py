@@ -27,8 +27,9 @@ import math
 
 import torch
 
+from ..operators.base import safe_ratio
 from .base import Knob, Sampler, ddim_from_estimate
-from .svd import effective_singulars, safe_ratio
+from .svd import effective_singulars
 
 
 def pigdm_coefficients(s: torch.Tensor, a_t: float, a_prev: float, sigma: float, w):
@@ -42,8 +43,10 @@ def pigdm_coefficients(s: torch.Tensor, a_t: float, a_prev: float, sigma: float,
 
 class PiGDM(Sampler):
     name = "pigdm"
-    knob_specs = (Knob("weight", "positive", meaning="guidance weight on the pseudo-inverse correction"),
-                  Knob("eta", "unit", meaning="stochasticity of the DDIM step"))
+    knob_specs = (
+        Knob("weight", "positive", meaning="guidance weight on the pseudo-inverse correction"),
+        Knob("eta", "unit", meaning="stochasticity of the DDIM step"),
+    )
     needs_grad = True
     reference = "Song et al. 2023 (PiGDM; NVlabs/RED-diff pgdm): weight 1, r_t^2 = 1 - abar_t, eta = 1, 100 steps"
 
@@ -62,4 +65,6 @@ class PiGDM(Sampler):
             (g,) = torch.autograd.grad(x0, xg, grad_outputs=v.to(x0.dtype))
         x0 = x0.detach()
         x_prev = ddim_from_estimate(x, x0, a_t, a_prev, eta, lambda: noise("z")) + k * g
-        return x_prev, x0 + w * math.sqrt(a_t) * g  # for callbacks: x0_hat moved by the guidance (exact at the last step)
+        return x_prev, x0 + w * math.sqrt(
+            a_t
+        ) * g  # for callbacks: x0_hat moved by the guidance (exact at the last step)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..operators.base import LinearOperator, cast_like, safe_ratio
+from ..operators.base import LinearOperator, cast_like
 
 
 def effective_singulars(op: LinearOperator, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

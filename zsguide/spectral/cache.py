@@ -44,9 +44,18 @@ def _digest(parts: dict, tensors: list[torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
-def design_keys(surrogate, problem: BlockProblem, schedule, heuristic: ParamSchedule, mse_weight: float,
-                degree: int, bands: int = 0, trust: float | None = None, guard: bool = False,
-                objective: str = "w2") -> tuple[str, str]:
+def design_keys(
+    surrogate,
+    problem: BlockProblem,
+    schedule,
+    heuristic: ParamSchedule,
+    mse_weight: float,
+    degree: int,
+    bands: int = 0,
+    trust: float | None = None,
+    guard: bool = False,
+    objective: str = "w2",
+) -> tuple[str, str]:
     """``(family, key)``: the family ignores the step count (for warm starts across step counts). A trust region,
     the Pareto guard and a criterion other than avg W2 enter the key only when set, so earlier designs keep their
     keys (``pareto`` is the W2 criterion with the guard: the same key as ``--pareto_guard true``)."""
@@ -58,15 +67,34 @@ def design_keys(surrogate, problem: BlockProblem, schedule, heuristic: ParamSche
         parts["criterion"] = criterion
     if problem.denoiser is not None:
         parts["denoiser_model"] = problem.denoiser.digest
-    family = _digest({**parts, "surrogate": surrogate.digest(), "sigma": round(problem.sigma, 12), "structure": problem.structure,
-                      "grid": list(problem.grid), "factor": problem.factor, "note": problem.note,
-                      "schedule": schedule.to_dict(), "method": heuristic.method, "spacing": heuristic.spacing,
-                      "mse_weight": mse_weight, "degree": degree, "engine": ENGINE_VERSION,
-                      "origin": list(problem.origin), "frequency_bands": bands},
-                     [problem.s.to(torch.float64), problem.s_eff.to(torch.float64), problem.measured,
-                      problem.Sigma.to(torch.complex128)])
-    key = _digest({"family": family, "steps": heuristic.steps, "timesteps": heuristic.timesteps,
-                   "warm": heuristic.values}, [])
+    family = _digest(
+        {
+            **parts,
+            "surrogate": surrogate.digest(),
+            "sigma": round(problem.sigma, 12),
+            "structure": problem.structure,
+            "grid": list(problem.grid),
+            "factor": problem.factor,
+            "note": problem.note,
+            "schedule": schedule.to_dict(),
+            "method": heuristic.method,
+            "spacing": heuristic.spacing,
+            "mse_weight": mse_weight,
+            "degree": degree,
+            "engine": ENGINE_VERSION,
+            "origin": list(problem.origin),
+            "frequency_bands": bands,
+        },
+        [
+            problem.s.to(torch.float64),
+            problem.s_eff.to(torch.float64),
+            problem.measured,
+            problem.Sigma.to(torch.complex128),
+        ],
+    )
+    key = _digest(
+        {"family": family, "steps": heuristic.steps, "timesteps": heuristic.timesteps, "warm": heuristic.values}, []
+    )
     return family, key
 
 
@@ -87,8 +115,16 @@ def write_design(path: Path, result: DesignResult) -> None:
     """Keep ``result`` at ``path`` (a temporary file renamed into place: a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"params": result.params.to_dict(), "heuristic": result.heuristic,
-                               "designed": result.designed, "theta": result.theta}))
+    tmp.write_text(
+        json.dumps(
+            {
+                "params": result.params.to_dict(),
+                "heuristic": result.heuristic,
+                "designed": result.designed,
+                "theta": result.theta,
+            }
+        )
+    )
     tmp.replace(path)
 
 

@@ -23,6 +23,8 @@ from ..errors import ZSGuideError, one_line
 from .options import add_design_region_options
 
 UNIT = 4.0  # network-unit squared quantities -> [0, 1] pixel units
+
+
 def _analyzed() -> tuple[str, ...]:
     """The samplers with a closed form (the registry, samplers/__init__.py)."""
     from ..samplers import sampler_names
@@ -34,14 +36,20 @@ def _parser(prog: str, tune: bool) -> ArgumentParser:
     p = ArgumentParser(prog=prog, exit_on_error=False, default_meta=False)
     p.add_argument("--config", action=ActionConfigFile)
     p.add_argument("--ckpt_path", "--ckpt", type=Optional[str], default=None, help="checkpoint from fit (required)")
-    p.add_argument("--task", type=str, default="deblur_gaussian", help="task: blur, super-resolution or inpainting (see restore)")
+    p.add_argument(
+        "--task", type=str, default="deblur_gaussian", help="task: blur, super-resolution or inpainting (see restore)"
+    )
     p.add_argument("--task_params", type=dict[str, Any], default={}, help="task parameters, as for restore")
     p.add_argument("--steps", type=int, default=20, help="sampling steps")
     p.add_argument("--spacing", type=Optional[str], default=None, help="timestep spacing (default: the sampler's)")
     p.add_argument("--sigma_y", type=float, default=0.01, help="measurement noise std, [0, 1] pixel units")
     p.add_argument("--mse_weight", type=float, default=0.0, help="objective: avg W2^2 + mse_weight * MSE")
-    p.add_argument("--frequency_bands", type=int, default=0,
-                   help="per-frequency variant: DiffPIR's lam per radial band (blur tasks); 0 = one value per step")
+    p.add_argument(
+        "--frequency_bands",
+        type=int,
+        default=0,
+        help="per-frequency variant: DiffPIR's lam per radial band (blur tasks); 0 = one value per step",
+    )
     add_design_region_options(p)
     if tune:
         p.add_argument("--sampler", type=str, default="ddrm", help="ddrm, ddnm, pigdm, dps or diffpir")
@@ -101,17 +109,30 @@ def run_tune(argv: list[str]) -> None:
     sampler = get_sampler(cfg.sampler)
     heuristic = sampler.heuristic(cfg.task, cfg.steps, prior.schedule, spacing=cfg.spacing)
     t0 = time.perf_counter()
-    r = designed_schedule(prior.surrogate, operator, sigma_net, prior.schedule, heuristic, cfg.task,
-                          mse_weight=cfg.mse_weight, problem=problem, bands=cfg.frequency_bands,
-                          trust=cfg.trust_factor, guard=cfg.pareto_guard, objective=cfg.objective)
+    r = designed_schedule(
+        prior.surrogate,
+        operator,
+        sigma_net,
+        prior.schedule,
+        heuristic,
+        cfg.task,
+        mse_weight=cfg.mse_weight,
+        problem=problem,
+        bands=cfg.frequency_bands,
+        trust=cfg.trust_factor,
+        guard=cfg.pareto_guard,
+        objective=cfg.objective,
+    )
     r.params.provenance.update({"task_params": dict(cfg.task_params or {}), "sigma_y": cfg.sigma_y})
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     r.params.save(out)
     h, d = _pixel_units(r.heuristic), _pixel_units(r.designed)
-    print(f"tune: {cfg.sampler} on {cfg.task}, {cfg.steps} steps, sigma_y {cfg.sigma_y}, {cfg.denoiser_model} "
-          f"denoiser, objective {cfg.objective}: avg W2^2 {h['avg_w2']:.3e} -> {d['avg_w2']:.3e}, MSE {h['mse']:.3e} -> {d['mse']:.3e}, "
-          f"perception W2^2 {h['perception_w2']:.3e} -> {d['perception_w2']:.3e} (per pixel, [0, 1] units), {time.perf_counter() - t0:.1f} s\nwrote {out}")
+    print(
+        f"tune: {cfg.sampler} on {cfg.task}, {cfg.steps} steps, sigma_y {cfg.sigma_y}, {cfg.denoiser_model} "
+        f"denoiser, objective {cfg.objective}: avg W2^2 {h['avg_w2']:.3e} -> {d['avg_w2']:.3e}, MSE {h['mse']:.3e} -> {d['mse']:.3e}, "
+        f"perception W2^2 {h['perception_w2']:.3e} -> {d['perception_w2']:.3e} (per pixel, [0, 1] units), {time.perf_counter() - t0:.1f} s\nwrote {out}"
+    )
 
 
 def run_analyze(argv: list[str]) -> None:
@@ -124,28 +145,55 @@ def run_analyze(argv: list[str]) -> None:
     cfg = _parse("python -m zsguide analyze", False, argv)
     for name in cfg.samplers:
         if name not in _analyzed():
-            raise ZSGuideError(f"analyze has no closed form for sampler {name!r} yet; choose from "
-                               f"{', '.join(_analyzed())}")
+            raise ZSGuideError(
+                f"analyze has no closed form for sampler {name!r} yet; choose from {', '.join(_analyzed())}"
+            )
     t0 = time.perf_counter()
     prior, operator, sigma_net, problem = _setup(cfg)
     abar, criteria = prior.schedule.alphas_cumprod, Criteria(problem)
     refs = _pixel_units(criteria.references())
     mmse = refs["mmse"]
-    result = {"task": cfg.task, "task_params": dict(cfg.task_params or {}), "steps": cfg.steps, "sigma_y": cfg.sigma_y,
-              "trust_factor": cfg.trust_factor, "pareto_guard": cfg.pareto_guard, "objective": cfg.objective,
-              "denoiser_model": cfg.denoiser_model,
-              "calibration": problem.denoiser.source if problem.denoiser is not None else None,
-              "units": "per pixel, squared, [0, 1] pixel units", "surrogate_digest": prior.surrogate.digest(),
-              "structure": problem.structure, "reduction": problem.note or None, "references": refs, "samplers": {}}
+    result = {
+        "task": cfg.task,
+        "task_params": dict(cfg.task_params or {}),
+        "steps": cfg.steps,
+        "sigma_y": cfg.sigma_y,
+        "trust_factor": cfg.trust_factor,
+        "pareto_guard": cfg.pareto_guard,
+        "objective": cfg.objective,
+        "denoiser_model": cfg.denoiser_model,
+        "calibration": problem.denoiser.source if problem.denoiser is not None else None,
+        "units": "per pixel, squared, [0, 1] pixel units",
+        "surrogate_digest": prior.surrogate.digest(),
+        "structure": problem.structure,
+        "reduction": problem.note or None,
+        "references": refs,
+        "samplers": {},
+    }
     transfers, schedules = {}, {}
     for name in cfg.samplers:
         sampler = get_sampler(name)
         heur = sampler.heuristic(cfg.task, cfg.steps, prior.schedule, spacing=cfg.spacing)
         per_band = any(k.per_band for k in sampler.knob_specs)
-        designed = heur if not sampler.designable else designed_schedule(
-            prior.surrogate, operator, sigma_net, prior.schedule, heur, cfg.task, mse_weight=cfg.mse_weight,
-            problem=problem, criteria=criteria, bands=cfg.frequency_bands if per_band else 0,
-            trust=cfg.trust_factor, guard=cfg.pareto_guard, objective=cfg.objective).params
+        designed = (
+            heur
+            if not sampler.designable
+            else designed_schedule(
+                prior.surrogate,
+                operator,
+                sigma_net,
+                prior.schedule,
+                heur,
+                cfg.task,
+                mse_weight=cfg.mse_weight,
+                problem=problem,
+                criteria=criteria,
+                bands=cfg.frequency_bands if per_band else 0,
+                trust=cfg.trust_factor,
+                guard=cfg.pareto_guard,
+                objective=cfg.objective,
+            ).params
+        )
         entry = {}
         for label, params in (("heuristic", heur), ("spectral", designed)):
             if params is heur and label == "spectral":  # not designable (the oracle): its design is its heuristic
@@ -160,14 +208,32 @@ def run_analyze(argv: list[str]) -> None:
             if not sampler.designable:
                 continue
             h = sampler.heuristic(cfg.task, n, prior.schedule, spacing=cfg.spacing)
-            r = designed_schedule(prior.surrogate, operator, sigma_net, prior.schedule, h, cfg.task,
-                                  mse_weight=cfg.mse_weight, problem=problem, criteria=criteria,
-                                  trust=cfg.trust_factor, guard=cfg.pareto_guard, objective=cfg.objective)
+            r = designed_schedule(
+                prior.surrogate,
+                operator,
+                sigma_net,
+                prior.schedule,
+                h,
+                cfg.task,
+                mse_weight=cfg.mse_weight,
+                problem=problem,
+                criteria=criteria,
+                trust=cfg.trust_factor,
+                guard=cfg.pareto_guard,
+                objective=cfg.objective,
+            )
             schedules[name][n] = (h, r.params)
-            entry.setdefault("sweep", {})[str(n)] = {"heuristic": _pixel_units(r.heuristic),
-                                                     "spectral": _pixel_units(r.designed)}
-    grouped = sorted({p.provenance["designed_on"] for _, p in (v[cfg.steps] for v in schedules.values())
-                      if "designed_on" in p.provenance})
+            entry.setdefault("sweep", {})[str(n)] = {
+                "heuristic": _pixel_units(r.heuristic),
+                "spectral": _pixel_units(r.designed),
+            }
+    grouped = sorted(
+        {
+            p.provenance["designed_on"]
+            for _, p in (v[cfg.steps] for v in schedules.values())
+            if "designed_on" in p.provenance
+        }
+    )
     result["design_reduction"] = grouped[0] if grouped else None
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,15 +243,19 @@ def run_analyze(argv: list[str]) -> None:
         steps_figure(result, out / "w2_vs_steps.png")
     result["wall_time_s"] = time.perf_counter() - t0
     (out / "analysis.json").write_text(json.dumps(result, indent=2))
-    lines = [f"analyze: {cfg.task}, {cfg.steps} steps, sigma_y {cfg.sigma_y}, {cfg.denoiser_model} denoiser, "
-             f"objective {cfg.objective} "
-             f"(per pixel, squared, [0, 1] units)",
-             f"references: posterior sampler MSE {2 * mmse:.3e}, MMSE {mmse:.3e}"
-             + (f"\n{problem.note}" if problem.note else ""),
-             f"{'sampler':8s} {'avgW2 heur':>11s} {'avgW2 spec':>11s} {'MSE heur':>10s} {'MSE spec':>10s} "
-             f"{'perc heur':>10s} {'perc spec':>10s}"]
+    lines = [
+        f"analyze: {cfg.task}, {cfg.steps} steps, sigma_y {cfg.sigma_y}, {cfg.denoiser_model} denoiser, "
+        f"objective {cfg.objective} "
+        f"(per pixel, squared, [0, 1] units)",
+        f"references: posterior sampler MSE {2 * mmse:.3e}, MMSE {mmse:.3e}"
+        + (f"\n{problem.note}" if problem.note else ""),
+        f"{'sampler':8s} {'avgW2 heur':>11s} {'avgW2 spec':>11s} {'MSE heur':>10s} {'MSE spec':>10s} "
+        f"{'perc heur':>10s} {'perc spec':>10s}",
+    ]
     for name, e in result["samplers"].items():
         h, s = e["heuristic"], e["spectral"]
-        lines.append(f"{name:8s} {h['avg_w2']:11.3e} {s['avg_w2']:11.3e} {h['mse']:10.3e} {s['mse']:10.3e} "
-                     f"{h['perception_w2']:10.3e} {s['perception_w2']:10.3e}")
+        lines.append(
+            f"{name:8s} {h['avg_w2']:11.3e} {s['avg_w2']:11.3e} {h['mse']:10.3e} {s['mse']:10.3e} "
+            f"{h['perception_w2']:10.3e} {s['perception_w2']:10.3e}"
+        )
     print("\n".join(lines) + f"\nwrote {out} ({result['wall_time_s']:.1f} s)")

@@ -40,8 +40,9 @@ def _tr_sqrt(M: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tenso
     return block_sum(sqrt_pos(torch.linalg.eigvalsh(0.5 * (M + M.mH))).sum(-1), weight)
 
 
-def w2_squared(V: torch.Tensor, S_half: torch.Tensor, S: torch.Tensor,
-               weight: torch.Tensor | None = None) -> torch.Tensor:
+def w2_squared(
+    V: torch.Tensor, S_half: torch.Tensor, S: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """``W2^2(N(0, V), N(0, S)) = tr(V + S - 2 (S^1/2 V S^1/2)^1/2)`` summed over blocks (weighted)."""
     return _tr(V, weight) + _tr(S, weight) - 2 * _tr_sqrt(mm(mm(S_half, V), S_half), weight)
 

@@ -60,8 +60,9 @@ class CalibratedDenoiser:
     source: str = ""
 
     @classmethod
-    def from_fields(cls, spectrum: torch.Tensor, abar: torch.Tensor, gain: torch.Tensor, residual: torch.Tensor,
-                    source: str = "") -> "CalibratedDenoiser":
+    def from_fields(
+        cls, spectrum: torch.Tensor, abar: torch.Tensor, gain: torch.Tensor, residual: torch.Tensor, source: str = ""
+    ) -> "CalibratedDenoiser":
         """From a gain and residual power per time and frequency (T, C, H, W) at times ``abar`` (T,)."""
         lam = spectrum.detach().cpu().to(torch.float64)
         a = torch.as_tensor(abar, dtype=torch.float64).reshape(-1, 1, 1, 1)
@@ -101,20 +102,27 @@ def load_calibration(path: str | Path, surrogate, checkpoint_sha256: str | None 
     if meta.get("kind") != "calibration":
         raise ZSGuideError(f"{str(path)!r} is not a calibration file (written by 'python -m zsguide calibrate')")
     if meta.get("surrogate_digest") != surrogate.digest():
-        raise ZSGuideError(f"calibration {str(path)!r} was measured against another Gaussian surrogate (digest "
-                           f"{meta.get('surrogate_digest')}, this checkpoint's is {surrogate.digest()}); run "
-                           f"'python -m zsguide calibrate' on this checkpoint")
+        raise ZSGuideError(
+            f"calibration {str(path)!r} was measured against another Gaussian surrogate (digest "
+            f"{meta.get('surrogate_digest')}, this checkpoint's is {surrogate.digest()}); run "
+            f"'python -m zsguide calibrate' on this checkpoint"
+        )
     if checkpoint_sha256 is not None and meta.get("checkpoint_sha256") != checkpoint_sha256:
-        raise ZSGuideError(f"calibration {str(path)!r} was measured on another checkpoint file (sha256 "
-                           f"{str(meta.get('checkpoint_sha256'))[:12]}..., this one is {checkpoint_sha256[:12]}...)")
+        raise ZSGuideError(
+            f"calibration {str(path)!r} was measured on another checkpoint file (sha256 "
+            f"{str(meta.get('checkpoint_sha256'))[:12]}..., this one is {checkpoint_sha256[:12]}...)"
+        )
     if tuple(d["gain"].shape[1:]) != tuple(surrogate.shape):
-        raise ZSGuideError(f"calibration {str(path)!r} has images of shape {tuple(d['gain'].shape[1:])}, the "
-                           f"surrogate {tuple(surrogate.shape)}")
+        raise ZSGuideError(
+            f"calibration {str(path)!r} has images of shape {tuple(d['gain'].shape[1:])}, the "
+            f"surrogate {tuple(surrogate.shape)}"
+        )
     return CalibratedDenoiser.from_fields(surrogate.spectrum, d["abar"], d["gain"], d["residual"], str(path))
 
 
-def denoiser_model_for(kind: str, surrogate, ckpt_path: str | None = None, calibration: str | None = None,
-                       option: str = "--denoiser_model") -> CalibratedDenoiser | None:
+def denoiser_model_for(
+    kind: str, surrogate, ckpt_path: str | None = None, calibration: str | None = None, option: str = "--denoiser_model"
+) -> CalibratedDenoiser | None:
     """``--denoiser_model`` resolved: None for ``gaussian``; for ``calibrated`` the file ``calibration`` or, left out,
     the network calibration next to ``ckpt_path`` for this checkpoint file's sha256 (calibration/command.py names it);
     either must have been measured on ``ckpt_path``'s file when that is given."""
@@ -133,6 +141,8 @@ def denoiser_model_for(kind: str, surrogate, ckpt_path: str | None = None, calib
     if calibration is None:
         calibration = str(calibration_path(ckpt_path, "network", sha))
         if not Path(calibration).is_file():
-            raise ZSGuideError(f"{option} calibrated: no calibration of {ckpt_path!r} at {calibration!r}; make it "
-                               f"with 'python -m zsguide calibrate --ckpt_path {ckpt_path}' or pass --calibration")
+            raise ZSGuideError(
+                f"{option} calibrated: no calibration of {ckpt_path!r} at {calibration!r}; make it "
+                f"with 'python -m zsguide calibrate --ckpt_path {ckpt_path}' or pass --calibration"
+            )
     return load_calibration(calibration, surrogate, sha)

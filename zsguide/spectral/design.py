@@ -52,7 +52,6 @@ from .criteria import Criteria
 from .problem import BlockProblem
 from .transfer import transfer
 
-
 OBJECTIVES = {"w2": "avg_w2", "mse": "mse", "perception": "perception_w2", "pareto": "avg_w2"}
 """``--objective`` value -> the criterion it minimises (``pareto`` also turns the guard on)."""
 GUARDED = ("mse", "perception_w2")
@@ -103,8 +102,13 @@ def _offset(z: torch.Tensor, trust: float | None) -> torch.Tensor:
     return L * torch.tanh(z / L)
 
 
-def _knob_values(method, theta: dict[str, torch.Tensor], base: dict[str, torch.Tensor], basis: torch.Tensor,
-                 trust: float | None = None):
+def _knob_values(
+    method,
+    theta: dict[str, torch.Tensor],
+    base: dict[str, torch.Tensor],
+    basis: torch.Tensor,
+    trust: float | None = None,
+):
     """Knob schedules from coefficients: ``theta[k]`` (degree + 1) gives one value per step, (degree + 1, bands) one
     value per step and frequency band (shape (steps, bands))."""
     out = {}
@@ -123,10 +127,21 @@ def _knob_values(method, theta: dict[str, torch.Tensor], base: dict[str, torch.T
 
 
 def design(
-    method: str, problem: BlockProblem, heuristic: ParamSchedule, abar: torch.Tensor, *,
-    knobs: tuple[str, ...] | None = None, degree: int = 3, mse_weight: float = 0.0, max_iter: int = 60,
-    warm_theta: dict[str, list] | None = None, criteria: Criteria | None = None,
-    bands: dict[str, int] | None = None, trust: float | None = None, guard: bool = False, objective: str = "w2",
+    method: str,
+    problem: BlockProblem,
+    heuristic: ParamSchedule,
+    abar: torch.Tensor,
+    *,
+    knobs: tuple[str, ...] | None = None,
+    degree: int = 3,
+    mse_weight: float = 0.0,
+    max_iter: int = 60,
+    warm_theta: dict[str, list] | None = None,
+    criteria: Criteria | None = None,
+    bands: dict[str, int] | None = None,
+    trust: float | None = None,
+    guard: bool = False,
+    objective: str = "w2",
 ) -> DesignResult:
     """Design ``method``'s knobs (all of them unless ``knobs`` is given) for ``problem``; ``bands`` (e.g.
     ``{"lam": 8}``) designs those knobs per radial frequency band (the per-frequency variant). A scalar warm start
@@ -161,8 +176,7 @@ def design(
         loss0, c0 = objective(base)
         if guard and bool(torch.isfinite(loss0)) and all(math.isfinite(float(c0[k])) for k in GUARDED):
             ref.update({k: float(c0[k]) for k in GUARDED}, loss=float(loss0))  # else nothing to guard: all is better
-        start = {k: torch.zeros(degree + 1, *([bands[k]] if k in bands else []), dtype=torch.float64)
-                 for k in names}
+        start = {k: torch.zeros(degree + 1, *([bands[k]] if k in bands else []), dtype=torch.float64) for k in names}
         cand = None
         if warm_theta and set(warm_theta) >= set(names):
             cand = {}
@@ -206,15 +220,27 @@ def design(
         if not finite or loss1 > loss0 or breach:  # never worse than the warm start (nor past the guard)
             vals, c1, thetas = base, c0, {k: torch.zeros_like(v).tolist() for k, v in theta.items()}
     values = {k: v.tolist() for k, v in vals.items()}
-    provenance = {"source": "spectral", "objective": criterion + (f" + {mse_weight} mse" if mse_weight else "")
-                  + (" (Pareto guard: mse, perception_w2 <= heuristic's, within 0.1%)" if guard else ""),
-                  "degree": degree, "heuristic_reference": heuristic.provenance.get("reference", "")}
+    provenance = {
+        "source": "spectral",
+        "objective": criterion
+        + (f" + {mse_weight} mse" if mse_weight else "")
+        + (" (Pareto guard: mse, perception_w2 <= heuristic's, within 0.1%)" if guard else ""),
+        "degree": degree,
+        "heuristic_reference": heuristic.provenance.get("reference", ""),
+    }
     if bands:
         provenance["frequency_bands"] = bands
     provenance["trust_factor"] = trust  # None: unconstrained
     provenance["pareto_guard"] = bool(guard)
     if problem.note:
         provenance["reduction"] = problem.note
-    params = ParamSchedule(heuristic.method, heuristic.task, heuristic.steps, heuristic.spacing,
-                           list(heuristic.timesteps), values, provenance)
+    params = ParamSchedule(
+        heuristic.method,
+        heuristic.task,
+        heuristic.steps,
+        heuristic.spacing,
+        list(heuristic.timesteps),
+        values,
+        provenance,
+    )
     return DesignResult(params, {k: float(v) for k, v in c0.items()}, {k: float(v) for k, v in c1.items()}, thetas)

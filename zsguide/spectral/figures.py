@@ -49,10 +49,15 @@ def transfer_figure(problem, transfers: dict, path: Path) -> None:
             tr = transfers.get((name, label))
             if tr is None:
                 continue
-            axes[0, j].loglog(f[1:], radial_average(mean_power(tr.B)[:1])[1][0][1:].clamp(min=1e-12), style,
-                              label=label)
-            axes[1, j].loglog(f[1:], radial_average(problem.frequency_diagonal(tr.V)[:1])[1][0][1:].clamp(min=1e-12),
-                              style, label=label)
+            axes[0, j].loglog(
+                f[1:], radial_average(mean_power(tr.B)[:1])[1][0][1:].clamp(min=1e-12), style, label=label
+            )
+            axes[1, j].loglog(
+                f[1:],
+                radial_average(problem.frequency_diagonal(tr.V)[:1])[1][0][1:].clamp(min=1e-12),
+                style,
+                label=label,
+            )
         axes[0, j].loglog(f[1:], w[0][1:].clamp(min=1e-12), "k:", label="posterior")
         axes[1, j].loglog(f[1:], vp[0][1:].clamp(min=1e-12), "k:", label="posterior")
         axes[0, j].set_title(name)

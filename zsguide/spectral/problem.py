@@ -43,7 +43,9 @@ _UNALIAS = "... p q (s1 s2) -> ... (s1 p) (s2 q)"
 MAX_DENSE = 256  # pixels per channel solved exactly for masks (16 x 16)
 CROP = 16  # the window used above that
 TAKE_ALL = 32  # the most powerful alias blocks per channel kept whole in a sampled super-resolution problem
-MAX_FOURIER_BLOCKS = 1024  # super-resolution: alias blocks x s^2 modelled whole per channel (a 32 x 32 image's); above: a sample
+MAX_FOURIER_BLOCKS = (
+    1024  # super-resolution: alias blocks x s^2 modelled whole per channel (a 32 x 32 image's); above: a sample
+)
 
 
 def block_sum(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -51,8 +53,9 @@ def block_sum(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
     return x.sum() if weight is None else (x * weight).sum()
 
 
-def sample_blocks(energy: torch.Tensor, k: int, take: int, seed: int = 0,
-                  uniform_share: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def sample_blocks(
+    energy: torch.Tensor, k: int, take: int, seed: int = 0, uniform_share: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A weighted sample of the blocks of an h x w grid, per channel: ``(rows, cols, weight)``, each (C, K) with
     K = ``take`` + (h / k)(w / k), for ``energy`` (C, h, w) > 0 (the blocks' prior power).
 
@@ -72,8 +75,11 @@ def sample_blocks(energy: torch.Tensor, k: int, take: int, seed: int = 0,
     free = ~rearrange(taken.reshape(C, h, w), "c (a i) (b j) -> c a b (i j)", i=k, j=k)
     left = free.sum(-1, keepdim=True)
     ce = torch.where(free, cells, torch.zeros_like(cells))
-    p = torch.where(free, uniform_share / left.clamp(min=1) + (1 - uniform_share) * ce / ce.sum(-1, keepdim=True)
-                    .clamp(min=1e-300), torch.zeros_like(cells))
+    p = torch.where(
+        free,
+        uniform_share / left.clamp(min=1) + (1 - uniform_share) * ce / ce.sum(-1, keepdim=True).clamp(min=1e-300),
+        torch.zeros_like(cells),
+    )
     p = torch.where(left > 0, p, torch.full_like(p, 1.0 / (k * k)))  # an empty cell: any block, weight 0
     g = torch.Generator().manual_seed(seed)
     pick = torch.multinomial(p.reshape(-1, k * k), 1, generator=g).reshape(C, h // k, w // k)
@@ -95,11 +101,13 @@ def subgrid_stride(h: int, w: int, max_blocks: int) -> int:
 
 
 def _subgrid_note(h: int, w: int, k: int, f: int) -> str:
-    return (f"dimension reduction: {h // k}x{w // k} + {TAKE_ALL} of the {h}x{w} alias blocks ({f * f}x{f * f}) per channel, one "
-            f"drawn in every {k}x{k} cell of low-resolution frequencies (half uniformly, half in proportion to the "
-            f"block's prior power; fixed seed) and weighted by its inverse probability, plus the {TAKE_ALL} most "
-            f"powerful blocks with weight 1: criteria and DPS's residual norm are unbiased estimates from that sample "
-            f"(each block exact); per-frequency figures average the sampled frequencies")
+    return (
+        f"dimension reduction: {h // k}x{w // k} + {TAKE_ALL} of the {h}x{w} alias blocks ({f * f}x{f * f}) per channel, one "
+        f"drawn in every {k}x{k} cell of low-resolution frequencies (half uniformly, half in proportion to the "
+        f"block's prior power; fixed seed) and weighted by its inverse probability, plus the {TAKE_ALL} most "
+        f"powerful blocks with weight 1: criteria and DPS's residual norm are unbiased estimates from that sample "
+        f"(each block exact); per-frequency figures average the sampled frequencies"
+    )
 
 
 def truncate(s: torch.Tensor, rcond: float) -> torch.Tensor:
@@ -196,20 +204,32 @@ class BlockProblem:
             raise ValueError("a problem with a calibrated denoiser cannot be grouped by (lambda, s)")
         lam = self.Sigma[..., 0, 0].real.flatten()
         s, kept = self.s[..., 0].flatten().to(torch.float64), (self.s_eff[..., 0] > 0).flatten()
-        s_bin = torch.where(kept, torch.round(s.clamp(min=1e-300).log() / math.log1p(s_rel_step)),
-                            torch.round(s / (s_rel_step * float(s.max()) * 1e-2)))  # truncated: s only enters H
-        key = torch.stack([torch.round(lam.clamp(min=1e-300).log() / math.log1p(rel_step)).long(),
-                           s_bin.long(), kept.long()], dim=1)
+        s_bin = torch.where(
+            kept,
+            torch.round(s.clamp(min=1e-300).log() / math.log1p(s_rel_step)),
+            torch.round(s / (s_rel_step * float(s.max()) * 1e-2)),
+        )  # truncated: s only enters H
+        key = torch.stack(
+            [torch.round(lam.clamp(min=1e-300).log() / math.log1p(rel_step)).long(), s_bin.long(), kept.long()], dim=1
+        )
         cells, inverse = torch.unique(key, dim=0, return_inverse=True)
         count = torch.zeros(len(cells), dtype=torch.float64).index_add_(0, inverse, torch.ones_like(lam))
         mean_lam = torch.zeros_like(count).index_add_(0, inverse, lam) / count
         mean_s = torch.zeros_like(count).index_add_(0, inverse, s) / count
         kept_g = cells[:, 2].bool()
-        return BlockProblem(mean_lam.to(torch.complex128)[:, None, None], mean_s[:, None],
-                            torch.where(kept_g, mean_s, torch.zeros_like(mean_s))[:, None],
-                            torch.ones_like(mean_s)[:, None], self.sigma, self.dims, self.structure,
-                            norm_scale=self.norm_scale, note=self.note, weight=count,
-                            U=torch.ones(len(cells), 1, 1, dtype=torch.complex128))
+        return BlockProblem(
+            mean_lam.to(torch.complex128)[:, None, None],
+            mean_s[:, None],
+            torch.where(kept_g, mean_s, torch.zeros_like(mean_s))[:, None],
+            torch.ones_like(mean_s)[:, None],
+            self.sigma,
+            self.dims,
+            self.structure,
+            norm_scale=self.norm_scale,
+            note=self.note,
+            weight=count,
+            U=torch.ones(len(cells), 1, 1, dtype=torch.complex128),
+        )
 
     def fn(self, f) -> torch.Tensor:
         """``f(Sigma)`` for a scalar function ``f`` applied to the eigenvalues."""
@@ -293,7 +313,7 @@ class BlockProblem:
         if self.structure == "pixel_mask":
             u = apply_colour(surrogate.Q.to(y), y.to(torch.float64))
             r0, c0 = self.origin
-            u = u[..., r0:r0 + self.grid[0], c0:c0 + self.grid[1]].flatten(-2)
+            u = u[..., r0 : r0 + self.grid[0], c0 : c0 + self.grid[1]].flatten(-2)
             return u * self.measured
         y_hat = surrogate.to_spectral(y.to(torch.float64), centre=False)[..., None]  # (B, C, h, w, 1)
         return (self.U.conj().mT @ y_hat[..., None])[..., 0]
@@ -367,8 +387,16 @@ def _matching_window(mask: torch.Tensor, hh: int, ww: int) -> tuple[int, int]:
     return k // sums.shape[1], k % sums.shape[1]
 
 
-def problem_for(surrogate, operator, sigma: float, *, max_dense: int = MAX_DENSE, crop: int = CROP,
-                max_fourier: int = MAX_FOURIER_BLOCKS, denoiser=None) -> BlockProblem:
+def problem_for(
+    surrogate,
+    operator,
+    sigma: float,
+    *,
+    max_dense: int = MAX_DENSE,
+    crop: int = CROP,
+    max_fourier: int = MAX_FOURIER_BLOCKS,
+    denoiser=None,
+) -> BlockProblem:
     """The block problem of ``operator`` (its first image's operator when it has one per image) under ``surrogate``
     with noise ``sigma`` (network units); ``denoiser`` a calibrated denoiser model (denoiser_model.py; None: the
     Wiener denoiser).
@@ -386,9 +414,18 @@ def problem_for(surrogate, operator, sigma: float, *, max_dense: int = MAX_DENSE
         h = operator.symbol[0, 0].detach().cpu().to(torch.complex128).expand(C, Hh, Ww)
         s = h.abs()
         phase = torch.where(s > 0, h / torch.where(s > 0, s, 1.0), torch.ones_like(h))
-        return BlockProblem(lam.to(torch.complex128)[..., None, None], s[..., None], truncate(s, rcond)[..., None],
-                            torch.ones_like(s)[..., None], float(sigma), C * Hh * Ww, structure,
-                            U=phase[..., None, None], grid=(Hh, Ww), denoiser=denoiser)
+        return BlockProblem(
+            lam.to(torch.complex128)[..., None, None],
+            s[..., None],
+            truncate(s, rcond)[..., None],
+            torch.ones_like(s)[..., None],
+            float(sigma),
+            C * Hh * Ww,
+            structure,
+            U=phase[..., None, None],
+            grid=(Hh, Ww),
+            denoiser=denoiser,
+        )
     if structure == "fourier_block":
         f = operator.factor
         R = operator.fourier_blocks()[0, 0].detach().cpu().to(torch.complex128)  # (h, w, f^2)
@@ -405,9 +442,23 @@ def problem_for(surrogate, operator, sigma: float, *, max_dense: int = MAX_DENSE
             positions = (rows, cols)
         Sigma = Vh @ (lam_al[..., :, None] * Vh.mH)
         Sigma = 0.5 * (Sigma + Sigma.mH)
-        return BlockProblem(Sigma, S, cut, torch.ones_like(S), float(sigma), C * Hh * Ww, structure, Vh=Vh, U=U,
-                            factor=f, grid=(Hh, Ww), weight=weight, positions=positions, denoiser=denoiser,
-                            note=_subgrid_note(Hh // f, Ww // f, k, f) if k > 1 else "")
+        return BlockProblem(
+            Sigma,
+            S,
+            cut,
+            torch.ones_like(S),
+            float(sigma),
+            C * Hh * Ww,
+            structure,
+            Vh=Vh,
+            U=U,
+            factor=f,
+            grid=(Hh, Ww),
+            weight=weight,
+            positions=positions,
+            denoiser=denoiser,
+            note=_subgrid_note(Hh // f, Ww // f, k, f) if k > 1 else "",
+        )
     if structure == "pixel_mask":
         mask = operator.mask[0].detach().cpu().to(torch.float64)  # (1 or C, H, W)
         if mask.shape[0] > 1 and not bool((mask == mask[:1]).all()):
@@ -417,18 +468,33 @@ def problem_for(surrogate, operator, sigma: float, *, max_dense: int = MAX_DENSE
         if Hh * Ww > max_dense:
             hh, ww = min(crop, Hh), min(crop, Ww)
             r0, c0 = _matching_window(mask, hh, ww)
-            note = (f"dimension reduction: exact law on the {hh}x{ww} window at ({r0}, {c0}) of the {Hh}x{Ww} image "
-                    f"(stationary prior restricted to the window, mask cropped with it; window chosen to keep the "
-                    f"mask's measured fraction {float(mask.mean()):.3f}: "
-                    f"{float(mask[r0:r0 + hh, c0:c0 + ww].mean()):.3f})")
+            note = (
+                f"dimension reduction: exact law on the {hh}x{ww} window at ({r0}, {c0}) of the {Hh}x{Ww} image "
+                f"(stationary prior restricted to the window, mask cropped with it; window chosen to keep the "
+                f"mask's measured fraction {float(mask.mean()):.3f}: "
+                f"{float(mask[r0 : r0 + hh, c0 : c0 + ww].mean()):.3f})"
+            )
         rows = torch.arange(r0, r0 + hh).repeat_interleave(ww)
         cols = torch.arange(c0, c0 + ww).repeat(hh)
         Sigma = circulant_covariance(lam, rows, cols)  # (C, n, n)
         m = mask[rows, cols].expand(C, hh * ww)
         if not bool(m.any()):
-            raise ZSGuideError(f"the inpainting mask keeps no pixel of the {hh}x{ww} window the spectral engine "
-                               f"models; nothing to design for")
-        return BlockProblem(Sigma, m, truncate(m, rcond), m, float(sigma), C * hh * ww, structure,
-                            norm_scale=float(mask.sum() / m[0].sum()), grid=(hh, ww), origin=(r0, c0), note=note,
-                            denoiser=denoiser)
+            raise ZSGuideError(
+                f"the inpainting mask keeps no pixel of the {hh}x{ww} window the spectral engine "
+                f"models; nothing to design for"
+            )
+        return BlockProblem(
+            Sigma,
+            m,
+            truncate(m, rcond),
+            m,
+            float(sigma),
+            C * hh * ww,
+            structure,
+            norm_scale=float(mask.sum() / m[0].sum()),
+            grid=(hh, ww),
+            origin=(r0, c0),
+            note=note,
+            denoiser=denoiser,
+        )
     raise ZSGuideError(f"the spectral engine has no closed form for operators of structure {structure!r}")

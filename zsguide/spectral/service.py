@@ -46,8 +46,10 @@ def resolve_trust_factor(value, option: str = "--trust_factor") -> float | None:
     if isinstance(value, (int, float)) and math.isinf(value) and value > 0:
         return None
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 1):
-        raise ZSGuideError(f"{option} must be a number > 1 (every knob within that factor of its heuristic) or "
-                           f"'none' for an unconstrained design, got {given!r}")
+        raise ZSGuideError(
+            f"{option} must be a number > 1 (every knob within that factor of its heuristic) or "
+            f"'none' for an unconstrained design, got {given!r}"
+        )
     return float(value)
 
 
@@ -55,8 +57,10 @@ def resolve_objective(value, option: str = "--objective") -> str:
     """A command line's design objective (design.py: w2, mse, perception or pareto); anything else is a one-line
     error naming the option and the value."""
     if value not in OBJECTIVES:
-        raise ZSGuideError(f"{option} must be one of {', '.join(OBJECTIVES)} (the closed-form criterion the design "
-                           f"minimises), got {value!r}")
+        raise ZSGuideError(
+            f"{option} must be one of {', '.join(OBJECTIVES)} (the closed-form criterion the design "
+            f"minimises), got {value!r}"
+        )
     return str(value)
 
 
@@ -66,8 +70,16 @@ def block_problem(surrogate, operator, sigma_net: float, denoiser=None) -> Block
     return problem_for(surrogate, operator, sigma_net, denoiser=denoiser)
 
 
-def _check_on_exact(result: DesignResult, problem: BlockProblem, criteria, heuristic: ParamSchedule, schedule,
-                    mse_weight: float, guard: bool, criterion: str = "avg_w2") -> None:
+def _check_on_exact(
+    result: DesignResult,
+    problem: BlockProblem,
+    criteria,
+    heuristic: ParamSchedule,
+    schedule,
+    mse_weight: float,
+    guard: bool,
+    criterion: str = "avg_w2",
+) -> None:
     """A design made on the grouped problem, judged on the exact one: its quoted criteria are the exact problem's,
     and it falls back to the heuristic unless it is better there on its objective (``criterion`` + mse_weight MSE;
     with the guard, also no more than GUARD_TOLERANCE past the heuristic's MSE and perception W2), the rule design()
@@ -87,11 +99,25 @@ def _check_on_exact(result: DesignResult, problem: BlockProblem, criteria, heuri
         result.theta = {k: [0.0] * len(v) for k, v in result.theta.items()}
 
 
-def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic: ParamSchedule, task: str, *,
-                      mse_weight: float = 0.0, degree: int = 3, use_cache: bool = True,
-                      problem: BlockProblem | None = None, criteria=None, bands: int = 0,
-                      trust: float | None = None, guard: bool = False, denoiser=None,
-                      objective: str = "w2") -> DesignResult:
+def designed_schedule(
+    surrogate,
+    operator,
+    sigma_net: float,
+    schedule,
+    heuristic: ParamSchedule,
+    task: str,
+    *,
+    mse_weight: float = 0.0,
+    degree: int = 3,
+    use_cache: bool = True,
+    problem: BlockProblem | None = None,
+    criteria=None,
+    bands: int = 0,
+    trust: float | None = None,
+    guard: bool = False,
+    denoiser=None,
+    objective: str = "w2",
+) -> DesignResult:
     """The designed schedule for ``heuristic``'s sampler and steps (from the cache when it is there). ``bands`` > 0:
     the per-frequency variant (DiffPIR's ``lam`` per radial band on circulant operators), warm-started from the
     scalar design. ``trust`` (> 1): every knob within that factor of its heuristic (design.py); None here is the
@@ -101,22 +127,29 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
     when ``problem`` is given: the problem carries its own); it enters the cache key. ``objective``: the criterion
     minimised, w2 (avg W2), mse, perception or pareto (avg W2 under the guard); design.py."""
     if heuristic.method not in DESIGNABLE:
-        raise ZSGuideError(f"spectral design has no knobs to design for sampler {heuristic.method!r}; "
-                           f"choose one of {', '.join(DESIGNABLE)}")
+        raise ZSGuideError(
+            f"spectral design has no knobs to design for sampler {heuristic.method!r}; "
+            f"choose one of {', '.join(DESIGNABLE)}"
+        )
     problem = problem if problem is not None else block_problem(surrogate, operator, sigma_net, denoiser)
     per_band = [k.name for k in get_sampler(heuristic.method).knob_specs if k.per_band]
     if bands and (not per_band or problem.structure != "fourier_diagonal"):
-        per_band_knobs = ", ".join(f"{n}'s {k.name}" for n in DESIGNABLE for k in get_sampler(n).knob_specs
-                                   if k.per_band)
-        raise ZSGuideError(f"per-frequency design (frequency_bands {bands}) exists for {per_band_knobs} on blur "
-                           f"tasks, not for {heuristic.method} on a {problem.structure} operator")
+        per_band_knobs = ", ".join(
+            f"{n}'s {k.name}" for n in DESIGNABLE for k in get_sampler(n).knob_specs if k.per_band
+        )
+        raise ZSGuideError(
+            f"per-frequency design (frequency_bands {bands}) exists for {per_band_knobs} on blur "
+            f"tasks, not for {heuristic.method} on a {problem.structure} operator"
+        )
     if trust is not None and not (math.isfinite(trust) and trust > 1):
-        raise ZSGuideError(f"trust factor must be a finite number > 1 (a knob within that factor of its heuristic), "
-                           f"got {trust!r}")
+        raise ZSGuideError(
+            f"trust factor must be a finite number > 1 (a knob within that factor of its heuristic), got {trust!r}"
+        )
     criterion = objective_criterion(resolve_objective(objective, "design objective"))
     guard = guard or objective == "pareto"
-    family, key = design_keys(surrogate, problem, schedule, heuristic, mse_weight, degree, bands, trust, guard,
-                              objective)
+    family, key = design_keys(
+        surrogate, problem, schedule, heuristic, mse_weight, degree, bands, trust, guard, objective
+    )
     path = cache_path(heuristic.method, task, heuristic.steps, family, key)
     if use_cache and path.is_file():
         d = read_design(path)
@@ -124,30 +157,67 @@ def designed_schedule(surrogate, operator, sigma_net: float, schedule, heuristic
             return DesignResult(d["params"], d["heuristic"], d["designed"], d.get("theta", {}))
     warm = neighbour_theta(heuristic.method, task, family, heuristic.steps) if use_cache else None
     if bands and warm is None:  # start from the scalar design, broadcast over the bands
-        scalar = designed_schedule(surrogate, operator, sigma_net, schedule, heuristic, task, mse_weight=mse_weight,
-                                   degree=degree, use_cache=use_cache, problem=problem, criteria=criteria,
-                                   trust=trust, guard=guard, objective=objective)
+        scalar = designed_schedule(
+            surrogate,
+            operator,
+            sigma_net,
+            schedule,
+            heuristic,
+            task,
+            mse_weight=mse_weight,
+            degree=degree,
+            use_cache=use_cache,
+            problem=problem,
+            criteria=criteria,
+            trust=trust,
+            guard=guard,
+            objective=objective,
+        )
         warm = {"steps": f"{heuristic.steps} (scalar design)", "theta": scalar.theta}
-    grouped = (problem.structure == "fourier_diagonal" and problem.num_blocks > GROUP_ABOVE and not bands
-               and problem.denoiser is None)
+    grouped = (
+        problem.structure == "fourier_diagonal"
+        and problem.num_blocks > GROUP_ABOVE
+        and not bands
+        and problem.denoiser is None
+    )
     on = problem.grouped() if grouped else problem
-    result = design(heuristic.method, on, heuristic, schedule.alphas_cumprod, mse_weight=mse_weight,
-                    degree=degree, warm_theta=warm["theta"] if warm else None,
-                    criteria=None if grouped else criteria, bands={k: bands for k in per_band} if bands else None,
-                    trust=trust, guard=guard, objective=objective)
+    result = design(
+        heuristic.method,
+        on,
+        heuristic,
+        schedule.alphas_cumprod,
+        mse_weight=mse_weight,
+        degree=degree,
+        warm_theta=warm["theta"] if warm else None,
+        criteria=None if grouped else criteria,
+        bands={k: bands for k in per_band} if bands else None,
+        trust=trust,
+        guard=guard,
+        objective=objective,
+    )
     if grouped:
         _check_on_exact(result, problem, criteria, heuristic, schedule, mse_weight, guard, criterion)
-        result.params.provenance["designed_on"] = (f"the grouped problem: {on.num_blocks} weighted blocks of nearly "
-                                                   f"equal (lambda, s) for the {problem.num_blocks} frequencies "
-                                                   f"(problem.grouped); predictions exact")
-    result.params.provenance["warm_start_candidates"] = ["heuristic"] + ([f"design at {warm['steps']} steps"]
-                                                                          if warm else [])
-    result.params.provenance.update({"surrogate_digest": surrogate.digest(), "sigma_network": float(sigma_net),
-                                     "denoiser_model": "gaussian" if problem.denoiser is None else "calibrated",
-                                     "calibration": None if problem.denoiser is None else {
-                                         "file": problem.denoiser.source, "digest": problem.denoiser.digest},
-                                     "cache_key": key, "predicted_heuristic": result.heuristic,
-                                     "predicted_designed": result.designed})
+        result.params.provenance["designed_on"] = (
+            f"the grouped problem: {on.num_blocks} weighted blocks of nearly "
+            f"equal (lambda, s) for the {problem.num_blocks} frequencies "
+            f"(problem.grouped); predictions exact"
+        )
+    result.params.provenance["warm_start_candidates"] = ["heuristic"] + (
+        [f"design at {warm['steps']} steps"] if warm else []
+    )
+    result.params.provenance.update(
+        {
+            "surrogate_digest": surrogate.digest(),
+            "sigma_network": float(sigma_net),
+            "denoiser_model": "gaussian" if problem.denoiser is None else "calibrated",
+            "calibration": None
+            if problem.denoiser is None
+            else {"file": problem.denoiser.source, "digest": problem.denoiser.digest},
+            "cache_key": key,
+            "predicted_heuristic": result.heuristic,
+            "predicted_designed": result.designed,
+        }
+    )
     if getattr(operator, "batch_size", 1) > 1:
         result.params.provenance["operator"] = "designed on the first image's operator (drawn per image)"
     if use_cache:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from ..diffusion.ddim import ddim_coefficients
+from ..operators.base import safe_ratio
 from ..samplers import sampler_names
 from ..samplers.bands import radial_bands
 from ..samplers.base import ParamSchedule
@@ -37,7 +38,6 @@ from ..samplers.ddnm import ddnm_coefficients
 from ..samplers.ddrm import ddrm_coefficients
 from ..samplers.diffpir import DiffPIR
 from ..samplers.pigdm import pigdm_coefficients
-from ..operators.base import safe_ratio
 from ..samplers.svd import sqrt_pos
 from .problem import BlockProblem, block_sum, embed, pad
 
@@ -55,7 +55,6 @@ class Transfer:
 def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Batched matrix product, elementwise when the inner dimension is 1 (blur's 1 x 1 blocks: no matmul overhead)."""
     return a * b if a.shape[-1] == 1 else a @ b
-
 
 
 def _col(v: torch.Tensor) -> torch.Tensor:
@@ -112,8 +111,12 @@ def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None, r
         sn = math.sqrt((1 - a_prev) / a_prev)
         alpha, beta, bcoef, e2 = ddrm_coefficients(s, sn, sig, eta, eta_b)  # the sampler's own coefficients
         A = r * (_col(alpha.to(p.dtype)) * C + _col(beta.to(p.dtype)) * eps_x)
-        return (A, r * embed(bcoef[..., :m].to(p.dtype), n), a_prev * torch.diag_embed(e2.to(p.dtype)),
-                r * (alpha + x0_eps * beta))
+        return (
+            A,
+            r * embed(bcoef[..., :m].to(p.dtype), n),
+            a_prev * torch.diag_embed(e2.to(p.dtype)),
+            r * (alpha + x0_eps * beta),
+        )
     if method == "ddnm":
         eta, mult = value("eta"), value("lambda_scale")
         a, st = math.sqrt(a_prev), math.sqrt(1 - a_prev)
@@ -122,16 +125,24 @@ def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None, r
         X, Y = _col((1 - g).to(p.dtype)) * C, embed((g * inv)[..., :m].to(p.dtype), n)
         if a_prev >= 1.0:
             return X, Y, 0.0, 1 - g
-        return (a * X + _col(d2.to(p.dtype)) * eps_x, a * Y, torch.diag_embed((d1 * d1).to(p.dtype)),
-                a * (1 - g) + x0_eps * d2)
+        return (
+            a * X + _col(d2.to(p.dtype)) * eps_x,
+            a * Y,
+            torch.diag_embed((d1 * d1).to(p.dtype)),
+            a * (1 - g) + x0_eps * d2,
+        )
     if method == "pigdm":
         w, eta = value("weight"), value("eta")
         q, k = pigdm_coefficients(s, a_t, a_prev, sig, w)  # the sampler's own coefficients
         Ch = C.mH  # g = C^H diag(q) (eta - diag(s) x0_hat), added as k g after the DDIM step (C^H: the Jacobian)
         A, _, E, k1 = _ddim(C, _zero_b(p), 0.0, p, a_t, a_prev, eta)
         qs = (q * s).to(p.dtype)
-        return (A - k * mm(Ch, _col(qs) * C), k * Ch[..., :, :m] * q[..., None, :m].to(p.dtype), E,
-                k1 * _eye(p) - k * Ch * qs[..., None, :])
+        return (
+            A - k * mm(Ch, _col(qs) * C),
+            k * Ch[..., :, :m] * q[..., None, :m].to(p.dtype),
+            E,
+            k1 * _eye(p) - k * Ch * qs[..., None, :],
+        )
     if method == "diffpir":
         lam_k, zeta = value("lam"), value("zeta")
         if lam_k.ndim == 1:  # per radial frequency band (blur): expand to the blocks' frequency grid
@@ -176,8 +187,14 @@ def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None, r
     raise ValueError(f"no closed form for sampler {method!r}; known: {', '.join(METHODS)}")
 
 
-def transfer(method: str, p: BlockProblem, params: ParamSchedule, abar: torch.Tensor,
-             knobs: dict[str, torch.Tensor] | None = None, eta: torch.Tensor | None = None) -> Transfer:
+def transfer(
+    method: str,
+    p: BlockProblem,
+    params: ParamSchedule,
+    abar: torch.Tensor,
+    knobs: dict[str, torch.Tensor] | None = None,
+    eta: torch.Tensor | None = None,
+) -> Transfer:
     """The closed-form ``(B, V)`` of ``method`` run with ``params`` (its timesteps and per-step knobs).
 
     ``eta`` (optional, one measurement's coordinates (..., m)) conditions DPS's residual-norm expectation on it; the
@@ -200,6 +217,9 @@ def transfer(method: str, p: BlockProblem, params: ParamSchedule, abar: torch.Te
         B = mm(A, B) + b
         V = mm(mm(A, V), A.mH) + E
         if R is not None:  # the calibrated denoiser's residual, through the step's coefficient on x0_hat
-            V = V + (_col(Q.to(p.dtype)) * R * Q.to(p.dtype).conj()[..., None, :] if Q.ndim == R.ndim - 1
-                     else mm(mm(Q, R), Q.mH))
+            V = V + (
+                _col(Q.to(p.dtype)) * R * Q.to(p.dtype).conj()[..., None, :]
+                if Q.ndim == R.ndim - 1
+                else mm(mm(Q, R), Q.mH)
+            )
     return Transfer(B, 0.5 * (V + V.mH))
