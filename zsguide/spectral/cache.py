@@ -4,8 +4,8 @@ defines (its singular values, measured coordinates, structure and any dimension 
 the schedule's parameters, the sampler, its heuristic timesteps and values (the warm start), the objective (its
 criterion and MSE weight), the parameterisation degree, the trust region, the Pareto guard and a calibrated
 denoiser model's digest. Designs of the same problem at other step counts share a "family" hash; the nearest one's
-coefficients are the second warm start (design.py; the better start is used, and the provenance lists the
-candidates, so a design can depend on which neighbours were cached). The cache is a folder of JSON files
+coefficients are the second warm start (design.py: L-BFGS runs from both and the better end is kept, so a cached
+neighbour can only improve a design on its objective; the provenance lists the candidates and the start kept). The cache is a folder of JSON files
 (``$ZSGUIDE_CACHE/designs``, default ``~/.cache/zsguide/designs``), each written to a temporary file and renamed; a
 corrupt entry is ignored and rewritten.
 """
@@ -24,7 +24,7 @@ from ..samplers.base import ParamSchedule
 from .design import DesignResult, objective_criterion
 from .problem import BlockProblem
 
-ENGINE_VERSION = 2  # bump when the closed forms or the designer change what a design is
+ENGINE_VERSION = 3  # bump when the closed forms or the designer change what a design is (3: every start solved)
 
 
 def cache_dir() -> Path:

@@ -16,7 +16,8 @@ Trust region (``trust`` = T > 1, optional): the offset ``z = sum_j theta_j P_j(u
 the map is the identity to first order at ``theta = 0``, so the warm start and its gradient are unchanged. The
 closed forms are exact only for the Gaussian surrogate; a real network's denoiser can diverge under knobs far from
 the values it was tuned with (docs/benchmarks.md, real prior), and T bounds how far the design may go. Because ``u`` is normalised, the coefficients ``theta`` of a design at a neighbouring step count
-are a second warm start (``warm_theta``); the better of the two starts is used. The objective is ``avg_W2^2 + mse_weight * MSE`` (``mse_weight`` trades fidelity against sampling the
+are a second warm start (``warm_theta``); L-BFGS runs from both starts and the better end is kept (a start that is
+better where it begins can end in a worse local optimum). The objective is ``avg_W2^2 + mse_weight * MSE`` (``mse_weight`` trades fidelity against sampling the
 posterior), minimised by L-BFGS with a strong-Wolfe line search; if the search ends worse than the heuristic (or not
 finite), the heuristic is returned, so a designed schedule is never worse on its own objective.
 
@@ -188,37 +189,49 @@ def design(
                     cand = None
                     break
                 cand[k] = t
+        starts = [("heuristic", start)]
         if cand is not None:
             loss_w, _ = objective(_knob_values(method, cand, base, basis, trust))
-            if bool(torch.isfinite(loss_w)) and loss_w < loss0:
-                start = cand
-    theta = {k: v.clone().requires_grad_(True) for k, v in start.items()}
-    opt = torch.optim.LBFGS(list(theta.values()), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+            if bool(torch.isfinite(loss_w)):
+                starts.append(("neighbour", cand))
 
-    def closure():
-        opt.zero_grad()
-        loss, _ = objective(_knob_values(method, theta, base, basis, trust))
-        if not loss.requires_grad:  # the objective failed (LinAlgError): reject the trial point
-            for t in theta.values():
-                t.grad = torch.zeros_like(t)
+    def solve(start: dict) -> dict[str, torch.Tensor]:
+        """L-BFGS from ``start``: the coefficients it ends at."""
+        theta = {k: v.clone().requires_grad_(True) for k, v in start.items()}
+        opt = torch.optim.LBFGS(list(theta.values()), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss, _ = objective(_knob_values(method, theta, base, basis, trust))
+            if not loss.requires_grad:  # the objective failed (LinAlgError): reject the trial point
+                for t in theta.values():
+                    t.grad = torch.zeros_like(t)
+                return loss
+            loss.backward()
+            grads_ok = all(bool(torch.isfinite(t.grad).all()) for t in theta.values())
+            if not (bool(torch.isfinite(loss)) and grads_ok):  # a trial point off the cliff: reject it
+                for t in theta.values():
+                    t.grad = torch.zeros_like(t)
+                return torch.tensor(float("inf"), dtype=torch.float64)
             return loss
-        loss.backward()
-        grads_ok = all(bool(torch.isfinite(t.grad).all()) for t in theta.values())
-        if not (bool(torch.isfinite(loss)) and grads_ok):  # a trial point off the cliff: reject it
-            for t in theta.values():
-                t.grad = torch.zeros_like(t)
-            return torch.tensor(float("inf"), dtype=torch.float64)
-        return loss
 
-    opt.step(closure)
-    with torch.no_grad():
-        vals = _knob_values(method, theta, base, basis, trust)
-        loss1, c1 = objective(vals)
-        finite = all(bool(torch.isfinite(v).all()) for v in vals.values()) and bool(torch.isfinite(loss1))
-        thetas = {k: v.tolist() for k, v in theta.items()}
-        breach = bool(ref) and any(float(c1[k]) > ref[k] * (1 + GUARD_TOLERANCE) for k in GUARDED)
-        if not finite or loss1 > loss0 or breach:  # never worse than the warm start (nor past the guard)
-            vals, c1, thetas = base, c0, {k: torch.zeros_like(v).tolist() for k, v in theta.items()}
+        opt.step(closure)
+        return {k: v.detach() for k, v in theta.items()}
+
+    # every start is solved and the best end kept: a second start can only help (a better start can still end in a
+    # worse local optimum, so the starts are compared where they end, not where they begin); the heuristic itself
+    # stands unless an end beats it
+    vals, c1, loss1, started = base, c0, loss0, None
+    thetas = {k: torch.zeros_like(v).tolist() for k, v in start.items()}
+    for label, s0 in starts:
+        theta = solve(s0)
+        with torch.no_grad():
+            v1 = _knob_values(method, theta, base, basis, trust)
+            l1, cc = objective(v1)
+            finite = all(bool(torch.isfinite(v).all()) for v in v1.values()) and bool(torch.isfinite(l1))
+            breach = bool(ref) and any(float(cc[k]) > ref[k] * (1 + GUARD_TOLERANCE) for k in GUARDED)
+            if finite and not breach and l1 <= loss1:  # never worse than the heuristic (nor past the guard)
+                vals, c1, thetas, loss1, started = v1, cc, {k: v.tolist() for k, v in theta.items()}, l1, label
     values = {k: v.tolist() for k, v in vals.items()}
     provenance = {
         "source": "spectral",
@@ -232,6 +245,7 @@ def design(
         provenance["frequency_bands"] = bands
     provenance["trust_factor"] = trust  # None: unconstrained
     provenance["pareto_guard"] = bool(guard)
+    provenance["started_from"] = started  # the start whose end was kept (None: the heuristic itself)
     if problem.note:
         provenance["reduction"] = problem.note
     params = ParamSchedule(
