@@ -167,7 +167,7 @@ def _close(real, closed, what):
 def test_closed_form_step_is_the_real_step(task, method):
     sur, op, p = _setup(task)
     sampler = get_sampler(method)
-    gen = torch.Generator().manual_seed(hash((task, method)) % 2**31)
+    gen = torch.Generator().manual_seed(100 * list(TASKS).index(task) + LINEAR.index(method))  # stable per case
     params = _random_params(sampler, task, gen)
     den = PerturbedDenoiser(AnalyticDenoiser(sur, SCHED))
     P, Y = _coordinates(p, sur, op)
