@@ -14,11 +14,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 import torch
 
 from .errors import ZSGuideError
 from .safe_files import read_tensor_file
+
+if TYPE_CHECKING:
+    from .diffusion.module import ScoreModule
+    from .diffusion.schedule import VPSchedule
+    from .prior.file import PriorModule
+    from .surrogate import GaussianSurrogate
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -29,7 +36,15 @@ def read_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def load_score_module(path: str | Path, map_location: str | torch.device = "cpu"):
+def image_shape(meta: dict) -> tuple[int, int, int]:
+    """The ``(C, H, W)`` a checkpoint's ``zsguide`` metadata was made for."""
+    C, H, W = (int(v) for v in meta["image_shape"])
+    return C, H, W
+
+
+def load_score_module(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[Union["ScoreModule", "PriorModule"], dict]:
     """The :class:`ScoreModule` stored in ``path`` (or the :class:`~zsguide.prior.file.PriorModule` of a prior file),
     in eval mode, and the checkpoint's ``zsguide`` metadata."""
     ckpt = read_checkpoint(path)
@@ -41,19 +56,19 @@ def load_score_module(path: str | Path, map_location: str | torch.device = "cpu"
     from .diffusion.module import ScoreModule
 
     hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}  # e.g. _instantiator
-    module = ScoreModule(**hparams)
-    module.on_load_checkpoint(ckpt)
-    module.load_state_dict(ckpt["state_dict"])
-    module.surrogate.require_fitted()
-    return module.to(map_location).eval(), ckpt["zsguide"] | {"data": ckpt.get("datamodule_hyper_parameters")}
+    score = ScoreModule(**hparams)
+    score.on_load_checkpoint(ckpt)
+    score.load_state_dict(ckpt["state_dict"])
+    score.surrogate.require_fitted()
+    return score.to(map_location).eval(), ckpt["zsguide"] | {"data": ckpt.get("datamodule_hyper_parameters")}
 
 
 @dataclass
 class GaussianPrior:
     """What the spectral engine needs from a checkpoint: the fitted surrogate, the VP schedule, the metadata."""
 
-    surrogate: "GaussianSurrogate"  # noqa: F821 (imported lazily)
-    schedule: "VPSchedule"  # noqa: F821
+    surrogate: GaussianSurrogate
+    schedule: VPSchedule
     meta: dict
 
 
@@ -67,7 +82,7 @@ def load_gaussian_prior(path: str | Path) -> GaussianPrior:
     ckpt = read_checkpoint(path)
     meta = ckpt["zsguide"]
     try:
-        surrogate = GaussianSurrogate(*meta["image_shape"])
+        surrogate = GaussianSurrogate(*image_shape(meta))
         surrogate.load_state_dict(
             {k.removeprefix("surrogate."): v for k, v in ckpt["state_dict"].items() if k.startswith("surrogate.")}
         )

@@ -7,6 +7,7 @@ function, a ``__reduce__`` payload) is refused with one :class:`ZSGuideError` li
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 from .errors import ZSGuideError
 
 
-def read_tensor_file(path: str | Path, what: str = "network file", mmap: bool = False) -> object:
+def read_tensor_file(path: str | os.PathLike, what: str = "network file", mmap: bool = False) -> object:
     """``torch.load(path, weights_only=True)``: tensors and plain containers only, never code.
 
     ``mmap=True`` maps the file instead of reading it (a network file of gigabytes is then not held twice while its weights

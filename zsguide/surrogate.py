@@ -134,6 +134,10 @@ class GaussianSurrogate(nn.Module):
     The buffers are zeros until :meth:`set` is called (``fitted`` says which); they travel in the checkpoint.
     """
 
+    mean: torch.Tensor
+    spectrum: torch.Tensor
+    fitted: torch.Tensor
+
     def __init__(self, channels: int, height: int, width: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(channels, dtype=torch.float64))
@@ -142,7 +146,8 @@ class GaussianSurrogate(nn.Module):
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.spectrum.shape)
+        C, H, W = self.spectrum.shape
+        return C, H, W
 
     @property
     def Q(self) -> torch.Tensor:

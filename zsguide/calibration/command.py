@@ -24,7 +24,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from ..errors import ZSGuideError
 from ..restore.options import DENOISERS, add_data_options, add_trainer_options, parse_one_line
 from ..seeding import randn_per_image
-from .response import GROUPS, ResponseAccumulator
+from .response import GROUPS, Response, ResponseAccumulator
 
 KIND = "calibration"
 
@@ -87,7 +87,7 @@ class Calibrate(L.LightningModule):
         self.images, self.batch_size = images, int(batch_size)
         self.kind, self.draws, self.seed = denoiser_kind, int(draws), int(seed)
         self.acc = ResponseAccumulator(score.surrogate, timesteps, score.schedule.alphas_cumprod)
-        self.response = None
+        self.response: Response | None = None
 
     def predict_dataloader(self):
         from ..evaluate.shard import EMPTY_BATCH, WorkBatches, chunks, shard
@@ -127,6 +127,7 @@ def calibration_path(ckpt_path: str, denoiser: str, sha: str) -> Path:
 def run_calibrate(argv: list[str]) -> None:
     from lightning.fabric.utilities.rank_zero import rank_zero_info
 
+    from ..checkpoint import image_shape as checkpoint_image_shape
     from ..checkpoint import load_score_module
     from ..prior.file import write_atomically
     from ..restore.plan import held_out_images
@@ -155,7 +156,7 @@ def run_calibrate(argv: list[str]) -> None:
     bad = [t for t in timesteps if not 0 <= int(t) < T]
     if bad or len(set(timesteps)) != len(timesteps):
         raise ZSGuideError(f"--timesteps must be distinct integers in 0 .. {T - 1}, got {timesteps}")
-    image_shape = tuple(int(v) for v in meta["image_shape"])
+    image_shape = checkpoint_image_shape(meta)
     data_options, images, indices = held_out_images(cfg, meta, image_shape)
     if len(indices) < 2 * GROUPS:
         raise ZSGuideError(
@@ -175,6 +176,7 @@ def run_calibrate(argv: list[str]) -> None:
     if not trainer.is_global_zero:
         return
     r = run.response
+    assert r is not None  # set by every rank's on_predict_epoch_end
     content = {
         "zsguide": {
             "kind": KIND,

@@ -9,6 +9,7 @@ import torch
 from skimage.color import gray2rgb, rgb2gray, rgba2rgb
 from skimage.transform import resize
 from skimage.util import img_as_float32
+from torch.utils.data import Dataset
 
 from ..errors import ZSGuideError
 
@@ -52,3 +53,13 @@ def decode_image(path: str | Path, channels: int, what: str = "image") -> np.nda
     if img.ndim not in (2, 3) or min(img.shape[:2]) < 1:
         raise ZSGuideError(f"{what} {str(path)!r} has unsupported shape {img.shape}")
     return to_channels(img, channels)
+
+
+class ImageDataset(Dataset):
+    """A split of a data set: ``len`` images, item ``i`` is ``{"image": (C, H, W) float in [0, 1], "index": i}``."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict:
+        raise NotImplementedError

@@ -7,9 +7,10 @@ in [0, 1] pixel units (C, H, W); the training module maps them to the network's 
 from __future__ import annotations
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from ..errors import ZSGuideError
+from .common import ImageDataset
 from .folder import FolderDataset
 from .gaussian import GaussianFieldDataset, gaussian_field_spectrum
 from .patches import PatchDataset
@@ -71,20 +72,20 @@ class ImageDataModule(L.LightningDataModule):
         if name in ("folder", *TORCHVISION_SETS) and not root:
             raise ZSGuideError(f"data set {name!r} needs data.root")
         self.save_hyperparameters()
-        self._splits: dict[str, Dataset] = {}
+        self._splits: dict[str, ImageDataset] = {}
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return (self.hparams.channels, self.hparams.image_size, self.hparams.image_size)
+        return (self.hparams["channels"], self.hparams["image_size"], self.hparams["image_size"])
 
     def true_spectrum(self):
         """The exact spectrum for ``gaussian`` data (None for every other source)."""
         h = self.hparams
-        if h.name != "gaussian":
+        if h["name"] != "gaussian":
             return None
-        return gaussian_field_spectrum(h.channels, h.image_size, h.amplitude, h.slope, h.f0)
+        return gaussian_field_spectrum(h["channels"], h["image_size"], h["amplitude"], h["slope"], h["f0"])
 
-    def dataset(self, split: str) -> Dataset:
+    def dataset(self, split: str) -> ImageDataset:
         """The split's dataset, built once."""
         if split not in SPLITS:
             raise ZSGuideError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -92,20 +93,28 @@ class ImageDataModule(L.LightningDataModule):
             self._splits[split] = self._build(split)
         return self._splits[split]
 
-    def _build(self, split: str) -> Dataset:
+    def _build(self, split: str) -> ImageDataset:
         h = self.hparams
-        length = {"train": h.n_train, "val": h.n_val, "test": h.n_test}[split]
-        if h.name == "gaussian":
+        length = {"train": h["n_train"], "val": h["n_val"], "test": h["n_test"]}[split]
+        if h["name"] == "gaussian":
             return GaussianFieldDataset(
-                length, h.channels, h.image_size, h.amplitude, h.slope, h.f0, h.mean, h.seed, split
+                length, h["channels"], h["image_size"], h["amplitude"], h["slope"], h["f0"], h["mean"], h["seed"], split
             )
-        if h.name == "patches":
-            return PatchDataset(split, length, h.image_size, h.channels, tuple(h.scales), h.seed)
-        if h.name == "folder":
+        if h["name"] == "patches":
+            return PatchDataset(split, length, h["image_size"], h["channels"], tuple(h["scales"]), h["seed"])
+        if h["name"] == "folder":
             return FolderDataset(
-                h.root, split, h.image_size, h.channels, h.val_fraction, h.test_fraction, h.split_policy
+                h["root"],
+                split,
+                h["image_size"],
+                h["channels"],
+                h["val_fraction"],
+                h["test_fraction"],
+                h["split_policy"],
             )
-        return TorchvisionDataset(h.name, h.root, split, h.image_size, h.channels, h.n_val, h.seed, h.download)
+        return TorchvisionDataset(
+            h["name"], h["root"], split, h["image_size"], h["channels"], h["n_val"], h["seed"], h["download"]
+        )
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", ())
@@ -115,11 +124,11 @@ class ImageDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
             self.dataset(split),
-            batch_size=self.hparams.batch_size,
+            batch_size=self.hparams["batch_size"],
             shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
+            num_workers=self.hparams["num_workers"],
             drop_last=shuffle,
-            persistent_workers=self.hparams.num_workers > 0,
+            persistent_workers=self.hparams["num_workers"] > 0,
         )
 
     def train_dataloader(self) -> DataLoader:

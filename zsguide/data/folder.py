@@ -18,10 +18,9 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from ..errors import ZSGuideError
-from .common import decode_image, resize_center_crop, to_tensor
+from .common import ImageDataset, decode_image, resize_center_crop, to_tensor
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -81,7 +80,7 @@ def check_header(path: Path) -> None:
 CACHE_BYTES = 1 << 30  # decoded images kept in memory, at most
 
 
-class FolderDataset(Dataset):
+class FolderDataset(ImageDataset):
     def __init__(
         self, root: str, split: str, size: int, channels: int, val_fraction: float, test_fraction: float, policy: str
     ) -> None:

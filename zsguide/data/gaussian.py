@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from ..seeding import image_generator
 from ..surrogate import colour_transform, power_law_spectrum
+from .common import ImageDataset
 
 
 def gaussian_field_spectrum(channels: int, size: int, amplitude: float, slope: float, f0: float) -> torch.Tensor:
@@ -26,7 +26,7 @@ def gaussian_field_spectrum(channels: int, size: int, amplitude: float, slope: f
     return lam * (amplitude**2 / lam.mean())
 
 
-class GaussianFieldDataset(Dataset):
+class GaussianFieldDataset(ImageDataset):
     def __init__(
         self,
         length: int,

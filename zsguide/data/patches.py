@@ -20,11 +20,10 @@ import numpy as np
 import torch
 from skimage import data as skdata
 from skimage.transform import rescale
-from torch.utils.data import Dataset
 
 from ..errors import ZSGuideError
 from ..seeding import image_generator
-from .common import to_channels, to_tensor
+from .common import ImageDataset, to_channels, to_tensor
 
 PHOTOGRAPHS = {
     "train": (
@@ -60,7 +59,7 @@ def load_photograph(name: str, channels: int, scale: int) -> np.ndarray:
     return np.clip(img, 0, 1)
 
 
-class PatchDataset(Dataset):
+class PatchDataset(ImageDataset):
     def __init__(self, split: str, length: int, size: int, channels: int, scales: tuple[int, ...], seed: int) -> None:
         self.split, self.length, self.size, self.channels, self.seed = split, length, size, channels, seed
         self.sources = [(name, s) for name in PHOTOGRAPHS[split] for s in scales]

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from ..errors import ZSGuideError
-from .common import resize_center_crop, to_channels, to_tensor
+from .common import ImageDataset, resize_center_crop, to_channels, to_tensor
 
 TORCHVISION_SETS = ("mnist", "fashionmnist", "cifar10")
 
@@ -31,7 +30,7 @@ def _load(name: str, root: str, train: bool, download: bool):
         ) from None
 
 
-class TorchvisionDataset(Dataset):
+class TorchvisionDataset(ImageDataset):
     def __init__(
         self, name: str, root: str, split: str, size: int, channels: int, n_val: int, seed: int, download: bool
     ) -> None:

@@ -13,49 +13,68 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
+import lightning as L
 import torch
 from torchmetrics import MeanMetric
 
 from ..seeding import randn_per_image
+from ..surrogate import GaussianSurrogate
+from .denoisers import Denoiser
+from .schedule import VPSchedule
 
 
-class DenoiseCheck:
-    """Lightning test hooks of the denoise check (a mixin for LightningModules)."""
+class DenoiseCheck(L.LightningModule):
+    """Lightning test hooks of the denoise check; the host module provides the parts below."""
+
+    surrogate: GaussianSurrogate
+    schedule: VPSchedule
+    alphas_cumprod: torch.Tensor
+
+    def network_denoiser(self) -> Denoiser:
+        raise NotImplementedError
+
+    def analytic_denoiser(self) -> Denoiser:
+        raise NotImplementedError
 
     def on_test_start(self) -> None:
         self.surrogate.require_fitted()
         self.check_mse = torch.nn.ModuleDict(
             {
                 f"{kind}_{i}": MeanMetric().to(self.device)
-                for i in range(len(self.hparams.check_sigmas))
+                for i in range(len(self.hparams["check_sigmas"]))
                 for kind in ("network", "gaussian")
             }
         )
+
+    def _mse(self, kind: str, i: int) -> MeanMetric:
+        """The running MSE of denoiser ``kind`` (network or gaussian) at the ``i``-th check level."""
+        return cast(MeanMetric, self.check_mse[f"{kind}_{i}"])
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         x0 = 2 * batch["image"] - 1
         idx = batch["index"]
         net, gauss = self.network_denoiser(), self.analytic_denoiser()
-        for i, sigma in enumerate(self.hparams.check_sigmas):
+        for i, sigma in enumerate(self.hparams["check_sigmas"]):
             t = self.schedule.nearest_timestep(sigma)
             abar = float(self.alphas_cumprod[t])
-            eps = randn_per_image(x0.shape[1:], self.hparams.check_seed, idx, f"check/{sigma}", device=self.device)
+            eps = randn_per_image(x0.shape[1:], self.hparams["check_seed"], idx, f"check/{sigma}", device=self.device)
             x_t = abar**0.5 * x0 + (1 - abar) ** 0.5 * eps
             for kind, den in (("network", net), ("gaussian", gauss)):
                 err = ((den.x0(x_t, t) - x0) / 2).float().pow(2).mean(dim=(1, 2, 3))  # [0, 1] pixel units
-                self.check_mse[f"{kind}_{i}"].update(err)
+                self._mse(kind, i).update(err)
 
     def on_test_epoch_end(self) -> None:
         rows = []
-        for i, sigma in enumerate(self.hparams.check_sigmas):
+        for i, sigma in enumerate(self.hparams["check_sigmas"]):
             t = self.schedule.nearest_timestep(sigma)
             row = {
                 "sigma": sigma,
                 "timestep": t,
                 "sigma_at_timestep": float(self.schedule.sigmas[t]),
-                "mse_network": float(self.check_mse[f"network_{i}"].compute()),
-                "mse_gaussian": float(self.check_mse[f"gaussian_{i}"].compute()),
+                "mse_network": float(self._mse("network", i).compute()),
+                "mse_gaussian": float(self._mse("gaussian", i).compute()),
             }
             rows.append(row)
             self.log(f"test/mse_network_sigma{sigma}", row["mse_network"])

@@ -20,6 +20,8 @@ from .schedule import VPSchedule
 class Denoiser(nn.Module):
     """Base class: subclasses implement :meth:`x0` or :meth:`eps`; ``t`` is an int or a long tensor of shape (B,)."""
 
+    alphas_cumprod: torch.Tensor
+
     def __init__(self, schedule: VPSchedule) -> None:
         super().__init__()
         self.schedule = schedule

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import lightning as L
 import torch
@@ -34,6 +35,9 @@ from .denoisers import AnalyticDenoiser, EpsNetworkDenoiser
 from .sampling import ddim_sample
 from .schedule import VPSchedule
 from .unet import UNet
+
+if TYPE_CHECKING:
+    from ..data import ImageDataModule
 
 FORMAT_VERSION = 1
 
@@ -93,7 +97,7 @@ class ScoreModule(DenoiseCheck, L.LightningModule):
     # ------------------------------------------------------------------ shape and checkpoint metadata
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return (self.hparams.channels, self.hparams.image_size, self.hparams.image_size)
+        return (self.hparams["channels"], self.hparams["image_size"], self.hparams["image_size"])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
@@ -120,7 +124,7 @@ class ScoreModule(DenoiseCheck, L.LightningModule):
     def eps_prediction(self, net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``eps_theta(x_t, t)``: the UNet, plus the surrogate's analytic noise prediction with the Gaussian skip."""
         out = net(x_t, t)
-        if self.hparams.gaussian_skip:
+        if self.hparams["gaussian_skip"]:
             abar = self.alphas_cumprod[t].reshape(-1, 1, 1, 1)
             x0_gauss = self.surrogate.denoise(x_t, abar.reshape(-1)).to(torch.float64)
             eps_gauss = (x_t.to(torch.float64) - abar.sqrt() * x0_gauss) / (1 - abar).sqrt()
@@ -146,14 +150,14 @@ class ScoreModule(DenoiseCheck, L.LightningModule):
         if world > 1:
             packed = self.trainer.strategy.reduce(packed.to(self.device), reduce_op="sum").cpu()
         acc.load_state(packed)
-        mean, spectrum = acc.finish(self.hparams.spectrum_floor)
+        mean, spectrum = acc.finish(self.hparams["spectrum_floor"])
         self.surrogate.set(mean, spectrum)
         rank_zero_info(
             f"zsguide: Gaussian surrogate fitted on {int(packed[0])} training images (digest {self.surrogate.digest()})"
         )
 
     def on_fit_start(self) -> None:
-        dm = self.trainer.datamodule
+        dm = cast("ImageDataModule", getattr(self.trainer, "datamodule"))  # untyped in Lightning's Trainer
         if not bool(self.surrogate.fitted):
             self.fit_surrogate(dm.dataset("train"))
         log_dir = self.trainer.log_dir  # a collective (broadcast) under DDP: every rank must ask
@@ -177,18 +181,19 @@ class ScoreModule(DenoiseCheck, L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         n = self.global_step
-        decay = min(self.hparams.ema_decay, (1 + n) / (10 + n))
+        decay = min(self.hparams["ema_decay"], (1 + n) / (10 + n))
         with torch.no_grad():
-            ema_p, net_p = list(self.ema.parameters()), list(self.net.parameters())
+            ema_p: list[torch.Tensor] = list(self.ema.parameters())
+            net_p: list[torch.Tensor] = list(self.net.parameters())
             torch._foreach_lerp_(ema_p, net_p, 1 - decay)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         # Deterministic validation loss: times and noise from (check_seed, index).
         idx = batch["index"]
-        u = rand_per_image((), self.hparams.check_seed, idx, "val/t", device=self.device)
+        u = rand_per_image((), self.hparams["check_seed"], idx, "val/t", device=self.device)
         t = (u * self.schedule.num_timesteps).long().clamp(max=self.schedule.num_timesteps - 1)
         x0 = 2 * batch["image"] - 1
-        eps = randn_per_image(x0.shape[1:], self.hparams.check_seed, idx, "val/eps", device=self.device)
+        eps = randn_per_image(x0.shape[1:], self.hparams["check_seed"], idx, "val/eps", device=self.device)
         abar = self.alphas_cumprod[t].reshape(-1, 1, 1, 1).to(x0.dtype)
         x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
         loss = torch.nn.functional.mse_loss(self.eps_prediction(self.ema, x_t, t).float(), eps)
@@ -200,13 +205,13 @@ class ScoreModule(DenoiseCheck, L.LightningModule):
             return
         from torchvision.utils import save_image
 
-        n = self.hparams.num_samples
+        n = self.hparams["num_samples"]
         x = ddim_sample(
             self.network_denoiser(),
             self.image_shape,
             list(range(n)),
-            self.hparams.check_seed,
-            steps=self.hparams.sample_steps,
+            self.hparams["check_seed"],
+            steps=self.hparams["sample_steps"],
             device=self.device,
         )
         out = Path(log_dir) / "samples"
@@ -216,7 +221,7 @@ class ScoreModule(DenoiseCheck, L.LightningModule):
         )
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
-        warm = max(1, self.hparams.warmup_steps)
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams["lr"])
+        warm = max(1, self.hparams["warmup_steps"])
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -28,6 +28,27 @@ def _norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(32, channels), channels)
 
 
+def _zeroed(conv: nn.Conv2d) -> nn.Conv2d:
+    """``conv`` with its weight and bias set to zero (a residual branch that starts as the identity)."""
+    nn.init.zeros_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
+def _run_block(block: nn.Module, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+    """One entry of ``down`` / ``up``: a ResBlock (given ``temb``) and its attention, or a resampling layer pair."""
+    layers = list(block.children())
+    if isinstance(layers[0], ResBlock):
+        h = layers[0](h, temb)
+        for extra in layers[1:]:
+            h = extra(h)
+        return h
+    for layer in layers:
+        h = layer(h)
+    return h
+
+
 class ResBlock(nn.Module):
     """``h = conv(SiLU(GN(x))) + proj(temb);  out = skip(x) + conv(dropout(SiLU(GN(h))))``."""
 
@@ -35,11 +56,9 @@ class ResBlock(nn.Module):
         super().__init__()
         self.norm1, self.conv1 = _norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
         self.temb = nn.Linear(temb_dim, cout)
-        self.norm2, self.conv2 = _norm(cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.norm2, self.conv2 = _norm(cout), _zeroed(nn.Conv2d(cout, cout, 3, padding=1))
         self.dropout = nn.Dropout(dropout)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(nn.functional.silu(self.norm1(x)))
@@ -55,9 +74,7 @@ class Attention(nn.Module):
         super().__init__()
         self.norm = _norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
-        self.out = nn.Conv2d(channels, channels, 1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        self.out = _zeroed(nn.Conv2d(channels, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -112,30 +129,19 @@ class UNet(nn.Module):
                 self.up.append(
                     nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, padding=1)])
                 )
-        self.head = nn.Sequential(_norm(c), nn.SiLU(), nn.Conv2d(c, in_channels, 3, padding=1))
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
+        self.head = nn.Sequential(_norm(c), nn.SiLU(), _zeroed(nn.Conv2d(c, in_channels, 3, padding=1)))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         temb = self.temb(timestep_embedding(t.reshape(-1).expand(x.shape[0]), self.base_channels))
         h = self.stem(x)
         hs = [h]
         for block in self.down:
-            if isinstance(block[0], ResBlock):
-                h = block[0](h, temb)
-                for extra in block[1:]:
-                    h = extra(h)
-            else:
-                h = block[0](h)
+            h = _run_block(block, h, temb)
             hs.append(h)
         h = self.mid[0](h, temb)
         h = self.mid[1](h)
         h = self.mid[2](h, temb)
         for block in self.up:
-            if isinstance(block[0], ResBlock):
-                h = block[0](torch.cat([h, hs.pop()], dim=1), temb)
-                for extra in block[1:]:
-                    h = extra(h)
-            else:
-                h = block[1](block[0](h))
+            first = next(iter(block.children()))
+            h = _run_block(block, torch.cat([h, hs.pop()], dim=1) if isinstance(first, ResBlock) else h, temb)
         return self.head(h)

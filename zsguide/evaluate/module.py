@@ -16,6 +16,7 @@ records it for the cell and the grid goes on.
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import lightning as L
 import torch
@@ -56,7 +57,7 @@ class EvaluateModule(L.LightningModule):
         rank runs the loop and reaches the end barrier (Lightning skips a rank whose loader is empty)."""
         plan = self.plan
         strategy = self.trainer.strategy
-        shared = None
+        shared: tuple[list, list[str]] | None = None  # rank 0's (pending batches, cell folders)
         if self.trainer.is_global_zero:
             for cell in plan.cells:
                 store.prepare_cell_folder(plan.output, cell.folder, cell_record(cell))
@@ -65,7 +66,7 @@ class EvaluateModule(L.LightningModule):
                 pending_batches(len(plan.cells), plan.indices, plan.batch_size, done),
                 [c.folder for c in plan.cells],
             )
-        self.pending, folders = strategy.broadcast(shared, src=0)
+        self.pending, folders = cast(tuple[list, list[str]], strategy.broadcast(shared, src=0))  # rank 0's, on all
         differs = torch.tensor([float(folders != [c.folder for c in plan.cells])], device=self.device)
         if self.trainer.world_size > 1:
             differs = strategy.reduce(differs, reduce_op="sum")

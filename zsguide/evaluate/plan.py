@@ -134,6 +134,7 @@ def check_options(cfg: Namespace) -> list[CellSpec]:
 def make_plan(cfg: Namespace, specs: list[CellSpec] | None = None) -> EvaluatePlan:
     """Check everything and prepare every cell (designs are made here, or read from the design cache); ``specs``:
     the cells :func:`check_options` already returned (otherwise it is run here)."""
+    from ..checkpoint import image_shape as checkpoint_image_shape
     from ..checkpoint import load_score_module
     from ..evaluation.fid import fid_weights_path
     from ..evaluation.metrics import lpips_min_side, lpips_weights_path
@@ -148,7 +149,7 @@ def make_plan(cfg: Namespace, specs: list[CellSpec] | None = None) -> EvaluatePl
     fid_path = fid_weights_path(cfg.fid_weights)
 
     module, meta = load_score_module(cfg.ckpt_path)
-    image_shape = tuple(int(v) for v in meta["image_shape"])
+    image_shape = checkpoint_image_shape(meta)
     data_options, dataset, indices = held_out_images(cfg, meta, image_shape)
     if len(indices) < 2:
         raise ZSGuideError("the evaluation needs at least 2 held-out images (a Frechet distance needs two)")

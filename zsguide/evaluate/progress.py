@@ -13,7 +13,6 @@ class EvaluateProgressBar(RichPredictBar):
     def __init__(self, plan) -> None:
         super().__init__()
         self.plan = plan
-        self._grid = self._batches = None
 
     def _committed(self) -> int:
         return sum(len(self.plan.done(c)) for c in self.plan.cells)
@@ -23,17 +22,16 @@ class EvaluateProgressBar(RichPredictBar):
             return
         world = trainer.world_size
         self._start()
-        self._grid = self._progress.add_task("grid items", total=self.plan.total_items, completed=self._committed())
-        label = "batches" if world == 1 else f"rank 0/{world} batches"
-        self._batches = self._progress.add_task(label, total=len(pl_module.mine))
-        self._steps = self._progress.add_task("sampler steps", total=1)
+        self._add("grid", "grid items", total=self.plan.total_items, completed=self._committed())
+        self._add("batches", "batches" if world == 1 else f"rank 0/{world} batches", total=len(pl_module.mine))
+        self._add("steps", "sampler steps", total=1)
 
     def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         if self._progress is not None and int(batch["cell"]) >= 0:
             cell = self.plan.cells[int(batch["cell"])]
-            self._progress.reset(self._steps, total=cell.params.steps, description=f"steps {cell.key}")
+            self._update("steps", reset=True, total=cell.params.steps, description=f"steps {cell.key}")
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if self._progress is not None:
-            self._progress.advance(self._batches, 1)
-            self._progress.update(self._grid, completed=self._committed())
+            self._advance("batches", 1)
+            self._update("grid", completed=self._committed())

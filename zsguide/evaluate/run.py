@@ -13,6 +13,7 @@ import os
 import shlex
 import time
 import warnings
+from typing import Any
 
 from lightning.fabric.utilities.rank_zero import rank_zero_info
 
@@ -73,7 +74,7 @@ def run_evaluate(argv: list[str]) -> None:
                 plan.output / "config.yaml", yaml.safe_dump(json_safe(config_to_dict(cfg)), sort_keys=False)
             )
         before = sum(len(plan.done(c)) for c in plan.cells) if is_zero else 0
-        run_info = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        run_info: dict[str, Any] = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         complete = all(len(plan.done(c)) == len(plan.indices) for c in plan.cells)
         if cfg.report_only or complete:  # nothing to run (Lightning skips a loop with no batches at all)
             run_info |= {"report_only": bool(cfg.report_only), "new_items": 0, "wall_time_s": 0.0}

@@ -100,7 +100,7 @@ def committed(out: Path, folder: str) -> set[int]:
 def commit_item(out: Path, folder: str, index: int, arrays: dict[str, np.ndarray]) -> None:
     """Write image ``index``'s result atomically (temporary file, fsync, rename): it exists whole or not at all."""
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, allow_pickle=False, **arrays)
     atomic_write_bytes(items_dir(out, folder) / f"{image_name(index)}.npz", buf.getvalue())
 
 

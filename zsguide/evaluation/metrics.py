@@ -74,14 +74,19 @@ def image_metrics(restored: torch.Tensor, truth: torch.Tensor, clip: bool = True
         rows.append(
             (
                 peak_signal_noise_ratio(x_hat, x, data_range=1.0, reduction="none", dim=(1, 2, 3)).reshape(()),
-                structural_similarity_index_measure(x_hat, x, data_range=1.0, reduction="none", sigma=sigma).reshape(
-                    ()
-                ),
+                _ssim(x_hat, x, sigma).reshape(()),
                 (x_hat - x).square().mean(),
             )
         )
     psnr, ssim, mse = (torch.stack(col) for col in zip(*rows))
     return {"psnr": psnr, "ssim": ssim, "mse": mse}
+
+
+def _ssim(x_hat: torch.Tensor, x: torch.Tensor, sigma: tuple[float, float]) -> torch.Tensor:
+    """torchmetrics' SSIM per image (its index only: no full image is asked for)."""
+    value = structural_similarity_index_measure(x_hat, x, data_range=1.0, reduction="none", sigma=sigma)
+    assert isinstance(value, torch.Tensor)
+    return value
 
 
 def mean_and_se(values: Sequence[float]) -> tuple[float, float | None]:

@@ -59,16 +59,16 @@ def load_network(
         from .diffusers_folder import folder_files, load_diffusers
 
         files = folder_files(path)
-        eps, config, schedule = load_diffusers(files)
-        size = config.get("sample_size")
+        eps, unet_config, schedule = load_diffusers(files)
+        size = unet_config.get("sample_size")
         size = size[0] if isinstance(size, (list, tuple)) else size
         desc = {
             "arch": "diffusers",
             "preset": None,
-            "config": config,
+            "config": unet_config,
             "channels": eps.channels,
             "image_size": int(size) if size else None,
-            "divisor": 2 ** (len(config["block_out_channels"]) - 1),
+            "divisor": 2 ** (len(unet_config["block_out_channels"]) - 1),
             "weights_at": "raw",
             "files": _file_hashes(files),
         }

@@ -236,6 +236,8 @@ class ResBlock(TimestepBlock):
             GroupNorm32(channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
         )
         self.updown = up or down
+        self.h_upd: nn.Module
+        self.x_upd: nn.Module
         if up:
             self.h_upd, self.x_upd = Upsample(channels, False), Upsample(channels, False)
         elif down:
@@ -253,7 +255,7 @@ class ResBlock(TimestepBlock):
         )
         self.skip_connection = nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         if self.use_checkpoint and torch.is_grad_enabled():
             return checkpoint(self._forward, x, emb, use_reentrant=False)
         return self._forward(x, emb)
@@ -403,7 +405,7 @@ class ADMUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         sinusoid = timestep_embedding(t.reshape(-1).expand(x.shape[0]), self.model_channels)
-        emb = self.time_embed(sinusoid.to(self.time_embed[0].weight.dtype))
+        emb = self.time_embed(sinusoid.to(next(self.time_embed.parameters()).dtype))
         hs, h = [], x
         for module in self.input_blocks:
             h = module(h, emb)

@@ -164,7 +164,12 @@ def load_diffusers(files: dict[str, Path]) -> tuple[EpsOutput, dict, VPSchedule]
                 f"cannot read network file {str(files['weights'])!r}: {type(exc).__name__}: {exc}"
             ) from None
     else:
-        state = read_tensor_file(files["weights"])
+        loaded = read_tensor_file(files["weights"])
+        if not isinstance(loaded, dict):
+            raise ZSGuideError(
+                f"network file {str(files['weights'])!r} holds a {type(loaded).__name__}, not a state dict"
+            )
+        state = loaded
     load_strictly(unet, state, f"network file {str(files['weights'])!r} read as UNet2DModel({str(files['config'])!r})")
     channels = int(config.get("in_channels", 3))
     out = int(config.get("out_channels", channels))

@@ -224,4 +224,5 @@ def check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
         raise ZSGuideError(f"image_shape must be (C, H, W) positive integers, got {image_shape!r}") from None
     if len(shape) != 3 or min(shape) < 1 or any(float(v) != s for v, s in zip(image_shape, shape)):
         raise ZSGuideError(f"image_shape must be (C, H, W) positive integers, got {image_shape!r}")
-    return shape  # type: ignore[return-value]
+    C, H, W = shape
+    return C, H, W

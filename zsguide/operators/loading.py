@@ -31,10 +31,8 @@ def load_png(path: str | Path, what: str) -> np.ndarray:
     if not path.is_file():
         raise ZSGuideError(f"{what} file {str(path)!r} does not exist")
     try:
-        with Image.open(path) as image:
-            if image.mode in ("P", "PA"):
-                image = image.convert("RGBA")
-            array = np.asarray(image)
+        with Image.open(path) as opened:
+            array = np.asarray(opened.convert("RGBA") if opened.mode in ("P", "PA") else opened)
     except (OSError, UnidentifiedImageError) as err:
         raise ZSGuideError(f"{what} file {str(path)!r} is not a readable image: {err}") from None
     if array.ndim == 3:

@@ -68,6 +68,7 @@ def build_parser() -> ArgumentParser:
 def run_prior_test(argv: list[str]) -> None:
     from torch.utils.data import DataLoader
 
+    from ..checkpoint import image_shape as checkpoint_image_shape
     from ..checkpoint import load_score_module
     from ..restore.plan import held_out_images
 
@@ -78,7 +79,7 @@ def run_prior_test(argv: list[str]) -> None:
     if any(s <= 0 for s in cfg.check_sigmas):
         raise ZSGuideError(f"--check_sigmas must be > 0, got {cfg.check_sigmas}")
     module, meta = load_score_module(cfg.ckpt_path)
-    image_shape = tuple(int(v) for v in meta["image_shape"])
+    image_shape = checkpoint_image_shape(meta)
     _, images, _ = held_out_images(cfg, meta, image_shape)
     output = Path(cfg.output or Path("runs") / "test" / Path(cfg.ckpt_path).stem)
     t = cfg.trainer

@@ -169,6 +169,7 @@ def run_prior(argv: list[str]) -> None:
     trainer.predict(fit, dataloaders=loader, return_predictions=False)
     if not trainer.is_global_zero:
         return
+    assert fit.result is not None  # set by every rank's on_predict_epoch_end
     mean, spectrum = fit.result
     surrogate = GaussianSurrogate(*dm.image_shape)
     surrogate.set(mean, spectrum)

@@ -70,6 +70,8 @@ def is_prior(ckpt: dict) -> bool:
 class PriorModule(nn.Module):
     """A pretrained eps network with the Gaussian surrogate and VP schedule of its prior file."""
 
+    alphas_cumprod: torch.Tensor
+
     def __init__(self, net: nn.Module, surrogate: GaussianSurrogate, schedule: VPSchedule) -> None:
         super().__init__()
         self.net = net.requires_grad_(False)

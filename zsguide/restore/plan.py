@@ -78,6 +78,7 @@ class RestorePlan:
 
 def make_plan(cfg: Namespace) -> RestorePlan:
     """Check every option and load what the run needs; raises :class:`ZSGuideError` on bad input."""
+    from ..checkpoint import image_shape as checkpoint_image_shape
     from ..checkpoint import load_score_module
     from ..operators import make_operator
 
@@ -85,7 +86,7 @@ def make_plan(cfg: Namespace) -> RestorePlan:
 
     # --- the checkpoint
     module, meta = load_score_module(cfg.ckpt_path)
-    image_shape = tuple(int(v) for v in meta["image_shape"])
+    image_shape = checkpoint_image_shape(meta)
 
     # --- the images (or the user's measurement)
     seed = int(cfg.seed)

@@ -10,17 +10,27 @@ from __future__ import annotations
 
 from lightning.pytorch.callbacks import ProgressBar
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 class RichPredictBar(ProgressBar):
-    """A rich ``Progress`` on stderr for a predict loop, shown by global rank 0 only; subclasses add their lines."""
+    """A rich ``Progress`` on stderr for a predict loop, shown by global rank 0 only; subclasses add their lines
+    (named, through :meth:`_add`) and move them with :meth:`_update` / :meth:`_advance`, which do nothing while no
+    display runs."""
 
     def __init__(self) -> None:
         super().__init__()
         self._enabled = True
         self._progress: Progress | None = None
-        self._steps = None  # the sampler-steps line
+        self._lines: dict[str, TaskID] = {}
 
     def disable(self) -> None:
         self._enabled = False
@@ -32,7 +42,7 @@ class RichPredictBar(ProgressBar):
     def is_enabled(self) -> bool:
         return self._enabled
 
-    def _start(self) -> Progress:
+    def _start(self) -> None:
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(bar_width=24),
@@ -42,12 +52,23 @@ class RichPredictBar(ProgressBar):
             console=Console(stderr=True),
         )
         self._progress.start()
-        return self._progress
+
+    def _add(self, line: str, description: str, total: int, completed: int = 0) -> None:
+        if self._progress is not None:
+            self._lines[line] = self._progress.add_task(description, total=total, completed=completed)
+
+    def _update(self, line: str, reset: bool = False, **fields) -> None:
+        """Set a line's fields (``completed``, ``total``, ``description``); ``reset`` also restarts its clock."""
+        if self._progress is not None and line in self._lines:
+            (self._progress.reset if reset else self._progress.update)(self._lines[line], **fields)
+
+    def _advance(self, line: str, by: int) -> None:
+        if self._progress is not None and line in self._lines:
+            self._progress.advance(self._lines[line], by)
 
     def sampler_step(self, step: int) -> None:
         """Called after sampler step ``step`` (0-based) of the current batch."""
-        if self._progress is not None:
-            self._progress.update(self._steps, completed=step + 1)
+        self._update("steps", completed=step + 1)
 
     def on_predict_end(self, trainer, pl_module) -> None:
         self._stop()
@@ -59,6 +80,7 @@ class RichPredictBar(ProgressBar):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+            self._lines = {}
 
 
 def sampler_step_callback(module):
@@ -75,7 +97,6 @@ class RestoreProgressBar(RichPredictBar):
         super().__init__()
         self.num_images = int(num_images)
         self.steps = int(steps)
-        self._images = None
 
     def on_predict_start(self, trainer, pl_module) -> None:
         if not self._enabled:
@@ -84,16 +105,14 @@ class RestoreProgressBar(RichPredictBar):
         share = len(range(0, self.num_images, world))  # the non-repeating sampler gives rank 0 indices 0::world
         label = "restoring" if world == 1 else f"restoring (rank 0 of {world})"
         self._start()
-        self._images = self._progress.add_task(f"{label}: images", total=share)
-        self._steps = self._progress.add_task("sampler steps (batch)", total=self.steps)
+        self._add("images", f"{label}: images", total=share)
+        self._add("steps", "sampler steps (batch)", total=self.steps)
 
     def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        if self._progress is not None:
-            self._progress.reset(self._steps, total=self.steps)
+        self._update("steps", reset=True, total=self.steps)
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._images, int(len(batch["index"])))
+        self._advance("images", int(len(batch["index"])))
 
     def __repr__(self) -> str:  # pragma: no cover - cosmetic
         return f"RestoreProgressBar(num_images={self.num_images}, steps={self.steps})"

@@ -170,7 +170,8 @@ def run_analyze(argv: list[str]) -> None:
         "references": refs,
         "samplers": {},
     }
-    transfers, schedules = {}, {}
+    transfers: dict[tuple[str, str], Any] = {}  # (sampler, label) -> its Transfer
+    schedules: dict[str, dict] = {}  # sampler -> {steps: (heuristic, designed)}
     for name in cfg.samplers:
         sampler = get_sampler(name)
         heur = sampler.heuristic(cfg.task, cfg.steps, prior.schedule, spacing=cfg.spacing)
@@ -194,7 +195,7 @@ def run_analyze(argv: list[str]) -> None:
                 objective=cfg.objective,
             ).params
         )
-        entry = {}
+        entry: dict[str, Any] = {}
         for label, params in (("heuristic", heur), ("spectral", designed)):
             if params is heur and label == "spectral":  # not designable (the oracle): its design is its heuristic
                 entry[label], transfers[(name, label)] = entry["heuristic"], transfers[(name, "heuristic")]

@@ -98,9 +98,9 @@ def load_calibration(path: str | Path, surrogate, checkpoint_sha256: str | None 
     from ..safe_files import read_tensor_file
 
     d = read_tensor_file(path, "calibration file")
-    meta = d.get("zsguide", {}) if isinstance(d, dict) else {}
-    if meta.get("kind") != "calibration":
+    if not isinstance(d, dict) or d.get("zsguide", {}).get("kind") != "calibration":
         raise ZSGuideError(f"{str(path)!r} is not a calibration file (written by 'python -m zsguide calibrate')")
+    meta = d["zsguide"]
     if meta.get("surrogate_digest") != surrogate.digest():
         raise ZSGuideError(
             f"calibration {str(path)!r} was measured against another Gaussian surrogate (digest "

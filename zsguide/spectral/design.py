@@ -159,9 +159,9 @@ def design(
     basis = legendre_basis(heuristic.steps, degree)
     crit = criteria if criteria is not None else Criteria(problem)
 
-    ref: dict = {}  # the heuristic's criteria, for the Pareto guard
+    ref: dict[str, float] = {}  # the heuristic's criteria, for the Pareto guard
 
-    def objective(vals) -> tuple[torch.Tensor, dict]:
+    def loss_and_criteria(vals) -> tuple[torch.Tensor, dict]:
         try:
             c = crit(transfer(method, problem, heuristic, abar, vals))
         except torch.linalg.LinAlgError:  # a trial point whose covariances are not finite: infinitely bad
@@ -174,11 +174,11 @@ def design(
         return loss, c
 
     with torch.no_grad():
-        loss0, c0 = objective(base)
+        loss0, c0 = loss_and_criteria(base)
         if guard and bool(torch.isfinite(loss0)) and all(math.isfinite(float(c0[k])) for k in GUARDED):
             ref.update({k: float(c0[k]) for k in GUARDED}, loss=float(loss0))  # else nothing to guard: all is better
         start = {k: torch.zeros(degree + 1, *([bands[k]] if k in bands else []), dtype=torch.float64) for k in names}
-        cand = None
+        cand: dict[str, torch.Tensor] | None = None
         if warm_theta and set(warm_theta) >= set(names):
             cand = {}
             for k in names:
@@ -191,7 +191,7 @@ def design(
                 cand[k] = t
         starts = [("heuristic", start)]
         if cand is not None:
-            loss_w, _ = objective(_knob_values(method, cand, base, basis, trust))
+            loss_w, _ = loss_and_criteria(_knob_values(method, cand, base, basis, trust))
             if bool(torch.isfinite(loss_w)):
                 starts.append(("neighbour", cand))
 
@@ -202,7 +202,7 @@ def design(
 
         def closure():
             opt.zero_grad()
-            loss, _ = objective(_knob_values(method, theta, base, basis, trust))
+            loss, _ = loss_and_criteria(_knob_values(method, theta, base, basis, trust))
             if not loss.requires_grad:  # the objective failed (LinAlgError): reject the trial point
                 for t in theta.values():
                     t.grad = torch.zeros_like(t)
@@ -227,7 +227,7 @@ def design(
         theta = solve(s0)
         with torch.no_grad():
             v1 = _knob_values(method, theta, base, basis, trust)
-            l1, cc = objective(v1)
+            l1, cc = loss_and_criteria(v1)
             finite = all(bool(torch.isfinite(v).all()) for v in v1.values()) and bool(torch.isfinite(l1))
             breach = bool(ref) and any(float(cc[k]) > ref[k] * (1 + GUARD_TOLERANCE) for k in GUARDED)
             if finite and not breach and l1 <= loss1:  # never worse than the heuristic (nor past the guard)
