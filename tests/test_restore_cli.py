@@ -241,6 +241,63 @@ def test_two_ddp_devices_give_the_same_outputs_as_one(ckpt, reference, tmp_path)
     two, one = (json.loads((d / "summary.json").read_text()) for d in (out, ref))
     assert two["devices"] == 2 and comparable(two) == comparable(one)
     assert proc.stdout.count("wrote ") == 1  # rank 0 alone reports
+    # the grid is drawn from the images kept in memory, rank 1's gathered to rank 0: the same bytes
+    assert (out / "grid.png").read_bytes() == (ref / "grid.png").read_bytes()
+
+
+def test_two_ddp_devices_give_the_same_samples_and_grid_with_a_user_measurement(ckpt, reference, tmp_path, capsys):
+    """--input with 3 samples on 2 DDP devices (rank 0 keeps the measurement, rank 1 sample 1): the same files and
+    grid.png bytes as on one device."""
+    ref, _ = reference
+    mine = ("--input", ref / "measurement" / "00000.npy", "--num_samples", "3", "--batch_size", "1", *QUIET)
+    rc, cap = restore_in_process(capsys, "--ckpt_path", ckpt, *RUN, *mine, "--output", tmp_path / "one")
+    assert rc == 0, cap.err[-2000:]
+    proc = run_cli(
+        "restore",
+        "--ckpt_path",
+        ckpt,
+        *RUN,
+        *mine,
+        "--output",
+        "two",
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.accelerator",
+        "cpu",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = tmp_path / "one", tmp_path / "two"
+    for sub in ("restored", "measurement"):
+        assert sorted(p.name for p in (two / sub).iterdir()) == sorted(p.name for p in (one / sub).iterdir())
+        for p in (one / sub).iterdir():
+            assert (two / sub / p.name).read_bytes() == p.read_bytes(), p
+    assert (two / "grid.png").read_bytes() == (one / "grid.png").read_bytes()
+    assert skio.imread(two / "grid.png").shape[:2] == (18 + 2, 4 * 18 + 2)  # measurement | 3 samples
+
+
+def test_the_writer_keeps_only_the_grid_images(tmp_path):
+    """Of 20 expected indices only the first GRID_ROWS (sorted) are kept, each in storage of its own (not a view
+    that would hold, or send, its whole batch), with the values its .npy file gets."""
+    from types import SimpleNamespace
+
+    from zsguide.restore import outputs
+    from zsguide.restore.writer import RestoreWriter
+
+    expected = list(range(19, -1, -1))
+    plan = SimpleNamespace(output=tmp_path, expected_indices=expected, has_truth=True, mode="dataset")
+    writer = RestoreWriter(plan, {}, ())
+    batch = {k: torch.rand(20, 3, 4, 4, dtype=torch.float64) for k in ("truth", "measurement", "restored")}
+    for j in range(20):
+        writer._keep_for_grid(j, batch, j)
+    assert outputs.grid_indices(expected) == list(range(outputs.GRID_ROWS))
+    assert sorted(writer._kept) == list(range(outputs.GRID_ROWS))
+    for i, cells in writer._kept.items():
+        for cell, sub in zip(cells, ("truth", "measurement", "restored")):
+            assert cell.dtype == torch.float32 and torch.equal(cell, batch[sub][i].float())
+            assert cell.untyped_storage().nbytes() == cell.numel() * 4
 
 
 def test_user_measurement_gives_samples_without_metrics(reference, tmp_path, capsys):

@@ -5,7 +5,8 @@ Layout of ``DIR`` (``--output``)::
     restored/00012.png, .npy      the restoration of test image 12 (PNG clipped to [0, 1]; .npy float32, unclipped)
     measurement/00012.png, .npy   its measurement in pixel units, at the measurement's own shape (sr: low resolution)
     truth/00012.png, .npy         the ground truth
-    grid.png                      rows of truth | measurement | restoration (the first few images)
+    grid.png                      rows of truth | measurement | restoration (the first few images, drawn from
+                                  the images kept in memory as they were produced, not from the files)
     metrics.csv                   index, psnr, ssim, mse[, lpips], one row per image, sorted by index
     params.json                   the parameter schedule used, with its provenance
     config.yaml                   the resolved options (re-run with --config DIR/config.yaml)
@@ -171,6 +172,17 @@ def write_metrics_csv(path: Path, rows: Sequence[dict], columns: Sequence[str]) 
 # ------------------------------------------------------------------------------------------------------------ grid
 
 
+def grid_indices(expected: Iterable[int]) -> list[int]:
+    """The indices the grid shows: the first ``GRID_ROWS`` of the run's expected indices in sorted order."""
+    return sorted(int(i) for i in expected)[:GRID_ROWS]
+
+
+def kept_image(image: torch.Tensor) -> torch.Tensor:
+    """A (C, H, W) image as its ``.npy`` file holds it (float32, on the CPU), copied into storage of its own: a view
+    into a batch would keep (and, gathered across ranks, send) the whole batch."""
+    return image.detach().to("cpu", torch.float32, copy=True)
+
+
 def _as_image_shape(m: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     """A measurement displayed at the image size: nearest-neighbour upsampling when its shape differs."""
     if tuple(m.shape[-2:]) != tuple(shape[-2:]):
@@ -196,7 +208,3 @@ def write_grid(path: Path, rows: Sequence[Sequence[torch.Tensor]], image_shape: 
     tmp = path.with_name(f".{path.name}.tmp.png")
     tv_save(grid, tmp)
     os.replace(tmp, path)
-
-
-def load_npy(path: Path) -> torch.Tensor:
-    return torch.from_numpy(np.load(path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 
 from lightning.fabric.utilities.rank_zero import rank_zero_info
+from lightning.pytorch.callbacks import Callback
 
 from ..errors import ZSGuideError
 from .options import config_to_dict, parse
@@ -69,7 +70,7 @@ def run_restore(argv: list[str]) -> None:
     lpips = load_lpips(plan.lpips_path) if plan.lpips_path is not None else None
 
     writer = RestoreWriter(plan, resolved_config(cfg, plan), metric_columns(plan, lpips is not None))
-    callbacks = [writer]
+    callbacks: list[Callback] = [writer]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(RestoreProgressBar(plan.num_outputs, plan.params.steps))
     trainer = predict_trainer(cfg.trainer, callbacks, needs_grad=plan.sampler.needs_grad, root=plan.output)

@@ -6,12 +6,17 @@ gets indices r, r + W, ...; no padding with duplicates, unlike validate/test), s
 1. ``on_predict_start``: rank 0 clears an earlier run's files (summary.json first) and writes config.yaml and
    params.json; then a barrier, so no rank writes into a directory being cleared.
 2. ``write_on_batch_end``: each rank writes its images (named by dataset index) and appends its metric rows to
-   ``parts/metrics.rank<r>.csv``.
-3. ``on_predict_end``: a barrier (every rank calls it, also after a failure, so no rank is left waiting); a rank whose
-   sampler failed has written ``parts/error.rank<r>.txt``. Rank 0 then either raises the first error (one
-   ``error: ...`` line, no summary) or merges: it checks that every expected index was written exactly once, writes
-   metrics.csv sorted by index, grid.png, removes ``parts/``, and writes summary.json last, atomically (temporary file
-   + rename). A directory without summary.json is an incomplete run.
+   ``parts/metrics.rank<r>.csv``. It also keeps in memory the cells of grid.png among its images: those whose index
+   is among the first ``GRID_ROWS`` of the plan's expected indices in sorted order (truth, measurement, restored; the
+   restored sample alone with ``--input``, whose measurement rank 0 keeps when it writes ``measurement/input``), so
+   at most ``GRID_ROWS`` images over all ranks, whatever the number of images.
+3. ``on_predict_end``: every rank sends its kept grid images to rank 0 (``torch.distributed.gather_object``, a
+   collective every rank calls, also after a failure; nothing to gather on one device), then a barrier (every rank
+   calls it too, so no rank is left waiting); a rank whose sampler failed has written ``parts/error.rank<r>.txt``.
+   Rank 0 then either raises the first error (one ``error: ...`` line, no summary) or merges: it checks that every
+   expected index was written exactly once, writes metrics.csv sorted by index, grid.png from the gathered images
+   (the files are not read back), removes ``parts/``, and writes summary.json last, atomically (temporary file +
+   rename). A directory without summary.json is an incomplete run.
 
 Means and standard errors are computed from the merged rows in index order, so the summary is the same for any
 number of devices.
@@ -40,10 +45,14 @@ class RestoreWriter(BasePredictionWriter):
         self.columns = columns  # metric columns ('' in input mode)
         self._part: io.PartWriter | None = None
         self._t0 = 0.0
+        self._grid_indices = frozenset(io.grid_indices(plan.expected_indices))
+        self._kept: dict[int, tuple[torch.Tensor, ...]] = {}  # this rank's grid cells, by index
+        self._input_measurement: torch.Tensor | None = None  # --input: the grid's first cell (rank 0)
         self.past_end_barrier = False  # every rank got past the end barrier: no rank is left waiting
 
     # ------------------------------------------------------------------------------------------------ start
     def on_predict_start(self, trainer, pl_module) -> None:
+        self._kept = {}
         if trainer.is_global_zero:
             io.clear_previous(self.out)
             self.out.mkdir(parents=True, exist_ok=True)
@@ -62,6 +71,7 @@ class RestoreWriter(BasePredictionWriter):
 
             y_pix = to_pixel_units(self.plan.input_measurement, self.plan.operator.to(dtype=torch.float64))[0]
             io.save_image(y_pix, self.out / "measurement" / "input")
+            self._input_measurement = io.kept_image(y_pix)
 
     # ------------------------------------------------------------------------------------------------ batches
     def write_on_batch_end(
@@ -76,11 +86,21 @@ class RestoreWriter(BasePredictionWriter):
             if self.plan.mode == "dataset":
                 io.save_image(prediction["measurement"][j], self.out / "measurement" / name)
                 io.save_image(prediction["truth"][j], self.out / "truth" / name)
+            self._keep_for_grid(int(index), prediction, j)
             row = {"index": index}
             for c in self.columns:
                 row[c] = float(prediction["metrics"][c][j])
             rows.append(row)
+        assert self._part is not None, "on_predict_start opens the part file"
         self._part.write(rows)
+
+    def _keep_for_grid(self, index: int, prediction: dict, j: int) -> None:
+        """Keep image ``index``'s grid cells (truth, measurement, restored; restored alone with ``--input``) as its
+        ``.npy`` files hold them, when the grid shows it."""
+        if index not in self._grid_indices:
+            return
+        subs = ("truth", "measurement", "restored") if self.plan.has_truth else ("restored",)
+        self._kept[index] = tuple(io.kept_image(prediction[sub][j]) for sub in subs)
 
     # ------------------------------------------------------------------------------------------------ end
     def on_predict_end(self, trainer, pl_module) -> None:
@@ -89,6 +109,7 @@ class RestoreWriter(BasePredictionWriter):
         failure = getattr(pl_module, "failure", None)
         if failure is not None:
             io.atomic_write_text(io.error_path(self.out, trainer.global_rank), failure)
+        kept = gather_on_rank_zero(trainer, self._kept)  # a collective: every rank, also a failed one
         trainer.strategy.barrier("zsguide-restore-end")
         self.past_end_barrier = True  # from here on, an exception leaves no other rank waiting
         if not trainer.is_global_zero:
@@ -96,13 +117,13 @@ class RestoreWriter(BasePredictionWriter):
         errors = sorted(self.out.glob("parts/error.rank*.txt"), key=lambda p: int(p.stem.split("rank")[1]))
         if errors:
             raise ZSGuideError(errors[0].read_text().strip())
-        self._finish(trainer, time.perf_counter() - self._t0)
+        self._finish(trainer, time.perf_counter() - self._t0, merge_kept(kept))
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         if self._part is not None:
             self._part.close()
 
-    def _finish(self, trainer, wall: float) -> None:
+    def _finish(self, trainer, wall: float, grid_images: dict[int, tuple[torch.Tensor, ...]]) -> None:
         plan = self.plan
         world = trainer.world_size
         rows = io.read_rows(io.part_path(self.out, r) for r in range(world))
@@ -122,28 +143,25 @@ class RestoreWriter(BasePredictionWriter):
         rows.sort(key=lambda r: r["index"])
         if plan.has_truth:
             io.write_metrics_csv(self.out / "metrics.csv", rows, self.columns)
-        self._grid(rows)
+        self._grid(grid_images)
         shutil.rmtree(self.out / "parts", ignore_errors=True)
         summary = self._summary(rows, trainer, wall)
         io.write_json(self.out / "summary.json", summary)  # last: marks the run complete
         print_summary(summary, self.out)
 
-    def _grid(self, rows: list[dict]) -> None:
+    def _grid(self, images: dict[int, tuple[torch.Tensor, ...]]) -> None:
+        """grid.png from the kept images of every rank: one row of truth | measurement | restored per grid index, or
+        with ``--input`` one row: the measurement, then the first samples."""
         plan = self.plan
-        first = [r["index"] for r in rows[: io.GRID_ROWS]]
+        first = io.grid_indices(plan.expected_indices)
+        missing = [i for i in first if i not in images]
+        if missing:
+            raise ZSGuideError(f"the grid's images {missing} were not kept in memory; summary.json not written")
         if plan.has_truth:
-            grid_rows = [
-                [
-                    io.load_npy(self.out / sub / f"{io.image_name(i)}.npy")
-                    for sub in ("truth", "measurement", "restored")
-                ]
-                for i in first
-            ]
+            grid_rows = [list(images[i]) for i in first]
         else:
-            measurement = io.load_npy(self.out / "measurement" / "input.npy")
-            grid_rows = [
-                [measurement] + [io.load_npy(self.out / "restored" / f"{io.image_name(i)}.npy") for i in first]
-            ]
+            assert self._input_measurement is not None, "rank 0 keeps it in on_predict_start"
+            grid_rows = [[self._input_measurement] + [images[i][0] for i in first]]
         io.write_grid(self.out / "grid.png", grid_rows, plan.image_shape)
 
     def _summary(self, rows: list[dict], trainer, wall: float) -> dict:
@@ -193,6 +211,31 @@ class RestoreWriter(BasePredictionWriter):
             "precision": str(trainer.precision),
         }
         return summary
+
+
+def gather_on_rank_zero(trainer, obj) -> list:
+    """Every rank's ``obj`` on rank 0, in rank order (``[obj]`` on one device, ``[]`` on the other ranks). With several
+    processes it is a collective (``torch.distributed.gather_object`` on the process group the strategy initialised):
+    every rank must call it."""
+    if trainer.world_size == 1:
+        return [obj]
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ZSGuideError(
+            f"{trainer.world_size} ranks but torch.distributed is not initialised: cannot gather the grid's images"
+        )
+    gathered: list | None = [None] * trainer.world_size if trainer.is_global_zero else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered if gathered is not None else []
+
+
+def merge_kept(parts: list[dict]) -> dict:
+    """The ranks' kept grid images in one dict by index (the ranks' indices are disjoint)."""
+    merged = {}
+    for part in parts:
+        merged.update(part)
+    return merged
 
 
 def metric_columns(plan, with_lpips: bool) -> tuple[str, ...]:
