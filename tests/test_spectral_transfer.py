@@ -44,7 +44,7 @@ def _layout(p, sur, x):
 @pytest.mark.parametrize("method,steps", CASES)
 @pytest.mark.parametrize("task", list(TASKS))
 def test_output_law_given_y_matches_monte_carlo(task, method, steps):
-    """N = 500 runs on one measurement. Per coordinate (frequency, or pixel for masks): |mean - B eta| < 5 standard
+    """N = 500 runs on one measurement. Per coordinate (frequency, or pixel for masks): |mean - B ybar| < 5 standard
     errors sqrt(v / N) and the variance ratio within 5 sqrt(2 / N) (5 SE, Bonferroni over the K = 768 coordinates).
     The total, per sample r_n = mean_k |u_nk - mean_k|^2 / v_k (correlations between coordinates included): its
     average times N / (N - 1) within 3 standard errors of 1."""
@@ -64,10 +64,10 @@ def test_output_law_given_y_matches_monte_carlo(task, method, steps):
         indices=list(range(N)),
         surrogate=sur,
     )
-    eta = p.eta(y, sur)[0]
-    closed = transfer(method, p, params, SCHED.alphas_cumprod, eta=eta)  # (DPS: the norm's expectation given y)
+    ybar = p.y_coords(y, sur)[0]
+    closed = transfer(method, p, params, SCHED.alphas_cumprod, y_coords=ybar)  # (DPS: the norm's expectation given y)
     u = _layout(p, sur, out)
-    mean = p.to_layout((closed.B @ eta[..., None])[..., 0])
+    mean = p.to_layout((closed.B @ ybar[..., None])[..., 0])
     v = p.diagonal_map(closed.V)
     keep = v > 1e-10
     z_mean = (u.mean(0) - mean).abs() / (v / N).sqrt()

@@ -7,7 +7,7 @@ output ``x0_hat``):
     x' = J_x x + J_y y + J_z z + J_d d.
 
 Pushing impulses through the real ``Sampler.step`` gives those four matrices to float64 rounding. In the closed
-form's block coordinates (``xi = P x``, ``eta = Y y``; P unitary) transfer.py's ``_step`` claims
+form's block coordinates (``xi = P x``, ``ybar = Y y``; P unitary) transfer.py's ``_step`` claims
 
     P J_x P^H = A,   P J_y = b Y,   (P J_z)(P J_z)^H = E,   P J_d P^H = Q,
 
@@ -16,9 +16,9 @@ and this test checks all four at random knob values (not only the heuristic, whe
 every structure is exact). ``Q`` is the coefficient through which a calibrated denoiser's residual enters
 (spectral/denoiser_model.py).
 
-DPS is not linear: its step divides by the residual norm ``rho = ||y - H x0_hat||``. At a given state and measurement
-it is the affine step of the closed form with ``rho`` in place of the norm's expectation, so the second test
-compares the real step's output at random (x, y) with ``A x + b y`` built from that ``rho``, and its fresh-noise map
+DPS is not linear: its step divides by the residual norm ``nu = ||y - H x0_hat||``. At a given state and measurement
+it is the affine step of the closed form with ``nu`` in place of the norm's expectation, so the second test
+compares the real step's output at random (x, y) with ``A x + b y`` built from that ``nu``, and its fresh-noise map
 with ``E``. How well the expectation stands in for the norm stays a Monte Carlo question (test_spectral_transfer.py).
 """
 
@@ -84,7 +84,7 @@ def _block_matrix(M, p) -> torch.Tensor:
 
 
 def _coordinates(p, sur, op):
-    """``P`` (K x N: image -> block coordinates) and ``Y`` (m_total x M: measurement -> eta), as matrices."""
+    """``P`` (K x N: image -> block coordinates) and ``Y`` (m_total x M: measurement -> ybar), as matrices."""
     N = sur.shape[0] * SIZE * SIZE
     eye = torch.eye(N, dtype=torch.float64).reshape(N, *sur.shape)
     layout = apply_colour(sur.Q, eye) if p.structure == "pixel_mask" else sur.to_spectral(eye, centre=False)
@@ -95,7 +95,7 @@ def _coordinates(p, sur, op):
     assert torch.allclose(L.mH @ L, torch.eye(K, dtype=L.dtype), atol=1e-12)
     M = int(torch.tensor(op.measurement_shape).prod())
     ey = torch.eye(M, dtype=torch.float64).reshape(M, *op.measurement_shape)
-    Y = p.eta(ey, sur).reshape(M, -1).to(torch.complex128).T  # (m_total, M)
+    Y = p.y_coords(ey, sur).reshape(M, -1).to(torch.complex128).T  # (m_total, M)
     return L.mH @ layout, Y
 
 
@@ -201,7 +201,7 @@ def test_dps_step_at_its_residual_norm_is_the_closed_form(task):
         a_prev = float(abar[params.timesteps[i + 1]]) if i + 1 < STEPS else 1.0
         x = torch.randn(1, *sur.shape, generator=gen, dtype=torch.float64)
         y = torch.randn(1, *op.measurement_shape, generator=gen, dtype=torch.float64)
-        rho = float((y - op.A(den.x0(x, t))).flatten().norm())
+        nu = float((y - op.A(den.x0(x, t))).flatten().norm())
 
         def impulses(stream, of_shape=sur.shape, dtype=torch.float64, **_):
             return torch.eye(N, dtype=dtype).reshape(N, *of_shape)
@@ -223,13 +223,13 @@ def test_dps_step_at_its_residual_norm_is_the_closed_form(task):
             sur,
         )
         J_z = (with_z - out).reshape(N, -1).T if a_prev < 1.0 else torch.zeros(N, 0, dtype=torch.float64)
-        # the closed form's step with rho^2 = ||y_coords||^2: B = 0 and V = 0 leave only that term in r2
+        # the closed form's step with nu^2 = ||y_coords||^2: B = 0 and V = 0 leave only that term in r2
         B0 = torch.zeros(*p.Sigma.shape[:-2], p.n, p.m, dtype=p.dtype)
         y_coords = torch.zeros(*p.Sigma.shape[:-2], p.m, dtype=p.dtype)
-        y_coords.view(-1, p.m)[0, 0] = rho
+        y_coords.view(-1, p.m)[0, 0] = nu
         C, _ = p.denoiser_at(a_t)
         A, b, E, _ = _step("dps", p, C, a_t, a_prev, lambda k, i=i: vals[k][i], B0, torch.zeros_like(C), y_coords)
-        where = f"dps on {task}, step {i} of {STEPS} (rho {rho:.3g})"
+        where = f"dps on {task}, step {i} of {STEPS} (nu {nu:.3g})"
         b_full = torch.block_diag(*b.expand(*p.Sigma.shape[:-2], p.n, p.m).reshape(-1, p.n, p.m)).to(Y.dtype)
         predicted = _block_matrix(A, p).to(P.dtype) @ (P @ x.flatten().to(P.dtype)) + b_full @ (
             Y @ y.flatten().to(Y.dtype)

@@ -3,14 +3,15 @@ wyhuai/DDNM, ``ddnm_plus_diffusion`` with the SVD operators' ``Lambda`` / ``Lamb
 
 With ``a = sqrt(abar_{t-1})``, ``st = sqrt(1 - abar_{t-1})`` (VP), ``c0 = V^T x0_hat``, ``cy = U^T y``:
 
-    range-null-space correction (Eq. 17):  x0_y = x0_hat - V [ mult_t lambda_k s_k^+ (s_k c0 - cy) ]
-    lambda_k = 1, or s_k st sqrt(1 - eta^2) / (a sigma) where st < a sigma / s_k
+    range-null-space correction (Eq. 17):  x0_y = x0_hat - V [ mult_t Lambda_k s_k^+ (s_k c0 - cy) ]
+    Lambda_k = 1, or s_k st sqrt(1 - eta^2) / (a sigma) where st < a sigma / s_k
     x_{t-1} = a x0_y + V [ d1_k z + d2_k V^T eps_hat ]  (Eq. 51) with
       s_k = 0:                d1 = st eta,                   d2 = st sqrt(1 - eta^2)
       st < a sigma / s_k:     d1 = st eta,                   d2 = 0
       st > a sigma / s_k:     d1 = sqrt(st^2 - a^2 sigma^2 / s_k^2), d2 = 0
-For sigma = 0 the reference code keeps lambda = 1 and the DDIM noise split everywhere; so does this one.
-``mult_t`` (knob ``lambda_scale``, 1 in the reference) scales the correction: the knob the spectral design sets.
+For sigma = 0 the reference code keeps Lambda = 1 and the DDIM noise split everywhere; so does this one.
+``Lambda_k`` is the reference code's ``Lambda`` (not the surrogate's spectrum ``lambda_k``). ``mult_t`` (knob
+``lambda_scale``, 1 in the reference) scales the correction: the knob the spectral design sets.
 Heuristic defaults: ``eta = 0.85``, 100 uniformly spaced steps (DDNM's configs).
 """
 
@@ -29,19 +30,19 @@ def ddnm_coefficients(s: torch.Tensor, s_pinv: torch.Tensor, a: float, st: float
 
         c0_y = c0 - g s^+ (s c0 - cy),   c_next / a = c0_y + (d1 z + d2 ce) / a,
 
-    ``g = mult lambda_k`` on the kept range (0 where ``s = 0``), shaped like ``s``; ``s_pinv`` its pseudo-inverse.
+    ``g = mult Lambda_k`` on the kept range (0 where ``s = 0``), shaped like ``s``; ``s_pinv`` its pseudo-inverse.
     The sampler's step and the closed form (spectral/transfer.py) both use it; ``eta`` and ``mult`` may be floats or
     0-dim tensors (the designer's differentiable knobs)."""
     one = torch.ones_like(s)
     root = sqrt_pos(1 - eta**2)
-    d1, d2, lam = st * eta * one, st * root * one, one
+    d1, d2, Lambda = st * eta * one, st * root * one, one
     if sigma > 0:
         thresh = a * sigma * s_pinv  # a sigma / s (0 where s = 0)
         low, high = (s > 0) & (st < thresh), (s > 0) & (st > thresh)
-        lam = torch.where(low, s * st * root / (a * sigma), one)
+        Lambda = torch.where(low, s * st * root / (a * sigma), one)
         d2 = torch.where(low | high, torch.zeros_like(s), d2)
         d1 = torch.where(high, (st**2 - thresh**2).clamp(min=0).sqrt(), d1)
-    return mult * lam * (s > 0).to(s.dtype), d1, d2
+    return mult * Lambda * (s > 0).to(s.dtype), d1, d2
 
 
 class DDNMPlus(Sampler):

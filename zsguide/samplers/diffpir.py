@@ -32,6 +32,29 @@ from .svd import effective_singulars
 SIGMA_FLOOR = 1e-3  # pixel units
 
 
+def diffpir_coefficients(s: torch.Tensor, rho, a_t: float, a_prev: float, zeta):
+    """DiffPIR's step per singular value (the module docstring) as ``(keep, gain, k1, k2, var)``:
+
+        c0_y = keep c0 + gain cy,   keep = rho_t / (s^2 + rho_t),   gain = s / (s^2 + rho_t)
+                                    (keep = 1, gain = 0 where s = 0: x0_hat is kept, for any rho_t),
+        x_{t-1} = k1 x0_y + k2 x_t + sqrt(var) z,
+        k2 = sqrt(1 - abar_{t-1}) sqrt(1 - zeta) / sqrt(1 - abar_t),   k1 = sqrt(abar_{t-1}) - k2 sqrt(abar_t),
+        var = (1 - abar_{t-1}) zeta,
+
+    the re-noising written in ``x_t`` through ``eps' = (x_t - sqrt(abar_t) x0_y) / sqrt(1 - abar_t)``, ``zeta``
+    clipped to [0, 1]. ``(keep, gain)`` are shaped like ``s`` (the effective singular values, 0 where missing);
+    ``rho`` is the step's :meth:`DiffPIR.rho` (a float, or a tensor per frequency). The last step
+    (``abar_{t-1} = 1``) uses only ``(keep, gain)``. The sampler's step and the closed form (spectral/transfer.py)
+    both use it; ``rho`` and ``zeta`` may be tensors (the designer's differentiable knobs)."""
+    den = torch.where(s > 0, s * s + rho, torch.ones_like(s))
+    keep = torch.where(s > 0, rho / den, torch.ones_like(s))
+    gain = s / den
+    zeta = torch.as_tensor(zeta, dtype=torch.float64).clamp(0.0, 1.0)
+    k2 = math.sqrt(1 - a_prev) * (1 - zeta).sqrt() / math.sqrt(1 - a_t)
+    k1 = math.sqrt(a_prev) - k2 * math.sqrt(a_t)
+    return keep, gain, k1, k2, (1 - a_prev) * zeta
+
+
 class DiffPIR(Sampler):
     name = "diffpir"
     knob_specs = (
@@ -59,14 +82,9 @@ class DiffPIR(Sampler):
             x0 = denoiser.x0(x, t)
         c0, cy = operator.Vt(x0), operator.Ut(y)
         lam = expand_bands(params.values["lam"][i], operator, c0, self.name, "lam")  # a float, or per frequency
-        rho = self.rho(lam, sigma, a_t)
         s, _ = effective_singulars(operator, c0.real)
-        x0_y = operator.V(torch.where(s > 0, (s * cy + rho * c0) / (s * s + rho), c0))  # (s = 0: x0_hat, any rho)
+        keep, gain, k1, k2, var = diffpir_coefficients(s, self.rho(lam, sigma, a_t), a_t, a_prev, zeta)
+        x0_y = operator.V(keep * c0 + gain * cy)
         if a_prev >= 1.0:
             return x0_y, x0_y
-        eps = (x - math.sqrt(a_t) * x0_y) / math.sqrt(1 - a_t)
-        zeta = min(max(zeta, 0.0), 1.0)
-        x_prev = math.sqrt(a_prev) * x0_y + math.sqrt(1 - a_prev) * (
-            math.sqrt(1 - zeta) * eps + math.sqrt(zeta) * noise("z")
-        )
-        return x_prev, x0_y
+        return k1 * x0_y + k2 * x + var.sqrt() * noise("z"), x0_y

@@ -15,6 +15,18 @@ from __future__ import annotations
 import torch
 
 from .base import Knob, Sampler, ddim_from_estimate
+from .svd import sqrt_pos
+
+
+def dps_gain(zeta, sq_norm) -> torch.Tensor:
+    """DPS's step per unit of residual: with ``r = y - H x0_hat`` and ``J = d x0_hat / d x_t``,
+
+        zeta_t grad_{x_t} ||r|| = gain (H J)^T (H x0_hat - y),   gain = zeta_t / ||r||,
+
+    from the squared norm ``sq_norm`` (``sqrt_pos``: a float64 tensor, finite for a zero residual, whose gradient
+    stays finite). The sampler's step takes it per image at the real residual; the closed form (spectral/transfer.py)
+    at the residual's expected squared norm. ``zeta`` may be a float or a 0-dim tensor (the designer's knob)."""
+    return zeta / sqrt_pos(sq_norm)
 
 
 class DPS(Sampler):
@@ -34,8 +46,9 @@ class DPS(Sampler):
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             x0 = denoiser.x0(xg, t)
-            norms = (y - operator.A(x0)).flatten(1).norm(dim=1)  # one residual norm per image
-            (g,) = torch.autograd.grad(norms.sum(), xg)
+            sq = (y - operator.A(x0)).flatten(1).square().sum(1)  # one squared residual norm per image
+            (g,) = torch.autograd.grad(0.5 * sq.sum(), xg)  # per image: (H J)^T (H x0_hat - y)
         x0 = x0.detach()
+        gain = dps_gain(zeta, sq.detach()).view(-1, *[1] * (g.dim() - 1))
         x_prev = ddim_from_estimate(x, x0, a_t, a_prev, eta, lambda: noise("z"))
-        return x_prev - zeta * g, x0
+        return x_prev - (gain * g).to(g.dtype), x0

@@ -24,6 +24,8 @@ from einops import rearrange
 
 from ..errors import ZSGuideError
 from ..operators.base import LinearOperator, cast_like
+from ..operators.blur import Blur
+from ..operators.superres import SuperResolution
 from ..surrogate import GaussianSurrogate
 from .base import Knob, Sampler, ddim_from_estimate
 
@@ -66,12 +68,12 @@ def kalman_gain_apply(
 ) -> torch.Tensor:
     """``K r = S H^T (H S H^T + sigma^2 I)^{-1} r`` for a measurement-shaped ``r`` (float64 recommended)."""
     s = s.to(r)
-    if operator.structure == "fourier_diagonal":
+    if isinstance(operator, Blur):  # structure "fourier_diagonal"
         h = cast_like(operator.symbol, r.to(torch.complex128) if r.dtype == torch.float64 else r.to(torch.complex64))
         r_hat = surrogate.to_spectral(r, centre=False)
         gain = s * h.conj() / (h.abs().square() * s + sigma**2)
         return surrogate.from_spectral(gain * r_hat, centre=False)
-    if operator.structure == "fourier_block":
+    if isinstance(operator, SuperResolution):  # structure "fourier_block"
         R = operator.fourier_blocks()
         R = cast_like(R, r.to(torch.complex128) if r.dtype == torch.float64 else r.to(torch.complex64))
         r_hat = surrogate.to_spectral(r, centre=False)  # (B, C, h, w) on the low-resolution grid

@@ -1,11 +1,12 @@
 """The criteria of theory.md §5 for a block problem, per pixel (divided by ``problem.dims``), network units.
 
-With ``Cov[eta] = H Sigma H^H + sigma^2 D`` (D: the measured coordinates) and the posterior ``N(W eta, Sigma_post)``:
+With the measurement coordinates ``ybar = U^H y`` (problem.py), ``Cov[ybar] = H Sigma H^H + sigma^2 D`` (D: the
+measured coordinates) and the posterior ``N(W ybar, Sigma_post)``:
 
-    avg W2^2 to the posterior = tr((B - W) Cov[eta] (B - W)^H) + tr(V + Sigma_post - 2 (Sigma_post^1/2 V
+    avg W2^2 to the posterior = tr((B - W) Cov[ybar] (B - W)^H) + tr(V + Sigma_post - 2 (Sigma_post^1/2 V
                                 Sigma_post^1/2)^1/2)
     MSE to the truth          = tr((I - B H) Sigma (I - B H)^H) + sigma^2 tr(B D B^H) + tr V
-    perception W2^2 to prior  = W2^2(N(0, B Cov[eta] B^H + V), N(0, Sigma))  (the output marginal over y)
+    perception W2^2 to prior  = W2^2(N(0, B Cov[ybar] B^H + V), N(0, Sigma))  (the output marginal over y)
 
 References (theory.md §3): the ideal posterior sampler has MSE ``2 tr Sigma_post`` and avg W2 0; the MMSE estimator
 has MSE ``tr Sigma_post``. For 1 x 1 blocks these are the per-frequency sums of the diagonal formulas. A problem whose
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 import torch
 
+from ..samplers.svd import sqrt_pos
 from .problem import BlockProblem, block_sum, eig_fn
-from .transfer import Transfer, mm, sqrt_pos
+from .transfer import Transfer, mm
 
 
 def _tr(M: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:

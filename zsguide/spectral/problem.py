@@ -2,7 +2,8 @@
 
 Under the surrogate (theory.md §2) and a linear operator, there is an orthonormal basis in which the prior covariance
 and the operator are block diagonal. Inside each block the engine works in the coordinates of the operator's own SVD
-(the basis the samplers work in), ``xi = V^H x_block`` and ``eta = U^H y_block``, where the operator is
+(the basis the samplers work in), ``xi = V^H x_block`` and ``ybar = U^H y_block`` (the measurement coordinates,
+:meth:`BlockProblem.y_coords`), where the operator is
 
     H_bar = U^H H V = [diag(s) 0]   (m x n, m <= n),
 
@@ -12,7 +13,7 @@ true singular values ``s`` (m), the samplers' truncated ones ``s_eff`` (the oper
 pixel). Three structures (theory.md §4, "Operators that are not circulant"):
 
     blur (circulant)        1 x 1 blocks: one per decorrelated channel and frequency, ``s = |h_k|``;
-    super-resolution (x s)  s^2 x s^2 blocks: the s^2 high-resolution frequencies that alias onto one low-resolution
+    super-resolution (x f)  f^2 x f^2 blocks: the f^2 high-resolution frequencies that alias onto one low-resolution
                             frequency, one measured coordinate per block (``s = |R|``, R the block's row);
     inpainting (mask)       one dense block per decorrelated channel in the pixel basis (``s = mask``; the mask is
                             shared by the channels, so the colour transform commutes with it). Exact up to
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from einops import rearrange
@@ -38,13 +40,16 @@ from ..errors import ZSGuideError
 from ..operators.base import truncate_singulars
 from ..surrogate import apply_colour
 
+if TYPE_CHECKING:
+    from .denoiser_model import CalibratedDenoiser
+
 _ALIAS = "... (s1 p) (s2 q) -> ... p q (s1 s2)"
 _UNALIAS = "... p q (s1 s2) -> ... (s1 p) (s2 q)"
 MAX_DENSE = 256  # pixels per channel solved exactly for masks (16 x 16)
 CROP = 16  # the window used above that
 TAKE_ALL = 32  # the most powerful alias blocks per channel kept whole in a sampled super-resolution problem
 MAX_FOURIER_BLOCKS = (
-    1024  # super-resolution: alias blocks x s^2 modelled whole per channel (a 32 x 32 image's); above: a sample
+    1024  # super-resolution: alias blocks x f^2 modelled whole per channel (a 32 x 32 image's); above: a sample
 )
 
 
@@ -66,13 +71,13 @@ def sample_blocks(
     ``uniform_share``: a defensive mixture of uniform and power-proportional draws) and weighted ``1 / p_i`` (0 for
     a cell with nothing left). A weighted sum over the sample is then an unbiased estimate of the sum over the
     grid, for any per-block quantity. A fixed seed: the same sample every time."""
-    C, h, w = energy.shape
+    nc, h, w = energy.shape
     e = energy.to(torch.float64)
-    taken = torch.zeros(C, h * w, dtype=torch.bool)
-    top = e.reshape(C, -1).topk(min(take, h * w), dim=-1).indices
+    taken = torch.zeros(nc, h * w, dtype=torch.bool)
+    top = e.reshape(nc, -1).topk(min(take, h * w), dim=-1).indices
     taken.scatter_(1, top, True)
     cells = rearrange(e, "c (a i) (b j) -> c a b (i j)", i=k, j=k)
-    free = ~rearrange(taken.reshape(C, h, w), "c (a i) (b j) -> c a b (i j)", i=k, j=k)
+    free = ~rearrange(taken.reshape(nc, h, w), "c (a i) (b j) -> c a b (i j)", i=k, j=k)
     left = free.sum(-1, keepdim=True)
     ce = torch.where(free, cells, torch.zeros_like(cells))
     p = torch.where(
@@ -82,13 +87,13 @@ def sample_blocks(
     )
     p = torch.where(left > 0, p, torch.full_like(p, 1.0 / (k * k)))  # an empty cell: any block, weight 0
     g = torch.Generator().manual_seed(seed)
-    pick = torch.multinomial(p.reshape(-1, k * k), 1, generator=g).reshape(C, h // k, w // k)
+    pick = torch.multinomial(p.reshape(-1, k * k), 1, generator=g).reshape(nc, h // k, w // k)
     prob = p.gather(-1, pick[..., None])[..., 0]
     w_draw = torch.where(left[..., 0] > 0, 1 / prob, torch.zeros_like(prob))
-    rows = (torch.arange(h // k)[:, None] * k + pick // k).reshape(C, -1)
-    cols = (torch.arange(w // k)[None, :] * k + pick % k).reshape(C, -1)
+    rows = (torch.arange(h // k)[:, None] * k + pick // k).reshape(nc, -1)
+    cols = (torch.arange(w // k)[None, :] * k + pick % k).reshape(nc, -1)
     rows, cols = torch.cat([top // w, rows], dim=1), torch.cat([top % w, cols], dim=1)
-    weight = torch.cat([torch.ones(C, top.shape[1], dtype=torch.float64), w_draw.reshape(C, -1)], dim=1)
+    weight = torch.cat([torch.ones(nc, top.shape[1], dtype=torch.float64), w_draw.reshape(nc, -1)], dim=1)
     return rows, cols, weight
 
 
@@ -152,14 +157,14 @@ class BlockProblem:
     structure: str  # "fourier_diagonal", "fourier_block" or "pixel_mask"
     norm_scale: float = 1.0  # (full image size) / (modelled size): DPS's residual norm is over the whole image
     Vh: torch.Tensor | None = None  # (..., n, n): xi = Vh x_block (None: identity)
-    U: torch.Tensor | None = None  # (..., m, m): eta = U^H y_block (None: identity)
+    U: torch.Tensor | None = None  # (..., m, m): ybar = U^H y_block (None: identity)
     factor: int = 1  # super-resolution factor (alias layout)
     grid: tuple[int, int] = (0, 0)  # (H, W) modelled
     origin: tuple[int, int] = (0, 0)  # top-left pixel of the modelled window (masks)
     note: str = ""
     weight: torch.Tensor | None = None  # (...): block b stands for weight[b] equal blocks (None: each counts once)
     positions: tuple[torch.Tensor, torch.Tensor] | None = None  # sampled alias blocks: (rows, cols) on the low-res grid
-    denoiser: object | None = None  # a CalibratedDenoiser (denoiser_model.py); None: the surrogate's Wiener denoiser
+    denoiser: CalibratedDenoiser | None = None  # denoiser_model.py; None: the surrogate's Wiener denoiser
     evals: torch.Tensor = field(init=False, repr=False)
     evecs: torch.Tensor = field(init=False, repr=False)
     _denoiser_cache: dict = field(init=False, repr=False, default_factory=dict)
@@ -248,6 +253,7 @@ class BlockProblem:
             if self.positions is not None:
                 rows, cols = self.positions
                 v_al = v_al[torch.arange(rows.shape[0])[:, None], rows, cols]
+            assert self.Vh is not None, "a fourier_block problem carries its block bases"
             M = self.Vh @ (v_al[..., :, None] * self.Vh.mH)
             return 0.5 * (M + M.mH)
         r0, c0 = self.origin
@@ -272,11 +278,11 @@ class BlockProblem:
         return embed(self.s.to(self.dtype), self.n).mT
 
     def noise_cov(self) -> torch.Tensor:
-        """Measurement noise covariance in eta coordinates, ``sigma^2 diag(measured)`` (..., m, m)."""
+        """Measurement noise covariance in ybar coordinates, ``sigma^2 diag(measured)`` (..., m, m)."""
         return torch.diag_embed((self.sigma**2 * self.measured).to(self.dtype))
 
     def y_cov(self) -> torch.Tensor:
-        """``Cov[eta] = H Sigma H^H + sigma^2 diag(measured)`` (centred)."""
+        """``Cov[ybar] = H Sigma H^H + sigma^2 diag(measured)`` (centred)."""
         H = self.H()
         return H @ self.Sigma @ H.mH + self.noise_cov()
 
@@ -306,8 +312,8 @@ class BlockProblem:
         """An n x n block matrix field in the original basis (Fourier frequencies, or pixels): ``Vh^H M Vh``."""
         return M if self.Vh is None else self.Vh.mH @ M @ self.Vh
 
-    def eta(self, y: torch.Tensor, surrogate) -> torch.Tensor:
-        """Measurement coordinates ``eta = U^H y_block`` (B, ..., m) of a batch of measurements (network units)."""
+    def y_coords(self, y: torch.Tensor, surrogate) -> torch.Tensor:
+        """Measurement coordinates ``ybar = U^H y_block`` (B, ..., m) of a batch of measurements (network units)."""
         if self.positions is not None or self.weight is not None:
             raise ValueError("a sampled or grouped problem has no per-measurement coordinates")
         if self.structure == "pixel_mask":
@@ -316,6 +322,7 @@ class BlockProblem:
             u = u[..., r0 : r0 + self.grid[0], c0 : c0 + self.grid[1]].flatten(-2)
             return u * self.measured
         y_hat = surrogate.to_spectral(y.to(torch.float64), centre=False)[..., None]  # (B, C, h, w, 1)
+        assert self.U is not None, "a fourier_block problem carries its block bases"
         return (self.U.conj().mT @ y_hat[..., None])[..., 0]
 
     def _grid(self, v: torch.Tensor) -> torch.Tensor:
@@ -401,17 +408,17 @@ def problem_for(
     with noise ``sigma`` (network units); ``denoiser`` a calibrated denoiser model (denoiser_model.py; None: the
     Wiener denoiser).
 
-    Super-resolution of large images (more than ``max_fourier / s^2`` alias blocks of s^2 x s^2 per channel, the
+    Super-resolution of large images (more than ``max_fourier / f^2`` alias blocks of f^2 x f^2 per channel, the
     count of a 32 x 32 image) is modelled on a weighted sample of its blocks, the most powerful ones and one in every
     k x k cell (:func:`sample_blocks`): each block is exact, the criteria are unbiased estimates, and ``note`` says
     so. Blur stays exact at every size; above 32 x 32 x 3 the designer works on its :meth:`BlockProblem.grouped`
     form. Their cost and accuracy at 256 x 256: docs/benchmarks.md."""
     lam = surrogate.spectrum.detach().cpu().to(torch.float64)
-    C, Hh, Ww = lam.shape
+    nc, Hh, Ww = lam.shape
     rcond = float(operator.rcond)
     structure = operator.structure
     if structure == "fourier_diagonal":
-        h = operator.symbol[0, 0].detach().cpu().to(torch.complex128).expand(C, Hh, Ww)
+        h = operator.symbol[0, 0].detach().cpu().to(torch.complex128).expand(nc, Hh, Ww)
         s = h.abs()
         phase = torch.where(s > 0, h / torch.where(s > 0, s, 1.0), torch.ones_like(h))
         return BlockProblem(
@@ -420,7 +427,7 @@ def problem_for(
             truncate(s, rcond)[..., None],
             torch.ones_like(s)[..., None],
             float(sigma),
-            C * Hh * Ww,
+            nc * Hh * Ww,
             structure,
             U=phase[..., None, None],
             grid=(Hh, Ww),
@@ -429,26 +436,26 @@ def problem_for(
     if structure == "fourier_block":
         f = operator.factor
         R = operator.fourier_blocks()[0, 0].detach().cpu().to(torch.complex128)  # (h, w, f^2)
-        U, S, Vh = torch.linalg.svd(R[..., None, :], full_matrices=True)  # (h,w,1,1), (h,w,1), (h,w,n,n)
-        cut = truncate(S, rcond)
+        U, sv, Vh = torch.linalg.svd(R[..., None, :], full_matrices=True)  # (h,w,1,1), (h,w,1), (h,w,n,n)
+        cut = truncate(sv, rcond)
         k = subgrid_stride(Hh // f, Ww // f, max(1, max_fourier // (f * f)))  # as many blocks as a 32 x 32 image
         lam_al = rearrange(lam, _ALIAS, s1=f, s2=f).to(torch.complex128)  # (C, h, w, n)
-        U, S, Vh, cut = (v.expand(C, *v.shape) for v in (U, S, Vh, cut))
+        U, sv, Vh, cut = (v.expand(nc, *v.shape) for v in (U, sv, Vh, cut))
         weight = positions = None
         if k > 1:
             rows, cols, weight = sample_blocks(lam_al.real.sum(-1), k, TAKE_ALL)
-            ch = torch.arange(C)[:, None]
-            U, S, Vh, cut, lam_al = (v[ch, rows, cols] for v in (U, S, Vh, cut, lam_al))
+            ch = torch.arange(nc)[:, None]
+            U, sv, Vh, cut, lam_al = (v[ch, rows, cols] for v in (U, sv, Vh, cut, lam_al))
             positions = (rows, cols)
         Sigma = Vh @ (lam_al[..., :, None] * Vh.mH)
         Sigma = 0.5 * (Sigma + Sigma.mH)
         return BlockProblem(
             Sigma,
-            S,
+            sv,
             cut,
-            torch.ones_like(S),
+            torch.ones_like(sv),
             float(sigma),
-            C * Hh * Ww,
+            nc * Hh * Ww,
             structure,
             Vh=Vh,
             U=U,
@@ -477,7 +484,7 @@ def problem_for(
         rows = torch.arange(r0, r0 + hh).repeat_interleave(ww)
         cols = torch.arange(c0, c0 + ww).repeat(hh)
         Sigma = circulant_covariance(lam, rows, cols)  # (C, n, n)
-        m = mask[rows, cols].expand(C, hh * ww)
+        m = mask[rows, cols].expand(nc, hh * ww)
         if not bool(m.any()):
             raise ZSGuideError(
                 f"the inpainting mask keeps no pixel of the {hh}x{ww} window the spectral engine "
@@ -489,7 +496,7 @@ def problem_for(
             truncate(m, rcond),
             m,
             float(sigma),
-            C * hh * ww,
+            nc * hh * ww,
             structure,
             norm_scale=float(mask.sum() / m[0].sum()),
             grid=(hh, ww),

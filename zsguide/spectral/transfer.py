@@ -1,22 +1,22 @@
-"""Closed-form transfer of every sampler: its output law given y, ``N(B eta, V)``, block by block (problem.py).
+"""Closed-form transfer of every sampler: its output law given y, ``N(B ybar, V)``, block by block (problem.py).
 
 With the analytic denoiser ``x0_hat = C_t x_t``, ``C_t = sqrt(abar) Sigma (abar Sigma + (1 - abar) I)^{-1}``
 (theory.md §3; a matrix per block), every sampler step is affine (theory.md §4):
 
-    x' = A x + b eta + e,   e ~ N(0, E)      =>   B' = A B + b,   V' = A V A^H + E,
+    x' = A x + b ybar + e,   e ~ N(0, E)      =>   B' = A B + b,   V' = A V A^H + E,
 
 starting from ``x_T ~ N(0, I)`` (``B = 0``, ``V = I``; DDRM starts from its own ``p(x_T | y)``, ``_ddrm_init``). After the last step the output given the measurement is
-``N(B eta, V)``: ``B`` is to be compared with the posterior's ``W`` and ``V`` with ``Sigma_post``. The per-step
-``(A, b, E)`` below mirror zsguide/samplers/*.py line by line in the SVD coordinates ``xi = V^H x``, ``eta = U^H y``,
+``N(B ybar, V)``: ``B`` is to be compared with the posterior's ``W`` and ``V`` with ``Sigma_post``. The per-step
+``(A, b, E)`` below mirror zsguide/samplers/*.py line by line in the SVD coordinates ``xi = V^H x``, ``ybar = U^H y``,
 where ``H_bar = [diag(s) 0]``: every diagonal operation of a sampler (its cases per singular value) is a diagonal
 matrix, the denoiser and its Jacobian are ``C_t`` (Hermitian), and fresh white noise has covariance I.
 
 DPS is linear once its residual norm ``||y - H x0_hat||`` is replaced by its closed-form expectation: at each step
-``rho_t^2 = E||y - H x0_hat||^2 = tr((I - H C B) Cov[eta] (I - H C B)^H) + tr(H C V C^H H^H)`` summed over every
-block (times ``norm_scale`` when the problem is a reduced window), and the step uses ``rho_t`` in place of the norm.
-The norm of a high-dimensional residual concentrates around ``rho_t``, so this is the large-image limit. Given one
-measurement ``eta`` (``transfer(..., eta=...)``) the expectation is conditional on it instead,
-``||(I - H C B) eta||^2 + tr(H C V C^H H^H)``: the law given that y, which the Monte Carlo test checks.
+``nu_t^2 = E||y - H x0_hat||^2 = tr((I - H C B) Cov[ybar] (I - H C B)^H) + tr(H C V C^H H^H)`` summed over every
+block (times ``norm_scale`` when the problem is a reduced window), and the step uses ``nu_t`` in place of the norm.
+The norm of a high-dimensional residual concentrates around ``nu_t``, so this is the large-image limit. Given one
+measurement's coordinates ``ybar`` (``transfer(..., y_coords=...)``) the expectation is conditional on them instead,
+``||(I - H C B) ybar||^2 + tr(H C V C^H H^H)``: the law given that y, which the Monte Carlo test checks.
 
 ``tests/test_spectral_transfer.py`` checks all of it against Monte Carlo runs of the real sampler code. Everything is
 float64 and differentiable in the knobs (the designer's variables).
@@ -36,9 +36,9 @@ from ..samplers.bands import radial_bands
 from ..samplers.base import ParamSchedule
 from ..samplers.ddnm import ddnm_coefficients
 from ..samplers.ddrm import ddrm_coefficients
-from ..samplers.diffpir import DiffPIR
+from ..samplers.diffpir import DiffPIR, diffpir_coefficients
+from ..samplers.dps import dps_gain
 from ..samplers.pigdm import pigdm_coefficients
-from ..samplers.svd import sqrt_pos
 from .problem import BlockProblem, block_sum, embed, pad
 
 METHODS = sampler_names(closed_form=True)  # the samplers _step below describes (the registry, samplers/__init__.py)
@@ -46,7 +46,7 @@ METHODS = sampler_names(closed_form=True)  # the samplers _step below describes 
 
 @dataclass
 class Transfer:
-    """Output law given y, per block: ``N(B eta, V)``, ``B`` (..., n, m), ``V`` (..., n, n)."""
+    """Output law given y, per block: ``N(B ybar, V)``, ``B`` (..., n, m), ``V`` (..., n, n)."""
 
     B: torch.Tensor
     V: torch.Tensor
@@ -67,14 +67,15 @@ def _eye(p: BlockProblem) -> torch.Tensor:
 
 
 def _ddim(X, Y, E0, p: BlockProblem, a_t: float, a_prev: float, eta):
-    """Compose ``x0_y = X x + Y eta + N(0, E0)`` with the DDIM step (diffusion/ddim.py, as samplers/base.py takes
-    it), ``x' = k1 x0_y + k2 x + N(0, s^2 I)``: ``(A, b, E, k1)``, ``k1`` the step's coefficient on ``x0_y``."""
+    """Compose ``x0_y = X x + Y ybar + N(0, E0)`` with the DDIM step of knob ``eta`` (diffusion/ddim.py, as
+    samplers/base.py takes it), ``x' = k1 x0_y + k2 x + N(0, s_t^2 I)``: ``(A, b, E, k1)``, ``k1`` the step's
+    coefficient on ``x0_y``."""
     if a_prev >= 1.0:
         return X, Y, E0, 1.0
-    c_eps, s = ddim_coefficients(a_t, a_prev, eta)
+    c_eps, s_t = ddim_coefficients(a_t, a_prev, eta)
     k1 = math.sqrt(a_prev) - c_eps * math.sqrt(a_t / (1 - a_t))
     k2 = c_eps / math.sqrt(1 - a_t)
-    E = k1 * k1 * E0 + s * s * _eye(p) if torch.is_tensor(E0) else s * s * _eye(p)
+    E = k1 * k1 * E0 + s_t * s_t * _eye(p) if torch.is_tensor(E0) else s_t * s_t * _eye(p)
     return k1 * X + k2 * _eye(p), k1 * Y, E, k1
 
 
@@ -134,7 +135,7 @@ def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None, r
     if method == "pigdm":
         w, eta = value("weight"), value("eta")
         q, k = pigdm_coefficients(s, a_t, a_prev, sig, w)  # the sampler's own coefficients
-        Ch = C.mH  # g = C^H diag(q) (eta - diag(s) x0_hat), added as k g after the DDIM step (C^H: the Jacobian)
+        Ch = C.mH  # g = C^H diag(q) (ybar - diag(s) x0_hat), added as k g after the DDIM step (C^H: the Jacobian)
         A, _, E, k1 = _ddim(C, _zero_b(p), 0.0, p, a_t, a_prev, eta)
         qs = (q * s).to(p.dtype)
         return (
@@ -150,15 +151,11 @@ def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None, r
                 raise ValueError("per-frequency DiffPIR lam needs a circulant problem")
             lam_k = lam_k[radial_bands(*p.grid, lam_k.numel())][..., None]
         rho = DiffPIR.rho(lam_k, sig, a_t)
-        den = torch.where(s > 0, s * s + rho, torch.ones_like(s))
-        keep = torch.where(s > 0, rho / den, torch.ones_like(s))  # the sampler keeps x0_hat where s = 0
-        X, Y = _col(keep.to(p.dtype)) * C, embed((s / den)[..., :m].to(p.dtype), n)
+        keep, gain, k1, k2, var = diffpir_coefficients(s, rho, a_t, a_prev, zeta)  # the sampler's own coefficients
+        X, Y = _col(keep.to(p.dtype)) * C, embed(gain[..., :m].to(p.dtype), n)
         if a_prev >= 1.0:
             return X, Y, 0.0, keep
-        zeta = zeta.clamp(0.0, 1.0)
-        k2 = math.sqrt(1 - a_prev) * (1 - zeta).sqrt() / math.sqrt(1 - a_t)
-        k1 = math.sqrt(a_prev) - k2 * math.sqrt(a_t)
-        return k1 * X + k2 * _eye(p), k1 * Y, (1 - a_prev) * zeta * _eye(p), k1 * keep
+        return k1 * X + k2 * _eye(p), k1 * Y, var * _eye(p), k1 * keep
     if method == "oracle":
         eta = value("eta")
         S = p.fn(lambda e: (1 - a_t) * e / (a_t * e + 1 - a_t))  # Cov[x0 | x_t]
@@ -171,16 +168,16 @@ def _step(method, p: BlockProblem, C, a_t, a_prev, value, B, V, y_coords=None, r
         zeta, eta = value("zeta"), value("eta")
         H = p.H()
         HC = mm(H, C)
-        R = torch.eye(m, dtype=p.dtype) - mm(HC, B)  # residual = R eta - H C w
+        M = torch.eye(m, dtype=p.dtype) - mm(HC, B)  # residual = M ybar - H C w for a state x = B ybar + w
         if y_coords is None:
-            mean_part = block_sum(mm(mm(R, p.y_cov()), R.mH).diagonal(dim1=-2, dim2=-1).real.sum(-1), p.weight)
+            mean_part = block_sum(mm(mm(M, p.y_cov()), M.mH).diagonal(dim1=-2, dim2=-1).real.sum(-1), p.weight)
         elif p.weight is None:
-            mean_part = (R @ y_coords[..., None].to(p.dtype)).abs().square().sum()
+            mean_part = (M @ y_coords[..., None].to(p.dtype)).abs().square().sum()
         else:
             raise ValueError("a grouped problem (weighted blocks) has no per-measurement coordinates")
         spread = mm(mm(HC, V), HC.mH) if resid is None else mm(mm(HC, V), HC.mH) + mm(mm(H, resid), H.mH)
         r2 = (mean_part + block_sum(spread.diagonal(dim1=-2, dim2=-1).real.sum(-1), p.weight)) * p.norm_scale
-        gain = zeta / sqrt_pos(r2)
+        gain = dps_gain(zeta, r2)  # the sampler's own gain, at the expected squared norm nu_t^2
         G = HC.mH  # (H C)^H = C^H H^H: the vector-Jacobian product of the residual
         A, _, E, k1 = _ddim(C, _zero_b(p), 0.0, p, a_t, a_prev, eta)
         return A - gain * mm(G, HC), gain * G, E, k1 * _eye(p) - gain * mm(G, H)
@@ -193,12 +190,13 @@ def transfer(
     params: ParamSchedule,
     abar: torch.Tensor,
     knobs: dict[str, torch.Tensor] | None = None,
-    eta: torch.Tensor | None = None,
+    y_coords: torch.Tensor | None = None,
 ) -> Transfer:
     """The closed-form ``(B, V)`` of ``method`` run with ``params`` (its timesteps and per-step knobs).
 
-    ``eta`` (optional, one measurement's coordinates (..., m)) conditions DPS's residual-norm expectation on it; the
-    other samplers' laws given y do not depend on y beyond ``B eta``.
+    ``y_coords`` (optional, one measurement's coordinates ``ybar`` (..., m), :meth:`BlockProblem.y_coords`)
+    conditions DPS's residual-norm expectation on it; the other samplers' laws given y do not depend on y beyond
+    ``B ybar``.
 
     ``knobs`` (optional) overrides ``params.values`` with tensors of per-step values, through which the result is
     differentiable (the designer's variables).
@@ -212,14 +210,14 @@ def transfer(
     for i, t in enumerate(taus):
         a_t = float(abar[t])
         a_prev = float(abar[taus[i + 1]]) if i + 1 < len(taus) else 1.0
-        C, R = p.denoiser_at(a_t)
-        A, b, E, Q = _step(method, p, C, a_t, a_prev, lambda k, i=i: vals[k][i], B, V, eta, R)
+        C, resid = p.denoiser_at(a_t)  # (C_t, R_t): the denoiser's gain and residual covariance
+        A, b, E, Q = _step(method, p, C, a_t, a_prev, lambda k, i=i: vals[k][i], B, V, y_coords, resid)
         B = mm(A, B) + b
         V = mm(mm(A, V), A.mH) + E
-        if R is not None:  # the calibrated denoiser's residual, through the step's coefficient on x0_hat
+        if resid is not None:  # the calibrated denoiser's residual, through the step's coefficient on x0_hat
             V = V + (
-                _col(Q.to(p.dtype)) * R * Q.to(p.dtype).conj()[..., None, :]
-                if Q.ndim == R.ndim - 1
-                else mm(mm(Q, R), Q.mH)
+                _col(Q.to(p.dtype)) * resid * Q.to(p.dtype).conj()[..., None, :]
+                if Q.ndim == resid.ndim - 1
+                else mm(mm(Q, resid), Q.mH)
             )
     return Transfer(B, 0.5 * (V + V.mH))
