@@ -367,6 +367,7 @@ def test_diffpir_matches_deepinv(task, zeta):
 # --- DPS ----------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_dps_matches_deepinv():
     """deepinv's DPS (VP SDE ``abar(t) = exp(-(0.1 t + 9.95 t^2))``, DDPM solver, ``num_steps = 21`` times
     ``linspace(1, 0, 21)``, residual-norm guidance, ``weight = 40``, its own ``BlurFFT``) against our DPS with

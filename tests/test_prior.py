@@ -146,6 +146,7 @@ def test_wrong_architecture_is_one_line_listing_the_keys(tiny_adm, tmp_path):
         load_network("adm", tmp_path / "cut.pt", TINY_ADM)
 
 
+@pytest.mark.slow
 def test_our_adm_matches_deepinv_diffunet_in_the_ffhq_preset():
     """deepinv's DiffUNet (an independent implementation of the same guided-diffusion network) loads into our
     ``ffhq_10m`` preset, and both give the same eps on a 64x64 input within float32 rounding."""
@@ -287,6 +288,7 @@ def test_prior_file_holds_the_surrogate_and_a_checked_pointer(tiny_prior, tiny_a
         assert torch.equal(module.network_denoiser().eps(x, t), net(x, t)[:, :3])
 
 
+@pytest.mark.slow
 def test_prior_on_two_devices_equals_one(tiny_prior, tmp_path):
     """11 images (an uneven split: 6 and 5) on 2 DDP processes give the surrogate of 1 process."""
     work, _ = tiny_prior
@@ -373,6 +375,7 @@ def test_prior_bad_input_is_one_line_and_no_file(tiny_prior, tmp_path, capsys, e
     assert not (tmp_path / "p.ckpt").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["ddrm", "ddnm", "pigdm", "dps", "diffpir", "oracle"])
 def test_every_sampler_restores_through_a_prior(tiny_prior, tmp_path, sampler):
     """The path, not the numbers: a random network restores nothing, but every sampler runs through it."""
@@ -404,6 +407,7 @@ def test_every_sampler_restores_through_a_prior(tiny_prior, tmp_path, sampler):
     assert np.load(out / "restored" / "00001.npy").shape == (3, 64, 64)
 
 
+@pytest.mark.slow
 def test_analyze_and_spectral_restore_on_a_prior(tiny_prior, tmp_path, capsys):
     work, prior = tiny_prior
     rc = main(
@@ -504,6 +508,7 @@ def test_restore_through_a_prior_on_cuda_matches_the_cpu(tiny_prior, tmp_path, s
     np.testing.assert_allclose(outs["gpu"], outs["cpu"], atol=1e-4)  # GroupNorm32 computes in float32
 
 
+@pytest.mark.slow
 def test_restore_through_a_prior_in_float64_differs_from_float32_by_rounding_only(tiny_prior, tmp_path):
     """``--trainer.precision 64-true`` converts the ADM network (its time embedding and GroupNorm follow the weights'
     dtype): the same restoration as in float32 up to float32 rounding, amplified by three DPS steps."""

@@ -26,7 +26,11 @@ from zsguide.surrogate import GaussianSurrogate, apply_colour
 SCHED = VPSchedule()
 TASKS = {"deblur_gaussian": {"size": 5, "sigma": 1.0}, "sr2": {}, "inpaint_random": {}}
 SIZE, SIGMA = 16, 0.1
-CASES = [(m, 10) for m in METHODS] + [("dps", 50)]  # module docstring: the per-step maps are checked exactly elsewhere
+# random inpainting is the slowest structure (a dense block per window); its cases are marked slow (pyproject.toml)
+TASK_CASES = [pytest.param(t, marks=pytest.mark.slow) if t == "inpaint_random" else t for t in TASKS]
+CASES = [(m, 10) for m in METHODS] + [
+    pytest.param("dps", 50, marks=pytest.mark.slow)
+]  # module docstring: the per-step maps are checked exactly elsewhere
 
 
 def _setup(task):
@@ -42,7 +46,7 @@ def _layout(p, sur, x):
 
 
 @pytest.mark.parametrize("method,steps", CASES)
-@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("task", TASK_CASES)
 def test_output_law_given_y_matches_monte_carlo(task, method, steps):
     """N = 500 runs on one measurement. Per coordinate (frequency, or pixel for masks): |mean - B ybar| < 5 standard
     errors sqrt(v / N) and the variance ratio within 5 sqrt(2 / N) (5 SE, Bonferroni over the K = 768 coordinates).
@@ -81,7 +85,7 @@ def test_output_law_given_y_matches_monte_carlo(task, method, steps):
 
 
 @pytest.mark.parametrize("method,steps", CASES)
-@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("task", TASK_CASES)
 def test_closed_form_mse_matches_monte_carlo(task, method, steps):
     """N = 1000 truths, each with its own measurement and sampler noise (one operator): the mean per-pixel MSE within
     3 standard errors of the closed form (theory.md §5). For DPS the closed form replaces the residual norm by its
@@ -100,7 +104,7 @@ def test_closed_form_mse_matches_monte_carlo(task, method, steps):
     assert abs(float(per_image.mean()) - predicted) < 3 * se, (float(per_image.mean()), predicted, se)
 
 
-@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("task", TASK_CASES)
 def test_oracle_transfer_is_the_posterior(task):
     """The oracle's closed form equals the posterior (W, Sigma_post) for any number of steps, up to the start
     ``x_T ~ N(0, I)`` in place of ``p(x_T | y)`` (abar_T = 4e-5): measured 2e-6 on the dense mask problem, 1e-12 on
@@ -115,6 +119,7 @@ def test_oracle_transfer_is_the_posterior(task):
     assert abs(float(c["mse"]) - Criteria(p).references()["posterior_sampler_mse"]) < 1e-6
 
 
+@pytest.mark.slow
 def test_inpainting_reduction_is_the_window_marginal():
     """Above 16 x 16 a mask problem is the exact law on a 16 x 16 window that keeps the mask's measured fraction: its
     prior covariance equals the empirical covariance of the image's pixels in that window (20000 Gaussian fields, 5

@@ -211,7 +211,7 @@ class GaussianSurrogate(nn.Module):
         return x0.to(x_t.device, x_t.dtype)
 
     def posterior_variance(self, abar: torch.Tensor) -> torch.Tensor:
-        """``s_{t,k} = Var[x0 | x_t]_k = (1 - abar) lambda_k / (abar lambda_k + 1 - abar)``, shape (..., C, H, W)."""
+        """``v_{t,k} = Var[x0 | x_t]_k = (1 - abar) lambda_k / (abar lambda_k + 1 - abar)``, shape (..., C, H, W)."""
         a = torch.as_tensor(abar).to(self.spectrum.device, torch.float64).reshape(-1, 1, 1, 1)
         lam = self.spectrum
         return (1 - a) * lam / (a * lam + 1 - a)

@@ -1,6 +1,6 @@
 """The oracle: guidance with the exact conditional law of x0 given (x_t, y) under the Gaussian surrogate.
 
-With ``S_t = Cov[x0 | x_t]`` (diagonal in the surrogate's decorrelated Fourier basis, ``s_{t,k}`` of theory.md §3) and
+With ``S_t = Cov[x0 | x_t]`` (diagonal in the surrogate's decorrelated Fourier basis, ``v_{t,k}`` of theory.md §3) and
 the Kalman gain ``K_t = S_t H^T (H S_t H^T + sigma^2 I)^{-1}``,
 
     x0 | x_t, y ~ N( x0_hat + K_t (y - H x0_hat),  S_t - K_t H S_t ).
@@ -12,7 +12,7 @@ step samples the exact reverse conditional, so the output is an exact posterior 
 any eta: the reference every other sampler is measured against. With the network it is the surrogate's Kalman
 guidance around the network's ``x0_hat``.
 
-``K_t r`` is exact per structure: per frequency for blur (``s h* / (|h|^2 s + sigma^2)``), per alias group for
+``K_t r`` is exact per structure: per frequency for blur (``v h* / (|h|^2 v + sigma^2)``), per alias group for
 super-resolution (``s_j R_j* / (sum_j |R_j|^2 s_j + sigma^2)``), and by conjugate gradients in float64 for masks and
 any other operator (``(H S_t H^T + sigma^2 I) u = r``).
 """
@@ -33,9 +33,9 @@ _ALIAS = "... (s1 p) (s2 q) -> ... p q (s1 s2)"
 _UNALIAS = "... p q (s1 s2) -> ... (s1 p) (s2 q)"
 
 
-def apply_cov(surrogate: GaussianSurrogate, s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``S x`` for a covariance diagonal in the surrogate basis with entries ``s`` (C, H, W)."""
-    return surrogate.from_spectral(s * surrogate.to_spectral(x, centre=False), centre=False)
+def apply_cov(surrogate: GaussianSurrogate, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``S x`` for a covariance diagonal in the surrogate basis with entries ``v`` (C, H, W)."""
+    return surrogate.from_spectral(v * surrogate.to_spectral(x, centre=False), centre=False)
 
 
 def conjugate_gradient(matvec, b: torch.Tensor, tol: float = 1e-10, max_iter: int = 5000) -> torch.Tensor:
@@ -64,28 +64,28 @@ def conjugate_gradient(matvec, b: torch.Tensor, tol: float = 1e-10, max_iter: in
 
 
 def kalman_gain_apply(
-    surrogate: GaussianSurrogate, operator: LinearOperator, s: torch.Tensor, sigma: float, r: torch.Tensor
+    surrogate: GaussianSurrogate, operator: LinearOperator, v: torch.Tensor, sigma: float, r: torch.Tensor
 ) -> torch.Tensor:
     """``K r = S H^T (H S H^T + sigma^2 I)^{-1} r`` for a measurement-shaped ``r`` (float64 recommended)."""
-    s = s.to(r)
+    v = v.to(r)
     if isinstance(operator, Blur):  # structure "fourier_diagonal"
         h = cast_like(operator.symbol, r.to(torch.complex128) if r.dtype == torch.float64 else r.to(torch.complex64))
         r_hat = surrogate.to_spectral(r, centre=False)
-        gain = s * h.conj() / (h.abs().square() * s + sigma**2)
+        gain = v * h.conj() / (h.abs().square() * v + sigma**2)
         return surrogate.from_spectral(gain * r_hat, centre=False)
     if isinstance(operator, SuperResolution):  # structure "fourier_block"
         R = operator.fourier_blocks()
         R = cast_like(R, r.to(torch.complex128) if r.dtype == torch.float64 else r.to(torch.complex64))
         r_hat = surrogate.to_spectral(r, centre=False)  # (B, C, h, w) on the low-resolution grid
-        s_al = rearrange(s, _ALIAS, s1=operator.factor, s2=operator.factor)  # (C, h, w, s^2)
-        d = (R.abs().square() * s_al).sum(-1) + sigma**2
-        out = s_al * R.conj() * (r_hat / d)[..., None]
+        v_al = rearrange(v, _ALIAS, s1=operator.factor, s2=operator.factor)  # (C, h, w, s^2)
+        d = (R.abs().square() * v_al).sum(-1) + sigma**2
+        out = v_al * R.conj() * (r_hat / d)[..., None]
         return surrogate.from_spectral(rearrange(out, _UNALIAS, s1=operator.factor, s2=operator.factor), centre=False)
 
     def matvec(u: torch.Tensor) -> torch.Tensor:
-        return operator.A(apply_cov(surrogate, s, operator.A_adjoint(u))) + sigma**2 * u
+        return operator.A(apply_cov(surrogate, v, operator.A_adjoint(u))) + sigma**2 * u
 
-    return apply_cov(surrogate, s, operator.A_adjoint(conjugate_gradient(matvec, r)))
+    return apply_cov(surrogate, v, operator.A_adjoint(conjugate_gradient(matvec, r)))
 
 
 class Oracle(Sampler):
@@ -102,11 +102,11 @@ class Oracle(Sampler):
         eta = params.value("eta", i)
         with torch.no_grad():
             x0 = denoiser.x0(x, t)
-        s = surrogate.posterior_variance(torch.tensor(a_t, dtype=torch.float64))[0].to(x.device)
+        v = surrogate.posterior_variance(torch.tensor(a_t, dtype=torch.float64))[0].to(x.device)
         xd, yd = x0.to(torch.float64), y.to(torch.float64)
-        xi = apply_cov(surrogate, s.sqrt(), noise("xi").to(torch.float64))
+        xi = apply_cov(surrogate, v.sqrt(), noise("xi").to(torch.float64))
         n = operator.restrict_noise(noise("meas", operator.measurement_shape, dtype=torch.float64))
         xs = xd + xi
-        x0_draw = xs + kalman_gain_apply(surrogate, operator, s, sigma, yd - operator.A(xs) - sigma * n)
+        x0_draw = xs + kalman_gain_apply(surrogate, operator, v, sigma, yd - operator.A(xs) - sigma * n)
         x0_draw = x0_draw.to(x.dtype)
         return ddim_from_estimate(x, x0_draw, a_t, a_prev, eta, lambda: noise("z")), x0_draw

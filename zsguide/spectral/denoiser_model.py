@@ -15,7 +15,7 @@ the denoiser, which DPS and PiGDM differentiate through, is ``g_t`` (the residua
 plus independent noise).
 
 Between calibrated times the model interpolates, linearly in ``log SNR = log(abar / (1 - abar))``, the ratios
-``g_t / c_t`` and ``r_t / s_t`` (``s_t = (1 - abar) lambda / (abar lambda + 1 - abar)``, the Wiener error): both
+``g_t / c_t`` and ``r_t / v_t`` (``v_t = (1 - abar) lambda / (abar lambda + 1 - abar)``, the Wiener error): both
 are constant in t for a denoiser that is the Wiener denoiser of another spectrum's scale, and the times ``calibrate``
 picks are evenly spaced in log SNR (25 over the whole schedule by default). Outside the calibrated range the nearest
 time's ratios are held.
@@ -41,7 +41,7 @@ def wiener_gain(lam: torch.Tensor, a) -> torch.Tensor:
 
 
 def wiener_error(lam: torch.Tensor, a) -> torch.Tensor:
-    """``s_t = Var[x0 | x_t] = (1 - abar) lambda / (abar lambda + 1 - abar)`` (``a`` as for :func:`wiener_gain`)."""
+    """``v_t = Var[x0 | x_t] = (1 - abar) lambda / (abar lambda + 1 - abar)`` (``a`` as for :func:`wiener_gain`)."""
     return (1 - a) * lam / (a * lam + 1 - a)
 
 
