@@ -73,7 +73,7 @@ def tiny_adm(tmp_path_factory):
 def tiny_prior(tiny_adm):
     work, _ = tiny_adm
     photos = write_photos(work / "photos", 10, 64)
-    proc = run_cli(
+    args = [
         "prior",
         "--network",
         work / "tiny_adm.pt",
@@ -88,9 +88,8 @@ def tiny_prior(tiny_adm):
         "all",
         "--output",
         work / "prior.ckpt",
-        cwd=work,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    ]
+    assert main([str(a) for a in args]) == 0  # in this process (test_prior_on_two_devices_equals_one runs it as one)
     return work, work / "prior.ckpt"
 
 
@@ -308,9 +307,10 @@ def test_prior_on_two_devices_equals_one(tiny_prior, tmp_path):
         "--batch_size",
         "4",
     ]
-    for name, extra in (("one", []), ("two", ["--trainer.devices", "2", "--trainer.strategy", "ddp"])):
-        proc = run_cli("prior", *common, *extra, "--output", tmp_path / f"{name}.ckpt", cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert main(["prior", *map(str, common), "--output", str(tmp_path / "one.ckpt")]) == 0  # in this process
+    ddp = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    proc = run_cli("prior", *common, *ddp, "--output", tmp_path / "two.ckpt", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     one, two = read_checkpoint(tmp_path / "one.ckpt"), read_checkpoint(tmp_path / "two.ckpt")
     assert two["zsguide"]["surrogate_fit"]["devices"] == 2 and two["zsguide"]["surrogate_fit"]["images"] == 11
     assert one["zsguide"]["surrogate_fit"]["images"] == 11

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ZSGuideError
+from ..restore.schedules import DesignOptions
 
 SPEC_KEYS_TASK = ("name", "params", "label")
 SPEC_KEYS_PARAMS = ("source", "trust_factor", "pareto_guard", "objective", "denoiser_model", "calibration", "label")
@@ -50,6 +51,13 @@ class ParamsSpec:
     denoiser_model: str = "gaussian"  # the denoiser the design assumes (spectral/denoiser_model.py)
     calibration: str | None = None  # its calibration file (None: the one next to the checkpoint)
     objective: str = "w2"  # the closed-form criterion the design minimises (spectral/design.py)
+
+    @property
+    def design(self) -> DesignOptions:
+        """The options ``spectral`` designs with (restore/schedules.py)."""
+        return DesignOptions(
+            self.trust_factor, self.pareto_guard, self.objective, self.denoiser_model, self.calibration
+        )
 
 
 @dataclass(frozen=True)

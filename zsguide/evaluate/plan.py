@@ -280,11 +280,7 @@ def _schedule(spec: CellSpec, sampler, module, operator, sigma_net: float, ckpt_
         sigma_net,
         task=spec.task.name,
         steps=spec.steps,
-        trust_factor=spec.params.trust_factor,
-        pareto_guard=spec.params.pareto_guard,
-        objective=spec.params.objective,
-        denoiser_model=spec.params.denoiser_model,
-        calibration=spec.params.calibration,
+        design=spec.params.design,
         ckpt_path=ckpt_path,
         option="grid.params",
     )

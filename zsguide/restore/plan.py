@@ -28,7 +28,7 @@ from torch.utils.data import Dataset, Subset
 
 from ..errors import ZSGuideError
 from .options import DATA_EXCLUDED
-from .schedules import param_schedule
+from .schedules import DesignOptions, param_schedule
 from .validate import check_options
 
 
@@ -129,11 +129,7 @@ def make_plan(cfg: Namespace) -> RestorePlan:
         task=cfg.task,
         steps=cfg.steps,
         spacing=cfg.spacing,
-        trust_factor=cfg.trust_factor,
-        pareto_guard=cfg.pareto_guard,
-        objective=cfg.objective,
-        denoiser_model=cfg.denoiser_model,
-        calibration=cfg.calibration,
+        design=DesignOptions(cfg.trust_factor, cfg.pareto_guard, cfg.objective, cfg.denoiser_model, cfg.calibration),
         ckpt_path=cfg.ckpt_path,
     )
 

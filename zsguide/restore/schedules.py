@@ -17,11 +17,25 @@ way:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import ZSGuideError
 
 DEFAULT_STEPS = 20  # DDRM's README default (docs/peers.md); the heuristic's step count when --steps is not given
+
+
+@dataclass(frozen=True)
+class DesignOptions:
+    """How ``spectral`` designs (the module docstring): restore's ``--trust_factor``, ``--pareto_guard``,
+    ``--objective``, ``--denoiser_model`` and ``--calibration``, or one of evaluate's ``grid.params`` entries."""
+
+    trust_factor: Any = None  # as the command line takes it: None -> the default factor, "none" -> unconstrained
+    pareto_guard: bool = False
+    objective: str = "w2"
+    denoiser_model: str = "gaussian"
+    calibration: str | None = None  # None: the calibration next to the checkpoint (denoiser_model calibrated)
 
 
 def param_schedule(
@@ -34,11 +48,7 @@ def param_schedule(
     task: str,
     steps: int | None = None,
     spacing: str | None = None,
-    trust_factor=None,
-    pareto_guard: bool = False,
-    objective: str = "w2",
-    denoiser_model: str = "gaussian",
-    calibration: str | None = None,
+    design: DesignOptions = DesignOptions(),
     ckpt_path: str | None = None,
     option: str = "--params",
 ):
@@ -52,21 +62,7 @@ def param_schedule(
         heuristic = sampler.heuristic(task, n, schedule, spacing=spacing)
         if source == "heuristic":
             return heuristic, "heuristic"
-        return _designed(
-            sampler,
-            module,
-            operator,
-            sigma_net,
-            heuristic,
-            task,
-            trust_factor,
-            pareto_guard,
-            option,
-            objective=objective,
-            denoiser_model=denoiser_model,
-            calibration=calibration,
-            ckpt_path=ckpt_path,
-        ), "spectral"
+        return _designed(sampler, module, operator, sigma_net, heuristic, task, design, ckpt_path, option), "spectral"
     path = Path(source)
     if not path.is_file():
         raise ZSGuideError(f"{option} {source!r} is neither 'heuristic', 'spectral' nor an existing params.json")
@@ -86,22 +82,7 @@ def param_schedule(
     return params, str(path)
 
 
-def _designed(
-    sampler,
-    module,
-    operator,
-    sigma_net,
-    heuristic,
-    task,
-    trust_factor,
-    pareto_guard,
-    option,
-    *,
-    objective,
-    denoiser_model,
-    calibration,
-    ckpt_path,
-):
+def _designed(sampler, module, operator, sigma_net, heuristic, task, design: DesignOptions, ckpt_path, option):
     from ..spectral.denoiser_model import denoiser_model_for
     from ..spectral.service import designed_schedule, resolve_trust_factor
 
@@ -109,7 +90,7 @@ def _designed(
         heuristic.provenance = {"source": "spectral", "objective": "exact already (the oracle)"}
         return heuristic
     try:
-        denoiser = denoiser_model_for(denoiser_model, module.surrogate, ckpt_path, calibration)
+        denoiser = denoiser_model_for(design.denoiser_model, module.surrogate, ckpt_path, design.calibration)
         return designed_schedule(
             module.surrogate,
             operator,
@@ -117,9 +98,9 @@ def _designed(
             module.schedule,
             heuristic,
             task,
-            trust=resolve_trust_factor(trust_factor),
-            guard=pareto_guard,
-            objective=objective,
+            trust=resolve_trust_factor(design.trust_factor),
+            guard=design.pareto_guard,
+            objective=design.objective,
             denoiser=denoiser,
         ).params
     except ZSGuideError as exc:

@@ -331,13 +331,13 @@ class BlockProblem:
         if self.structure == "fourier_diagonal":
             return v[..., 0]
         if self.structure == "fourier_block" and self.positions is not None:
-            f, (H, W) = self.factor, self.grid
+            f, (Hh, Ww) = self.factor, self.grid
             rows, cols = self.positions  # (C, K)
-            out = torch.full((*v.shape[:-2], H, W), float("nan"), dtype=v.dtype)
+            out = torch.full((*v.shape[:-2], Hh, Ww), float("nan"), dtype=v.dtype)
             ch = torch.arange(rows.shape[0])[:, None]
             for j in range(f * f):
                 s1, s2 = divmod(j, f)
-                out[..., ch, s1 * (H // f) + rows, s2 * (W // f) + cols] = v[..., j]
+                out[..., ch, s1 * (Hh // f) + rows, s2 * (Ww // f) + cols] = v[..., j]
             return out
         if self.structure == "fourier_block":
             return rearrange(v, _UNALIAS, s1=self.factor, s2=self.factor)
