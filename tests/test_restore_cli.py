@@ -211,33 +211,32 @@ def test_batch_size_and_config_round_trip(reference, tmp_path, capsys):
     )
 
 
-def test_two_ddp_devices_give_the_same_outputs_as_one(ckpt, reference, tmp_path):
-    ref, _ = reference
-    proc = run_cli(
-        "restore",
-        "--ckpt_path",
-        ckpt,
-        *RUN,
-        "--batch_size",
-        "3",
-        "--output",
-        "ddp",
-        *QUIET,
-        "--trainer.devices",
-        "2",
-        "--trainer.strategy",
-        "ddp",
-        "--trainer.accelerator",
-        "cpu",
-        cwd=tmp_path,
-    )
+DDP = ("--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu")
+
+
+def restore_on_two_ddp_devices(cwd, *args) -> subprocess.CompletedProcess:
+    """``restore`` on 2 DDP processes (a subprocess: DDP cannot start inside pytest on the CPU); it must succeed."""
+    proc = run_cli("restore", *args, *DDP, cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = tmp_path / "ddp"
-    assert (out / "metrics.csv").read_text() == (ref / "metrics.csv").read_text()  # 3 rows: none twice, none lost
-    for sub in ("restored", "measurement", "truth"):
+    return proc
+
+
+def assert_same_files(out, ref, subs) -> None:
+    """The same file names in each of ``subs``, with the same bytes."""
+    for sub in subs:
         assert sorted(p.name for p in (out / sub).iterdir()) == sorted(p.name for p in (ref / sub).iterdir())
         for p in (ref / sub).iterdir():
             assert (out / sub / p.name).read_bytes() == p.read_bytes(), p
+
+
+def test_two_ddp_devices_give_the_same_outputs_as_one(ckpt, reference, tmp_path):
+    ref, _ = reference
+    proc = restore_on_two_ddp_devices(
+        tmp_path, "--ckpt_path", ckpt, *RUN, "--batch_size", "3", "--output", "ddp", *QUIET
+    )
+    out = tmp_path / "ddp"
+    assert (out / "metrics.csv").read_text() == (ref / "metrics.csv").read_text()  # 3 rows: none twice, none lost
+    assert_same_files(out, ref, ("restored", "measurement", "truth"))
     two, one = (json.loads((d / "summary.json").read_text()) for d in (out, ref))
     assert two["devices"] == 2 and comparable(two) == comparable(one)
     assert proc.stdout.count("wrote ") == 1  # rank 0 alone reports
@@ -252,28 +251,9 @@ def test_two_ddp_devices_give_the_same_samples_and_grid_with_a_user_measurement(
     mine = ("--input", ref / "measurement" / "00000.npy", "--num_samples", "3", "--batch_size", "1", *QUIET)
     rc, cap = restore_in_process(capsys, "--ckpt_path", ckpt, *RUN, *mine, "--output", tmp_path / "one")
     assert rc == 0, cap.err[-2000:]
-    proc = run_cli(
-        "restore",
-        "--ckpt_path",
-        ckpt,
-        *RUN,
-        *mine,
-        "--output",
-        "two",
-        "--trainer.devices",
-        "2",
-        "--trainer.strategy",
-        "ddp",
-        "--trainer.accelerator",
-        "cpu",
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    restore_on_two_ddp_devices(tmp_path, "--ckpt_path", ckpt, *RUN, *mine, "--output", "two")
     one, two = tmp_path / "one", tmp_path / "two"
-    for sub in ("restored", "measurement"):
-        assert sorted(p.name for p in (two / sub).iterdir()) == sorted(p.name for p in (one / sub).iterdir())
-        for p in (one / sub).iterdir():
-            assert (two / sub / p.name).read_bytes() == p.read_bytes(), p
+    assert_same_files(two, one, ("restored", "measurement"))
     assert (two / "grid.png").read_bytes() == (one / "grid.png").read_bytes()
     assert skio.imread(two / "grid.png").shape[:2] == (18 + 2, 4 * 18 + 2)  # measurement | 3 samples
 
