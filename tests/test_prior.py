@@ -350,6 +350,7 @@ def error_lines_of(stderr: str) -> list[str]:
         (["--arch", "adm", *TINY_ARGS, "--data.root", "nowhere"], "'nowhere' does not exist"),
         (["--arch", "adm", *TINY_ARGS, "--trainer.strategy", "ddp_spawn"], "spawned processes cannot return"),
         (["--arch", "adm", *TINY_ARGS, "--adm.num_channels", "48"], "multiple of 32"),
+        (["--arch", "adm", *TINY_ARGS, "--trainer.accelerator", "abacus"], "invalid --trainer options"),
     ],
 )
 def test_prior_bad_input_is_one_line_and_no_file(tiny_prior, tmp_path, capsys, extra, expected):

@@ -428,6 +428,7 @@ def small_ckpt(tmp_path_factory):
         (["--objective", "mse"], ["--objective", "--params spectral", "'heuristic'"]),
         (["--params", "spectral", "--objective", "psnr"], ["--objective", "w2, mse, perception, pareto", "'psnr'"]),
         (["--trust_factor", "0"], ["--trust_factor 0.0", "--params spectral"]),
+        (["--trainer.accelerator", "abacus"], ["invalid --trainer options", "abacus"]),
     ],
 )
 def test_bad_input_gives_one_error_line_and_no_summary(ckpt, small_ckpt, tmp_path, capsys, extra, expected):

@@ -14,6 +14,7 @@ from jsonargparse import ArgumentParser
 
 from ..diffusion.denoise_check import DenoiseCheck
 from ..errors import ZSGuideError, one_line
+from ..trainer import quiet_trainer
 
 
 class PriorCheck(DenoiseCheck, L.LightningModule):
@@ -83,17 +84,6 @@ def run_prior_test(argv: list[str]) -> None:
     _, images, _ = held_out_images(cfg, meta, image_shape)
     output = Path(cfg.output or Path("runs") / "test" / Path(cfg.ckpt_path).stem)
     t = cfg.trainer
-    try:
-        trainer = L.Trainer(
-            accelerator=t.accelerator,
-            devices=t.devices,
-            precision=t.precision,
-            logger=False,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            default_root_dir=str(output),
-        )
-    except Exception as exc:  # noqa: BLE001
-        raise ZSGuideError(f"invalid --trainer options: {str(exc).splitlines()[0]}") from None
+    trainer = quiet_trainer(output, accelerator=t.accelerator, devices=t.devices, precision=t.precision)
     check = PriorCheck(module, tuple(cfg.check_sigmas), int(cfg.check_seed))
     trainer.test(check, dataloaders=DataLoader(images, batch_size=int(cfg.batch_size)), verbose=False)

@@ -21,6 +21,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_info
 from ..diffusion.schedule import VPSchedule
 from ..errors import ZSGuideError
 from ..surrogate import GaussianSurrogate, SpectrumAccumulator
+from ..trainer import quiet_trainer
 from .file import prior_checkpoint, write_atomically
 from .options import parse
 
@@ -143,20 +144,14 @@ def run_prior(argv: list[str]) -> None:
         )
 
     t = cfg.trainer
-    try:
-        trainer = L.Trainer(
-            accelerator=t.accelerator,
-            devices=t.devices,
-            strategy=t.strategy,
-            num_nodes=t.num_nodes,
-            logger=False,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            enable_progress_bar=False,
-            default_root_dir=str(output.parent),
-        )
-    except Exception as exc:  # noqa: BLE001 - Lightning's misconfiguration errors
-        raise ZSGuideError(f"invalid --trainer options: {str(exc).splitlines()[0]}") from None
+    trainer = quiet_trainer(
+        output.parent,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        enable_progress_bar=False,
+    )
     if trainer.world_size > len(images):
         raise ZSGuideError(
             f"{trainer.world_size} devices for {len(images)} images: every device needs at least "

@@ -7,7 +7,7 @@ import signal
 from lightning.fabric.utilities.rank_zero import rank_zero_info
 from lightning.pytorch.callbacks import Callback
 
-from ..errors import ZSGuideError
+from ..trainer import quiet_trainer
 from .options import config_to_dict, parse
 from .plan import RestorePlan, make_plan
 
@@ -26,30 +26,20 @@ def resolved_config(cfg, plan: RestorePlan) -> dict:
 
 
 def predict_trainer(t, callbacks: list, *, needs_grad: bool, root, **extra):
-    """The Lightning Trainer of a predict run from the ``--trainer.*`` options ``t``: no logger, no checkpoints;
-    ``inference_mode=False`` when a sampler differentiates through the denoiser (``needs_grad``). Bad options are one
-    :class:`ZSGuideError` line."""
-    import lightning as L
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    try:
-        return L.Trainer(
-            accelerator=t.accelerator,
-            devices=t.devices,
-            strategy=t.strategy,
-            precision=t.precision,
-            num_nodes=t.num_nodes,
-            logger=False,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            enable_progress_bar=bool(t.enable_progress_bar),
-            callbacks=callbacks,
-            inference_mode=not needs_grad,
-            default_root_dir=str(root),
-            **extra,
-        )
-    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
-        raise ZSGuideError(f"invalid --trainer options: {str(exc).splitlines()[0]}") from None
+    """The Lightning Trainer of a predict run from the ``--trainer.*`` options ``t`` (:func:`quiet_trainer`);
+    ``inference_mode=False`` when a sampler differentiates through the denoiser (``needs_grad``)."""
+    return quiet_trainer(
+        root,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        precision=t.precision,
+        num_nodes=t.num_nodes,
+        enable_progress_bar=bool(t.enable_progress_bar),
+        callbacks=callbacks,
+        inference_mode=not needs_grad,
+        **extra,
+    )
 
 
 def run_restore(argv: list[str]) -> None:
