@@ -376,32 +376,21 @@ def test_prior_bad_input_is_one_line_and_no_file(tiny_prior, tmp_path, capsys, e
     assert not (tmp_path / "p.ckpt").exists()
 
 
+def restore_through(prior, out, sampler: str, *extra, task: str = "sr2", steps: int = 3, num_images: int = 1) -> None:
+    """``python -m zsguide restore`` through the prior file, in this process, without a progress bar; it must
+    succeed."""
+    args = ["restore", "--ckpt_path", prior, "--task", task, "--sampler", sampler, "--steps", steps]
+    args += ["--num_images", num_images, *extra, "--output", out, "--trainer.enable_progress_bar", "false"]
+    assert main([str(a) for a in args]) == 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["ddrm", "ddnm", "pigdm", "dps", "diffpir", "oracle"])
 def test_every_sampler_restores_through_a_prior(tiny_prior, tmp_path, sampler):
     """The path, not the numbers: a random network restores nothing, but every sampler runs through it."""
     work, prior = tiny_prior
     out = tmp_path / sampler
-    rc = main(
-        [
-            "restore",
-            "--ckpt_path",
-            str(prior),
-            "--task",
-            "sr2",
-            "--sampler",
-            sampler,
-            "--steps",
-            "3",
-            "--num_images",
-            "2",
-            "--output",
-            str(out),
-            "--trainer.enable_progress_bar",
-            "false",
-        ]
-    )
-    assert rc == 0
+    restore_through(prior, out, sampler, num_images=2)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] and summary["image_shape"] == [3, 64, 64] and np.isfinite(summary["psnr_mean"])
     assert summary["network"]["arch"] == "adm" and summary["network"]["files"]["weights"]["sha256"]
@@ -449,28 +438,8 @@ def test_analyze_and_spectral_restore_on_a_prior(tiny_prior, tmp_path, capsys):
     )
     assert rc == 0 and (tmp_path / "an_sr" / "transfer_functions.png").stat().st_size > 1000
     assert "dimension reduction" in json.loads((tmp_path / "an_sr" / "analysis.json").read_text())["reduction"]
-    rc = main(
-        [
-            "restore",
-            "--ckpt_path",
-            str(prior),
-            "--task",
-            "deblur_gaussian",
-            "--sampler",
-            "diffpir",
-            "--steps",
-            "5",
-            "--params",
-            "spectral",
-            "--num_images",
-            "1",
-            "--output",
-            str(tmp_path / "r"),
-            "--trainer.enable_progress_bar",
-            "false",
-        ]
-    )
-    assert rc == 0 and json.loads((tmp_path / "r" / "summary.json").read_text())["params_source"] == "spectral"
+    restore_through(prior, tmp_path / "r", "diffpir", "--params", "spectral", task="deblur_gaussian", steps=5)
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["params_source"] == "spectral"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -481,30 +450,9 @@ def test_restore_through_a_prior_on_cuda_matches_the_cpu(tiny_prior, tmp_path, s
     outs = {}
     for device in ("cpu", "gpu"):
         out = tmp_path / device
-        rc = main(
-            [
-                "restore",
-                "--ckpt_path",
-                str(prior),
-                "--task",
-                "sr2",
-                "--sampler",
-                sampler,
-                "--steps",
-                "3",
-                "--num_images",
-                "2",
-                "--trainer.accelerator",
-                device,
-                "--trainer.precision",
-                "64-true",
-                "--output",
-                str(out),
-                "--trainer.enable_progress_bar",
-                "false",
-            ]
+        restore_through(
+            prior, out, sampler, "--trainer.accelerator", device, "--trainer.precision", "64-true", num_images=2
         )
-        assert rc == 0
         outs[device] = np.stack([np.load(out / "restored" / f"{i:05d}.npy") for i in range(2)])
     np.testing.assert_allclose(outs["gpu"], outs["cpu"], atol=1e-4)  # GroupNorm32 computes in float32
 
@@ -517,27 +465,6 @@ def test_restore_through_a_prior_in_float64_differs_from_float32_by_rounding_onl
     outs = {}
     for precision in ("32-true", "64-true"):
         out = tmp_path / precision
-        rc = main(
-            [
-                "restore",
-                "--ckpt_path",
-                str(prior),
-                "--task",
-                "sr2",
-                "--sampler",
-                "dps",
-                "--steps",
-                "3",
-                "--num_images",
-                "1",
-                "--trainer.precision",
-                precision,
-                "--output",
-                str(out),
-                "--trainer.enable_progress_bar",
-                "false",
-            ]
-        )
-        assert rc == 0
+        restore_through(prior, out, "dps", "--trainer.precision", precision)
         outs[precision] = np.load(out / "restored" / "00000.npy")
     assert 0 < np.abs(outs["64-true"] - outs["32-true"]).max() < 1e-3
