@@ -553,42 +553,11 @@ def test_analyze_and_tune(ckpt, tmp_path, capsys):
     assert a["trust_factor"] == 2.0  # the default trust region
     for fig in ("transfer_functions.png", "designed_schedules.png"):
         assert (tmp_path / "an" / fig).stat().st_size > 1000
-    rc = main(
-        [
-            "tune",
-            "--ckpt_path",
-            str(ckpt),
-            *blur,
-            "--steps",
-            "6",
-            "--sigma_y",
-            "0.05",
-            "--sampler",
-            "diffpir",
-            "--output",
-            str(tmp_path / "p.json"),
-        ]
-    )
+    tune = ["tune", "--ckpt_path", str(ckpt), *blur, "--steps", "6", "--sigma_y", "0.05", "--sampler", "diffpir"]
+    rc = main([*tune, "--output", str(tmp_path / "p.json")])
     assert rc == 0, capsys.readouterr().err[-2000:]
     assert json.loads((tmp_path / "p.json").read_text())["provenance"]["trust_factor"] == 2.0
-    rc = main(
-        [
-            "tune",
-            "--ckpt_path",
-            str(ckpt),
-            *blur,
-            "--steps",
-            "6",
-            "--sigma_y",
-            "0.05",
-            "--sampler",
-            "diffpir",
-            "--trust_factor",
-            "none",
-            "--output",
-            str(tmp_path / "free.json"),
-        ]
-    )
+    rc = main([*tune, "--trust_factor", "none", "--output", str(tmp_path / "free.json")])
     assert rc == 0, capsys.readouterr().err[-2000:]
     free = json.loads((tmp_path / "free.json").read_text())["provenance"]
     assert free["trust_factor"] is None  # unconstrained: the surrogate's optimum, no worse than the trust region's
