@@ -69,27 +69,18 @@ def tiny_adm(tmp_path_factory):
     return work, net
 
 
+def tiny_prior_options(work, photos) -> list:
+    """``prior``'s options for the tiny ADM network of ``work`` and the photographs in ``photos`` (all of them)."""
+    network = ["--network", work / "tiny_adm.pt", "--arch", "adm", *TINY_ARGS]
+    return [*network, "--data.name", "folder", "--data.root", photos, "--data.split_policy", "all"]
+
+
 @pytest.fixture(scope="module")
 def tiny_prior(tiny_adm):
     work, _ = tiny_adm
     photos = write_photos(work / "photos", 10, 64)
-    args = [
-        "prior",
-        "--network",
-        work / "tiny_adm.pt",
-        "--arch",
-        "adm",
-        *TINY_ARGS,
-        "--data.name",
-        "folder",
-        "--data.root",
-        photos,
-        "--data.split_policy",
-        "all",
-        "--output",
-        work / "prior.ckpt",
-    ]
-    assert main([str(a) for a in args]) == 0  # in this process (test_prior_on_two_devices_equals_one runs it as one)
+    args = ["prior", *tiny_prior_options(work, photos), "--output", work / "prior.ckpt"]
+    assert main([str(a) for a in args]) == 0  # in this process (the end-to-end runs are the DDP test's)
     return work, work / "prior.ckpt"
 
 
@@ -292,21 +283,7 @@ def test_prior_on_two_devices_equals_one(tiny_prior, tmp_path):
     """11 images (an uneven split: 6 and 5) on 2 DDP processes give the surrogate of 1 process."""
     work, _ = tiny_prior
     photos = write_photos(tmp_path / "photos", 11, 64)
-    common = [
-        "--network",
-        work / "tiny_adm.pt",
-        "--arch",
-        "adm",
-        *TINY_ARGS,
-        "--data.name",
-        "folder",
-        "--data.root",
-        photos,
-        "--data.split_policy",
-        "all",
-        "--batch_size",
-        "4",
-    ]
+    common = [*tiny_prior_options(work, photos), "--batch_size", "4"]
     assert main(["prior", *map(str, common), "--output", str(tmp_path / "one.ckpt")]) == 0  # in this process
     ddp = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
     proc = run_cli("prior", *common, *ddp, "--output", tmp_path / "two.ckpt", cwd=tmp_path)
