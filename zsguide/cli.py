@@ -12,8 +12,10 @@ Every user error (:class:`ZSGuideError`, a missing file) is printed as one line 
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import ZSGuideError
@@ -32,6 +34,27 @@ USAGE = (
     "  tune      design one sampler's schedule into a params.json for restore --params FILE\n"
     "Run 'python -m zsguide <command> --help' for the options of a command."
 )
+
+
+LIGHTNING_TIPS = ("💡 Tip: For seamless cloud logging",)  # Lightning's advert, logged when a Trainer has no LitLogger
+
+
+def _drop_lightning_tips(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(LIGHTNING_TIPS)
+
+
+def quiet_dependencies() -> None:
+    """Keep messages a user cannot act on out of every command's output, in this process and in the ranks that
+    Lightning starts (they run this ``main`` again): Lightning's litlogger advert, logged by every Trainer without a
+    LitLogger, and torch's FutureWarning about ``LeafSpec``, raised by Lightning's own code
+    (``lightning/pytorch/utilities/_pytree.py``). Lightning's other lines and every warning of zsguide stay."""
+    for package in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+        logger = logging.getLogger(f"{package}.utilities.rank_zero")  # where rank_zero_info logs (made now if need be)
+        if _drop_lightning_tips not in logger.filters:
+            logger.addFilter(_drop_lightning_tips)
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
 
 
 def run_lightning(argv: list[str] | None) -> None:
@@ -80,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")  # keep Lightning's CPU/worker advice out of logs
+    quiet_dependencies()
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
