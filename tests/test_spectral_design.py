@@ -14,8 +14,9 @@ from zsguide.operators import make_operator
 from zsguide.samplers import get_sampler
 from zsguide.samplers.base import ParamSchedule
 from zsguide.spectral.design import design, legendre_basis
+from zsguide.spectral.options import DEFAULT_TRUST_FACTOR, resolve_trust_factor
 from zsguide.spectral.problem import problem_for
-from zsguide.spectral.service import DEFAULT_TRUST_FACTOR, designed_schedule, resolve_trust_factor
+from zsguide.spectral.service import designed_schedule
 from zsguide.spectral.transfer import transfer
 from zsguide.surrogate import GaussianSurrogate
 

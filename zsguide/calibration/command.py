@@ -24,6 +24,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from ..errors import ZSGuideError
 from ..restore.options import DENOISERS, add_data_options, add_trainer_options, parse_one_line
 from ..seeding import randn_per_image
+from ..spectral.denoiser_model import calibration_path
 from .response import GROUPS, Response, ResponseAccumulator
 
 KIND = "calibration"
@@ -117,11 +118,6 @@ class Calibrate(L.LightningModule):
             packed = self.trainer.strategy.reduce(packed.to(self.device), reduce_op="sum").cpu()
         self.acc.load_state(packed)
         self.response = self.acc.finish(self.draws)
-
-
-def calibration_path(ckpt_path: str, denoiser: str, sha: str) -> Path:
-    p = Path(ckpt_path)
-    return p.with_name(f"{p.name}.calibration-{denoiser}-{sha[:12]}.pt")
 
 
 def run_calibrate(argv: list[str]) -> None:

@@ -26,13 +26,12 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import ZSGuideError
-from ..restore.schedules import DesignOptions
+from ..spectral.options import DesignOptions
 
 SPEC_KEYS_TASK = ("name", "params", "label")
-SPEC_KEYS_PARAMS = ("source", "trust_factor", "pareto_guard", "objective", "denoiser_model", "calibration", "label")
+SPEC_KEYS_PARAMS = ("source", *DesignOptions.names(), "label")
 
 
 @dataclass(frozen=True)
@@ -46,18 +45,7 @@ class TaskSpec:
 class ParamsSpec:
     label: str
     source: str  # heuristic, spectral or a params.json path
-    trust_factor: Any = None  # as restore's --trust_factor takes it (None: the default factor)
-    pareto_guard: bool = False
-    denoiser_model: str = "gaussian"  # the denoiser the design assumes (spectral/denoiser_model.py)
-    calibration: str | None = None  # its calibration file (None: the one next to the checkpoint)
-    objective: str = "w2"  # the closed-form criterion the design minimises (spectral/design.py)
-
-    @property
-    def design(self) -> DesignOptions:
-        """The options ``spectral`` designs with (restore/schedules.py)."""
-        return DesignOptions(
-            self.trust_factor, self.pareto_guard, self.objective, self.denoiser_model, self.calibration
-        )
+    design: DesignOptions = DesignOptions()  # what ``spectral`` designs with (its defaults: restore's)
 
 
 @dataclass(frozen=True)
@@ -127,39 +115,13 @@ def _params_spec(entry, where: str) -> ParamsSpec:
     source = entry.get("source")
     if not isinstance(source, str) or not source:
         raise ZSGuideError(f"{where}: the parameter source needs a source (heuristic, spectral or a params.json)")
-    trust, guard = entry.get("trust_factor"), entry.get("pareto_guard", False)
-    if not isinstance(guard, bool):
-        raise ZSGuideError(f"{where}: pareto_guard must be true or false, got {guard!r}")
-    model, calibration = entry.get("denoiser_model", "gaussian"), entry.get("calibration")
-    objective = entry.get("objective", "w2")
-    if source != "spectral" and (
-        trust is not None or guard or model != "gaussian" or calibration is not None or objective != "w2"
-    ):
-        raise ZSGuideError(
-            f"{where}: trust_factor, pareto_guard, objective, denoiser_model and calibration apply to "
-            f"source spectral only"
-        )
-    from ..spectral.denoiser_model import DENOISER_MODELS
-
-    if model not in DENOISER_MODELS:
-        raise ZSGuideError(f"{where}: denoiser_model must be one of {', '.join(DENOISER_MODELS)}, got {model!r}")
-    if calibration is not None and (model != "calibrated" or not isinstance(calibration, str)):
-        raise ZSGuideError(f"{where}: calibration (a file path) applies to denoiser_model calibrated only")
+    design = DesignOptions(**{k: entry[k] for k in DesignOptions.names() if k in entry})
+    if source != "spectral" and design.given():
+        names = DesignOptions.names()
+        raise ZSGuideError(f"{where}: {', '.join(names[:-1])} and {names[-1]} apply to source spectral only")
+    design.checked(lambda name: f"{where}.{name}")
     if source == "spectral":
-        from ..spectral.service import resolve_objective, resolve_trust_factor
-
-        factor = resolve_trust_factor(trust, option=f"{where}.trust_factor")
-        resolve_objective(objective, option=f"{where}.objective")
-        from ..spectral.options import DEFAULT_TRUST_FACTOR
-
-        default = (
-            "spectral"
-            if factor == DEFAULT_TRUST_FACTOR
-            else ("spectral_free" if factor is None else f"spectral_trust{factor:g}")
-        )
-        label = entry.get("label") or default + ("_guard" if guard else "") + (
-            f"_{objective}" if objective != "w2" else ""
-        ) + ("_calibrated" if model == "calibrated" else "")
+        label = entry.get("label") or design.label()
     elif source == "heuristic":
         label = entry.get("label") or "heuristic"
         if label != "heuristic":  # the twin of every other source is found by this label
@@ -172,7 +134,7 @@ def _params_spec(entry, where: str) -> ParamsSpec:
         label = entry.get("label") or Path(source).stem
     if label == "heuristic" and source != "heuristic":
         raise ZSGuideError(f"{where}: the label 'heuristic' is reserved for the heuristic source")
-    return ParamsSpec(str(label), source, trust, guard, model, calibration, objective)
+    return ParamsSpec(str(label), source, design)
 
 
 def _unique(keys: list, what: str, message: str = "label {key!r} appears twice; give each entry its own label") -> None:

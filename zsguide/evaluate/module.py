@@ -25,8 +25,7 @@ from torch.utils.data import DataLoader
 from ..errors import ZSGuideError
 from ..evaluation.metrics import image_metrics, lpips_per_image
 from ..evaluation.perception import spectral_features
-from ..restore.inputs import to_pixel_units
-from ..restore.module import measure_and_restore
+from ..restoration import measure_and_restore, to_pixel_units
 from ..restore.progress import sampler_step_callback
 from . import store
 from .shard import EMPTY_BATCH, WorkBatches, pending_batches, shard

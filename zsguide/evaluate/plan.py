@@ -4,7 +4,7 @@ cell's operator and parameter schedule (designs made now, or read from the desig
 Checks (each a one-line :class:`ZSGuideError` naming the option or grid entry, before anything is written): the
 numbers, the grid's entries (grid.py), the checkpoint, the data against the checkpoint's image shape, every task's
 parameters (by building the operator of the first image for every seed), LPIPS and FID weights. Then every cell's
-schedule is resolved exactly as ``restore --params`` resolves it (restore/schedules.py), so a cell's image is the
+schedule is resolved exactly as ``restore --params`` resolves it (zsguide/parameters.py), so a cell's image is the
 image ``restore`` gives with the same options.
 
 A cell's settings (what its results depend on, and nothing else): the checkpoint file's sha256, the data options and
@@ -26,7 +26,9 @@ from jsonargparse import Namespace
 from lightning.fabric.utilities.rank_zero import rank_zero_info
 
 from ..errors import ZSGuideError
-from ..restore.options import DENOISERS, NOISE_CONVENTIONS
+from ..parameters import param_schedule
+from ..restoration import network_sigma
+from ..restore.options import DENOISERS
 from .grid import CellSpec, digest, expand_grid, folder_name
 
 RESULTS_VERSION = 1  # bump when what an item holds, or how it is computed, changes
@@ -89,8 +91,7 @@ class EvaluatePlan:
 
 
 def _check_numbers(cfg: Namespace) -> None:
-    if cfg.noise_convention not in NOISE_CONVENTIONS:
-        raise ZSGuideError(f"unknown --noise_convention {cfg.noise_convention!r}; choose pixel or network")
+    network_sigma(0.0, cfg.noise_convention)  # an unknown convention: one line naming --noise_convention
     if cfg.denoiser not in DENOISERS:
         raise ZSGuideError(f"unknown --denoiser {cfg.denoiser!r}; choose network or analytic")
     if cfg.batch_size < 1:
@@ -198,7 +199,7 @@ def make_plan(cfg: Namespace, specs: list[CellSpec] | None = None) -> EvaluatePl
     for spec in specs:
         sampler = get_sampler(spec.sampler)
         operator = operators[(spec.task.label, spec.seed)]
-        sigma_net = 2 * spec.sigma_y if cfg.noise_convention == "pixel" else spec.sigma_y
+        sigma_net = network_sigma(spec.sigma_y, cfg.noise_convention)
         if spec.params.source == "spectral":
             rank_zero_info(f"zsguide: design {spec.key} (made now or read from the design cache) ...")
         try:
@@ -270,8 +271,6 @@ def _task_label(entry) -> str:
 
 
 def _schedule(spec: CellSpec, sampler, module, operator, sigma_net: float, ckpt_path: str):
-    from ..restore.schedules import param_schedule
-
     return param_schedule(
         spec.params.source,
         sampler,

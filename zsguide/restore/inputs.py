@@ -6,10 +6,8 @@ converted to the checkpoint's channels (grey repeated, colour to luminance, as t
 ``(h, w)``, ``(1, h, w)`` or ``(C, h, w)`` float values and is used as is (no 8-bit rounding). It is never resized:
 its size must be the measurement size of the task on the checkpoint's images.
 
-Network units (README "Conventions"): ``A(2 x - 1) = 2 A x - A 1``, so ``y = 2 y_pix - A 1``, projected onto the
-range of the measurement basis, ``y = U U^T (2 y_pix - A 1)``. For inpainting that zeroes the missing pixels (the
-operator's measurements are exactly 0 there), whatever the file holds in them; for blur and super-resolution
-``U U^T`` is the identity.
+Network units: :func:`zsguide.restoration.to_network_units` (``y = U U^T (2 y_pix - A 1)``; for inpainting that
+zeroes the missing pixels, whatever the file holds in them).
 """
 
 from __future__ import annotations
@@ -59,20 +57,6 @@ def check_input_shape(y_pix: torch.Tensor, operator: LinearOperator, path: str |
             f"input {str(path)!r} is {y_pix.shape[1]}x{y_pix.shape[2]}, but task {task!r} on the checkpoint's "
             f"{h}x{w} images measures {want[1]}x{want[2]} (the input is not resized)"
         )
-
-
-def to_network_units(y_pix: torch.Tensor, operator: LinearOperator) -> torch.Tensor:
-    """``y = U U^T (2 y_pix - A 1)`` (1, *measurement_shape), float64, from a pixel-unit measurement (C, h, w)."""
-    op = operator.to(dtype=torch.float64)
-    ones = torch.ones((1, *op.image_shape), dtype=torch.float64)
-    y = 2 * y_pix.to(torch.float64)[None] - op.A(ones)
-    return op.U(op.Ut(y))
-
-
-def to_pixel_units(y: torch.Tensor, operator: LinearOperator) -> torch.Tensor:
-    """The inverse map for display and files: ``y_pix = (y + A 1) / 2`` (same leading dims as ``y``)."""
-    ones = torch.ones((y.shape[0], *operator.image_shape), dtype=y.dtype, device=y.device)
-    return (y + operator.A(ones)) / 2
 
 
 class InputSamples(Dataset):

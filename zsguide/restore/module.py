@@ -28,7 +28,7 @@ import torch
 
 from ..errors import ZSGuideError
 from ..evaluation.metrics import image_metrics, lpips_per_image
-from .inputs import to_pixel_units
+from ..restoration import measure_and_restore, run_sampler, to_pixel_units
 from .progress import sampler_step_callback
 
 
@@ -121,72 +121,3 @@ class RestoreModule(L.LightningModule):
             out["truth"] = img.float().cpu()
             out["metrics"] = {k: v.cpu() for k, v in metrics.items()}
         return out
-
-
-def run_sampler(
-    sampler,
-    denoiser,
-    op,
-    y: torch.Tensor,
-    *,
-    sigma_net: float,
-    params,
-    seed: int,
-    indices: list[int],
-    surrogate,
-    callback=None,
-) -> torch.Tensor:
-    """``x0_hat = sampler.run(D, A, y, sigma, params, seed, idx)`` (network units, detached), with autograd on for the
-    samplers that differentiate through the denoiser and off for the others."""
-    grad = torch.enable_grad() if sampler.needs_grad else torch.no_grad()
-    with grad:
-        x0 = sampler.run(
-            denoiser,
-            op,
-            y,
-            sigma=sigma_net,
-            params=params,
-            seed=seed,
-            indices=indices,
-            surrogate=surrogate,
-            callback=callback,
-        )
-    return x0.detach()
-
-
-def measure_and_restore(
-    img: torch.Tensor,
-    indices: list[int],
-    *,
-    task: str,
-    task_params: dict,
-    seed: int,
-    sigma_net: float,
-    sampler,
-    params,
-    denoiser,
-    surrogate,
-    callback=None,
-):
-    """Test images ``img`` (pixel units, (B, C, H, W)) with dataset indices ``indices``: build their operator from
-    ``(seed, index)``, measure ``y = A x + sigma P n`` with ``x = 2 img - 1`` and each image's own noise, and restore.
-    Returns ``(x0_hat, y, operator)``, all in network units (the module docstring's equations); shared by ``restore``
-    and ``evaluate``, so a grid cell's image is exactly what ``restore`` gives for it."""
-    from ..operators import make_operator
-
-    x = 2 * img - 1
-    op = make_operator(task, tuple(img.shape[1:]), seed, indices, **task_params).to(x.device, x.dtype)
-    y = op.measure(x, sigma_net, op.noise_for(seed, indices, dtype=x.dtype, device=x.device))
-    x0 = run_sampler(
-        sampler,
-        denoiser,
-        op,
-        y,
-        sigma_net=sigma_net,
-        params=params,
-        seed=seed,
-        indices=indices,
-        surrogate=surrogate,
-        callback=callback,
-    )
-    return x0, y, op

@@ -17,7 +17,7 @@ from typing import Any, Optional, Union
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from ..errors import ZSGuideError, one_line
-from ..spectral.options import add_design_region_options
+from ..spectral.options import add_design_options
 
 DENOISERS = ("network", "analytic")
 NOISE_CONVENTIONS = ("pixel", "network")
@@ -73,7 +73,7 @@ def build_parser() -> ArgumentParser:
         help="parameter schedule: heuristic (the peers' defaults), spectral (designed on the checkpoint's "
         "surrogate, cached), or a params.json written by a previous run",
     )
-    add_design_region_options(p, "with --params spectral: ")
+    add_design_options(p, "with --params spectral: ")
     p.add_argument(
         "--sigma_y",
         "--noise",

@@ -27,8 +27,10 @@ from jsonargparse import Namespace
 from torch.utils.data import Dataset, Subset
 
 from ..errors import ZSGuideError
+from ..parameters import param_schedule
+from ..restoration import network_sigma
+from ..spectral.options import DesignOptions
 from .options import DATA_EXCLUDED
-from .schedules import DesignOptions, param_schedule
 from .validate import check_options
 
 
@@ -100,7 +102,7 @@ def make_plan(cfg: Namespace) -> RestorePlan:
         mode, data_options, clipped, first = "input", None, True, 0
         if cfg.num_images is not None:
             notes.append("--num_images is ignored with --input")
-    sigma_net = 2 * sigma_y if cfg.noise_convention == "pixel" else sigma_y
+    sigma_net = network_sigma(sigma_y, cfg.noise_convention)
 
     # --- the task: build the first image's operator now, so bad parameters fail before any work
     try:
@@ -111,7 +113,8 @@ def make_plan(cfg: Namespace) -> RestorePlan:
     resolved = {k: task_params_given.get(k, v["value"]) for k, v in defaults.items()}
     input_measurement = None
     if mode == "input":
-        from .inputs import InputSamples, check_input_shape, read_input, to_network_units
+        from ..restoration import to_network_units
+        from .inputs import InputSamples, check_input_shape, read_input
 
         y_pix = read_input(cfg.input, image_shape[0])
         check_input_shape(y_pix, operator, cfg.input, cfg.task)
@@ -129,7 +132,7 @@ def make_plan(cfg: Namespace) -> RestorePlan:
         task=cfg.task,
         steps=cfg.steps,
         spacing=cfg.spacing,
-        design=DesignOptions(cfg.trust_factor, cfg.pareto_guard, cfg.objective, cfg.denoiser_model, cfg.calibration),
+        design=DesignOptions.from_config(cfg),
         ckpt_path=cfg.ckpt_path,
     )
 

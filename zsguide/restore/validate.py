@@ -11,7 +11,9 @@ from pathlib import Path
 from jsonargparse import Namespace
 
 from ..errors import ZSGuideError
-from .options import DENOISERS, NOISE_CONVENTIONS
+from ..restoration import network_sigma
+from ..spectral.options import DesignOptions
+from .options import DENOISERS
 
 
 def check_options(cfg: Namespace):
@@ -22,8 +24,7 @@ def check_options(cfg: Namespace):
     sigma_y = float(cfg.sigma_y)
     if not math.isfinite(sigma_y) or sigma_y < 0:
         raise ZSGuideError(f"--sigma_y must be a finite number >= 0, got {cfg.sigma_y!r}")
-    if cfg.noise_convention not in NOISE_CONVENTIONS:
-        raise ZSGuideError(f"unknown --noise_convention {cfg.noise_convention!r}; choose pixel or network")
+    network_sigma(sigma_y, cfg.noise_convention)  # an unknown convention: one line naming --noise_convention
     if cfg.denoiser not in DENOISERS:
         raise ZSGuideError(f"unknown --denoiser {cfg.denoiser!r}; choose network or analytic")
     for name in ("batch_size", "num_samples"):
@@ -35,23 +36,15 @@ def check_options(cfg: Namespace):
         raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.num_samples > 1 and cfg.input is None:
         raise ZSGuideError("--num_samples > 1 needs --input (test images are restored once each)")
-    for option, given in (
-        ("trust_factor", cfg.trust_factor is not None),
-        ("pareto_guard", cfg.pareto_guard is True),
-        ("objective", cfg.objective != "w2"),
-        ("denoiser_model", cfg.denoiser_model != "gaussian"),
-        ("calibration", cfg.calibration is not None),
-    ):
-        if given and cfg.params != "spectral":
+    design = DesignOptions.from_config(cfg)
+    for option in design.given():
+        if cfg.params != "spectral":
             raise ZSGuideError(
                 f"--{option} applies to --params spectral only (got --{option} "
                 f"{getattr(cfg, option)!r} with --params {cfg.params!r})"
             )
     if cfg.params == "spectral":  # validated here; cfg keeps the option as given, so a saved config repeats the run
-        from ..spectral.service import resolve_objective, resolve_trust_factor
-
-        resolve_trust_factor(cfg.trust_factor)
-        resolve_objective(cfg.objective)
+        design.checked()
     task_params_given = dict(cfg.task_params or {})
     defaults = task_defaults(cfg.task)  # unknown task -> error listing the valid ones
     sampler = get_sampler(cfg.sampler)  # unknown sampler -> error listing the valid ones

@@ -67,7 +67,7 @@ class RestoreWriter(BasePredictionWriter):
         io.atomic_write_text(self.out / "config.yaml", yaml.safe_dump(io.json_safe(self.config), sort_keys=False))
         io.write_json(self.out / "params.json", self.plan.params.to_dict())
         if self.plan.mode == "input":
-            from .inputs import to_pixel_units
+            from ..restoration import to_pixel_units
 
             y_pix = to_pixel_units(self.plan.input_measurement, self.plan.operator.to(dtype=torch.float64))[0]
             io.save_image(y_pix, self.out / "measurement" / "input")

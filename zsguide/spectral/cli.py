@@ -20,7 +20,7 @@ from typing import Any, Optional
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from ..errors import ZSGuideError, one_line
-from .options import add_design_region_options
+from .options import add_design_options, resolve_objective, resolve_trust_factor
 
 UNIT = 4.0  # network-unit squared quantities -> [0, 1] pixel units
 
@@ -50,7 +50,7 @@ def _parser(prog: str, tune: bool) -> ArgumentParser:
         default=0,
         help="per-frequency variant: DiffPIR's lam per radial band (blur tasks); 0 = one value per step",
     )
-    add_design_region_options(p)
+    add_design_options(p)
     if tune:
         p.add_argument("--sampler", type=str, default="ddrm", help="ddrm, ddnm, pigdm, dps or diffpir")
         p.add_argument("--output", "-o", type=str, default="params.json", help="the params.json to write")
@@ -74,8 +74,6 @@ def _parse(prog: str, tune: bool, argv: list[str]):
         raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.frequency_bands < 0:
         raise ZSGuideError(f"--frequency_bands must be >= 0, got {cfg.frequency_bands}")
-    from .service import resolve_objective, resolve_trust_factor
-
     if cfg.calibration is not None and cfg.denoiser_model != "calibrated":
         raise ZSGuideError("--calibration applies to --denoiser_model calibrated only")
     cfg.trust_factor = resolve_trust_factor(cfg.trust_factor)  # None from here on: unconstrained

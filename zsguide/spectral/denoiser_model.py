@@ -120,17 +120,24 @@ def load_calibration(path: str | Path, surrogate, checkpoint_sha256: str | None 
     return CalibratedDenoiser.from_fields(surrogate.spectrum, d["abar"], d["gain"], d["residual"], str(path))
 
 
+def calibration_path(ckpt_path: str | Path, denoiser: str, sha: str) -> Path:
+    """Where ``python -m zsguide calibrate`` keeps the calibration of checkpoint ``ckpt_path`` (whose file has sha256
+    ``sha``) for ``denoiser`` (network or analytic) by default: ``<checkpoint>.calibration-<denoiser>-<sha12>.pt``
+    beside it."""
+    p = Path(ckpt_path)
+    return p.with_name(f"{p.name}.calibration-{denoiser}-{sha[:12]}.pt")
+
+
 def denoiser_model_for(
     kind: str, surrogate, ckpt_path: str | None = None, calibration: str | None = None, option: str = "--denoiser_model"
 ) -> CalibratedDenoiser | None:
     """``--denoiser_model`` resolved: None for ``gaussian``; for ``calibrated`` the file ``calibration`` or, left out,
-    the network calibration next to ``ckpt_path`` for this checkpoint file's sha256 (calibration/command.py names it);
+    the network calibration next to ``ckpt_path`` for this checkpoint file's sha256 (:func:`calibration_path`);
     either must have been measured on ``ckpt_path``'s file when that is given."""
     if kind not in DENOISER_MODELS:
         raise ZSGuideError(f"{option} must be one of {', '.join(DENOISER_MODELS)}, got {kind!r}")
     if kind == "gaussian":
         return None
-    from ..calibration.command import calibration_path
     from ..safe_files import file_sha256
 
     if ckpt_path is None:

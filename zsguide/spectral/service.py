@@ -2,8 +2,8 @@
 
 :func:`designed_schedule` builds the block problem, designs on it (design.py; on the grouped problem for large blur
 images, judged again on the exact one), records the provenance and keeps the result in the design cache (cache.py:
-the key, the files and the warm starts across step counts). The command lines' design options are resolved here
-(:func:`resolve_trust_factor`, :func:`resolve_objective`).
+the key, the files and the warm starts across step counts). The command lines' design options are
+checked and resolved in options.py (:class:`~zsguide.spectral.options.DesignOptions`).
 
 Operators drawn per image (random masks, motion kernels) are designed on the first image's operator: for random
 masks the statistics are the same for every image; for motion blur it is one representative kernel (recorded in the
@@ -18,50 +18,12 @@ from ..errors import ZSGuideError
 from ..samplers import get_sampler, sampler_names
 from ..samplers.base import ParamSchedule
 from .cache import cache_path, design_keys, neighbour_theta, read_design, write_design
-from .design import GUARD_TOLERANCE, GUARDED, OBJECTIVES, DesignResult, design, objective_criterion
-from .options import DEFAULT_TRUST_FACTOR
+from .design import GUARD_TOLERANCE, GUARDED, DesignResult, design, objective_criterion
+from .options import resolve_objective
 from .problem import BlockProblem, problem_for
 
 GROUP_ABOVE = 3 * 32 * 32  # blur problems with more blocks are designed on their grouped form (problem.grouped)
 DESIGNABLE = sampler_names(designable=True)
-
-
-UNCONSTRAINED = ("none", "inf", "unconstrained")
-
-
-def resolve_trust_factor(value, option: str = "--trust_factor") -> float | None:
-    """A command line's trust factor as ``design(trust=...)`` takes it: left out (None) -> DEFAULT_TRUST_FACTOR;
-    ``none`` / ``inf`` / ``unconstrained`` -> None (the unconstrained optimum for the surrogate); a number > 1 -> itself.
-    Anything else is a one-line error naming the option and the value."""
-    if value is None:
-        return DEFAULT_TRUST_FACTOR
-    given = value
-    if isinstance(value, str):
-        if value.strip().lower() in UNCONSTRAINED:
-            return None
-        try:
-            value = float(value)
-        except ValueError:
-            value = math.nan
-    if isinstance(value, (int, float)) and math.isinf(value) and value > 0:
-        return None
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 1):
-        raise ZSGuideError(
-            f"{option} must be a number > 1 (every knob within that factor of its heuristic) or "
-            f"'none' for an unconstrained design, got {given!r}"
-        )
-    return float(value)
-
-
-def resolve_objective(value, option: str = "--objective") -> str:
-    """A command line's design objective (design.py: w2, mse, perception or pareto); anything else is a one-line
-    error naming the option and the value."""
-    if value not in OBJECTIVES:
-        raise ZSGuideError(
-            f"{option} must be one of {', '.join(OBJECTIVES)} (the closed-form criterion the design "
-            f"minimises), got {value!r}"
-        )
-    return str(value)
 
 
 def block_problem(surrogate, operator, sigma_net: float, denoiser=None) -> BlockProblem:
