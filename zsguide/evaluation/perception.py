@@ -1,7 +1,7 @@
 """An offline perception measure: the Frechet distance between two image sets on spectral statistics.
 
 Inception-FID and LPIPS need backbone weights that no package ships and zsguide never downloads (they are found by
-path, README "Evaluating a grid"); this measure needs none.
+path, docs/evaluate.md, "Metrics"); this measure needs none.
 It asks the question FID asks -- do the restorations, as a set, look like draws from the same law as the clean
 images? -- with features that a 32x32 natural-image patch set supports and that restoration artefacts move: blur and
 over-smoothing remove high-frequency power, noise and ringing add it, colour casts shift the means.
