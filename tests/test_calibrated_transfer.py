@@ -122,7 +122,7 @@ def test_calibration_files_are_checked_against_the_surrogate_and_checkpoint(tmp_
     """A calibration file is read with weights_only and refused, naming it, when it describes another surrogate or
     checkpoint file; a matching one gives the model its fields; --denoiser_model takes gaussian or calibrated only."""
     from zsguide.errors import ZSGuideError
-    from zsguide.prior.file import write_atomically
+    from zsguide.runtime.files import atomic_torch_save
     from zsguide.spectral.denoiser_model import denoiser_model_for, load_calibration
 
     sur = _surrogate()
@@ -135,7 +135,7 @@ def test_calibration_files_are_checked_against_the_surrogate_and_checkpoint(tmp_
         "residual": torch.zeros_like(gain),
     }
     path = tmp_path / "cal.pt"
-    write_atomically(content, path)
+    atomic_torch_save(content, path)
     model = load_calibration(path, sur, "ab" * 32)
     g, _ = model.fields(float(abar[0]))
     assert torch.allclose(g, gain[0], rtol=1e-12)

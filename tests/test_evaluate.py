@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from zsguide.cli import main
-from zsguide.evaluate.shard import chunks, pending_batches, shard
 from zsguide.evaluate.store import OutputLock
+from zsguide.runtime.shard import chunks, pending_batches, shard
 
 from .cli_helpers import ROOT, error_lines, run_cli
 

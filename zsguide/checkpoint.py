@@ -5,7 +5,7 @@ A checkpoint written by ``python -m zsguide fit`` holds, besides Lightning's usu
 ``hyper_parameters`` (the model's), ``datamodule_hyper_parameters`` (the data's, seeds included) and ``zsguide``
 (format version, image shape, value ranges, the VP schedule, the surrogate digest, the data options).
 
-A *prior file* (``python -m zsguide prior``, :mod:`zsguide.prior.file`) is read by the same functions: it holds the
+A *prior file* (``python -m zsguide prior``, :mod:`zsguide.prior_file`) is read by the same functions: it holds the
 surrogate and schedule where a ``fit`` checkpoint does, and a description of a pretrained network in place of the
 weights. Every file is read with ``torch.load(weights_only=True)``: tensors and plain containers, never code.
 """
@@ -24,7 +24,7 @@ from .safe_files import read_tensor_file
 if TYPE_CHECKING:
     from .diffusion.module import ScoreModule
     from .diffusion.schedule import VPSchedule
-    from .prior.file import PriorModule
+    from .prior_file import PriorModule
     from .surrogate import GaussianSurrogate
 
 
@@ -45,10 +45,10 @@ def image_shape(meta: dict) -> tuple[int, int, int]:
 def load_score_module(
     path: str | Path, map_location: str | torch.device = "cpu"
 ) -> tuple[Union["ScoreModule", "PriorModule"], dict]:
-    """The :class:`ScoreModule` stored in ``path`` (or the :class:`~zsguide.prior.file.PriorModule` of a prior file),
+    """The :class:`ScoreModule` stored in ``path`` (or the :class:`~zsguide.prior_file.PriorModule` of a prior file),
     in eval mode, and the checkpoint's ``zsguide`` metadata."""
     ckpt = read_checkpoint(path)
-    from .prior.file import is_prior, load_prior_module
+    from .prior_file import is_prior, load_prior_module
 
     if is_prior(ckpt):
         module, meta = load_prior_module(ckpt, path)

@@ -6,6 +6,8 @@
 - ``prior``: a pretrained network and a surrogate fitted from images, as one prior file (:mod:`zsguide.prior`).
 - ``restore``: Lightning's predict loop over test images (or ``--input``) with a sampler (:mod:`zsguide.restore`).
 - ``evaluate``: a grid of restorations as one resumable Lightning run, with a report (:mod:`zsguide.evaluate`).
+- ``calibrate``: a denoiser's response against the surrogate (:mod:`zsguide.calibration`).
+- ``analyze``, ``tune``: the spectral engine's closed forms and designs (:mod:`zsguide.analyze`).
 
 Every user error (:class:`ZSGuideError`, a missing file) is printed as one line ``error: ...`` with exit status 2.
 """
@@ -94,7 +96,7 @@ def _prior_file_given(argv: list[str]) -> bool:
     if path is None or not Path(path).is_file():  # Lightning's own "last", "best", URLs: left to Lightning
         return False
     from .checkpoint import read_checkpoint
-    from .prior.file import is_prior
+    from .prior_file import is_prior
 
     return is_prior(read_checkpoint(path))
 
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
             run_evaluate(argv[1:])
         elif command in ("analyze", "tune"):
-            from .spectral.cli import run_analyze, run_tune
+            from .analyze import run_analyze, run_tune
 
             (run_analyze if command == "analyze" else run_tune)(argv[1:])
         else:

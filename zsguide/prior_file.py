@@ -1,4 +1,5 @@
-"""The prior file: a small zsguide checkpoint that points at a pretrained network instead of holding it.
+"""The prior file format: a small zsguide checkpoint that points at a pretrained network instead of holding it
+(``python -m zsguide prior`` writes it, :mod:`zsguide.checkpoint` reads it).
 
 Layout (``torch.save`` of plain containers and tensors, read back with ``weights_only=True``)::
 
@@ -16,16 +17,15 @@ network from the description (refusing a file whose sha256 changed) and returns 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..diffusion.denoisers import AnalyticDenoiser, EpsNetworkDenoiser
-from ..diffusion.schedule import VPSchedule
-from ..errors import ZSGuideError
-from ..surrogate import GaussianSurrogate
+from .diffusion.denoisers import AnalyticDenoiser, EpsNetworkDenoiser
+from .diffusion.schedule import VPSchedule
+from .errors import ZSGuideError
+from .surrogate import GaussianSurrogate
 
 PRIOR_KIND = "prior"
 PRIOR_FORMAT_VERSION = 1
@@ -49,18 +49,6 @@ def prior_checkpoint(
         "state_dict": {f"surrogate.{k}": v.detach().cpu() for k, v in surrogate.state_dict().items()},
         "datamodule_hyper_parameters": data,
     }
-
-
-def write_atomically(obj: dict, path: str | Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: no half-written prior is ever left."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def is_prior(ckpt: dict) -> bool:
@@ -97,7 +85,7 @@ class PriorModule(nn.Module):
 
 def load_prior_module(ckpt: dict, path: str | Path) -> tuple[PriorModule, dict]:
     """The :class:`PriorModule` of a prior file's dictionary and its metadata (``data`` included)."""
-    from ..networks import network_from_description
+    from .networks import network_from_description
 
     meta = ckpt["zsguide"]
     if meta.get("format_version") != PRIOR_FORMAT_VERSION:

@@ -20,7 +20,8 @@ from typing import Any, Optional
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from ..errors import ZSGuideError, one_line
-from .options import add_design_options, resolve_objective, resolve_trust_factor
+from ..restoration import network_sigma
+from ..spectral.options import DesignOptions, add_design_options
 
 UNIT = 4.0  # network-unit squared quantities -> [0, 1] pixel units
 
@@ -42,7 +43,18 @@ def _parser(prog: str, tune: bool) -> ArgumentParser:
     p.add_argument("--task_params", type=dict[str, Any], default={}, help="task parameters, as for restore")
     p.add_argument("--steps", type=int, default=20, help="sampling steps")
     p.add_argument("--spacing", type=Optional[str], default=None, help="timestep spacing (default: the sampler's)")
-    p.add_argument("--sigma_y", type=float, default=0.01, help="measurement noise std, [0, 1] pixel units")
+    p.add_argument(
+        "--sigma_y",
+        type=float,
+        default=0.01,
+        help="measurement noise std (pixel units [0, 1] unless --noise_convention network)",
+    )
+    p.add_argument(
+        "--noise_convention",
+        type=str,
+        default="pixel",
+        help="pixel: sigma_y is the std in [0, 1] units (network std 2 sigma_y); network: in [-1, 1] units",
+    )
     p.add_argument("--mse_weight", type=float, default=0.0, help="objective: avg W2^2 + mse_weight * MSE")
     p.add_argument(
         "--frequency_bands",
@@ -74,23 +86,20 @@ def _parse(prog: str, tune: bool, argv: list[str]):
         raise ZSGuideError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.frequency_bands < 0:
         raise ZSGuideError(f"--frequency_bands must be >= 0, got {cfg.frequency_bands}")
-    if cfg.calibration is not None and cfg.denoiser_model != "calibrated":
-        raise ZSGuideError("--calibration applies to --denoiser_model calibrated only")
-    cfg.trust_factor = resolve_trust_factor(cfg.trust_factor)  # None from here on: unconstrained
-    resolve_objective(cfg.objective)
-    return cfg
+    network_sigma(cfg.sigma_y, cfg.noise_convention)  # an unknown convention: one line naming --noise_convention
+    return cfg, DesignOptions.from_config(cfg).checked()
 
 
-def _setup(cfg):
+def _setup(cfg, design: DesignOptions):
     from ..checkpoint import load_gaussian_prior
     from ..operators import make_operator
-    from .denoiser_model import denoiser_model_for
-    from .service import block_problem
+    from ..spectral.denoiser_model import denoiser_model_for
+    from ..spectral.service import block_problem
 
     prior = load_gaussian_prior(cfg.ckpt_path)  # surrogate and schedule only: no network, no Lightning import
     operator = make_operator(cfg.task, tuple(prior.meta["image_shape"]), 0, [0], **dict(cfg.task_params or {}))
-    sigma_net = 2 * cfg.sigma_y
-    denoiser = denoiser_model_for(cfg.denoiser_model, prior.surrogate, cfg.ckpt_path, cfg.calibration)
+    sigma_net = network_sigma(cfg.sigma_y, cfg.noise_convention)
+    denoiser = denoiser_model_for(design.denoiser_model, prior.surrogate, cfg.ckpt_path, design.calibration)
     return prior, operator, sigma_net, block_problem(prior.surrogate, operator, sigma_net, denoiser)
 
 
@@ -100,10 +109,10 @@ def _pixel_units(c: dict) -> dict:
 
 def run_tune(argv: list[str]) -> None:
     from ..samplers import get_sampler
-    from .service import designed_schedule
+    from ..spectral.service import designed_schedule
 
-    cfg = _parse("python -m zsguide tune", True, argv)
-    prior, operator, sigma_net, problem = _setup(cfg)
+    cfg, design = _parse("python -m zsguide tune", True, argv)
+    prior, operator, sigma_net, problem = _setup(cfg, design)
     sampler = get_sampler(cfg.sampler)
     heuristic = sampler.heuristic(cfg.task, cfg.steps, prior.schedule, spacing=cfg.spacing)
     t0 = time.perf_counter()
@@ -117,11 +126,11 @@ def run_tune(argv: list[str]) -> None:
         mse_weight=cfg.mse_weight,
         problem=problem,
         bands=cfg.frequency_bands,
-        trust=cfg.trust_factor,
-        guard=cfg.pareto_guard,
-        objective=cfg.objective,
+        **design.resolved(),
     )
-    r.params.provenance.update({"task_params": dict(cfg.task_params or {}), "sigma_y": cfg.sigma_y})
+    r.params.provenance.update(
+        {"task_params": dict(cfg.task_params or {}), "sigma_y": cfg.sigma_y, "noise_convention": cfg.noise_convention}
+    )
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     r.params.save(out)
@@ -135,19 +144,20 @@ def run_tune(argv: list[str]) -> None:
 
 def run_analyze(argv: list[str]) -> None:
     from ..samplers import get_sampler
-    from .criteria import Criteria
+    from ..spectral.criteria import Criteria
+    from ..spectral.service import designed_schedule
+    from ..spectral.transfer import transfer
     from .figures import schedule_figure, steps_figure, transfer_figure
-    from .service import designed_schedule
-    from .transfer import transfer
 
-    cfg = _parse("python -m zsguide analyze", False, argv)
+    cfg, design = _parse("python -m zsguide analyze", False, argv)
     for name in cfg.samplers:
         if name not in _analyzed():
             raise ZSGuideError(
                 f"analyze has no closed form for sampler {name!r} yet; choose from {', '.join(_analyzed())}"
             )
     t0 = time.perf_counter()
-    prior, operator, sigma_net, problem = _setup(cfg)
+    prior, operator, sigma_net, problem = _setup(cfg, design)
+    designed_with = design.resolved()
     abar, criteria = prior.schedule.alphas_cumprod, Criteria(problem)
     refs = _pixel_units(criteria.references())
     mmse = refs["mmse"]
@@ -156,10 +166,8 @@ def run_analyze(argv: list[str]) -> None:
         "task_params": dict(cfg.task_params or {}),
         "steps": cfg.steps,
         "sigma_y": cfg.sigma_y,
-        "trust_factor": cfg.trust_factor,
-        "pareto_guard": cfg.pareto_guard,
-        "objective": cfg.objective,
-        "denoiser_model": cfg.denoiser_model,
+        "noise_convention": cfg.noise_convention,
+        **design.record(),
         "calibration": problem.denoiser.source if problem.denoiser is not None else None,
         "units": "per pixel, squared, [0, 1] pixel units",
         "surrogate_digest": prior.surrogate.digest(),
@@ -188,9 +196,7 @@ def run_analyze(argv: list[str]) -> None:
                 problem=problem,
                 criteria=criteria,
                 bands=cfg.frequency_bands if per_band else 0,
-                trust=cfg.trust_factor,
-                guard=cfg.pareto_guard,
-                objective=cfg.objective,
+                **designed_with,
             ).params
         )
         entry: dict[str, Any] = {}
@@ -217,9 +223,7 @@ def run_analyze(argv: list[str]) -> None:
                 mse_weight=cfg.mse_weight,
                 problem=problem,
                 criteria=criteria,
-                trust=cfg.trust_factor,
-                guard=cfg.pareto_guard,
-                objective=cfg.objective,
+                **designed_with,
             )
             schedules[name][n] = (h, r.params)
             entry.setdefault("sweep", {})[str(n)] = {

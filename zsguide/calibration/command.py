@@ -22,7 +22,7 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from ..errors import ZSGuideError
-from ..restore.options import DENOISERS, add_data_options, add_trainer_options, parse_one_line
+from ..runtime.options import DENOISERS, add_data_options, add_trainer_options, parse_one_line
 from ..seeding import randn_per_image
 from ..spectral.denoiser_model import calibration_path
 from .response import GROUPS, Response, ResponseAccumulator
@@ -77,7 +77,7 @@ def default_timesteps(alphas_cumprod: torch.Tensor, num: int) -> list[int]:
 
 class Calibrate(L.LightningModule):
     """The images in fixed batches of ``batch_size`` (by index), shared round-robin among the ranks as ``evaluate``
-    shares its batches (evaluate/shard.py): a network's float32 rounding can depend on the batch it sees, so the
+    shares its batches (runtime/shard.py): a network's float32 rounding can depend on the batch it sees, so the
     batches must not depend on the device count."""
 
     def __init__(
@@ -91,7 +91,7 @@ class Calibrate(L.LightningModule):
         self.response: Response | None = None
 
     def predict_dataloader(self):
-        from ..evaluate.shard import EMPTY_BATCH, WorkBatches, chunks, shard
+        from ..runtime.shard import EMPTY_BATCH, WorkBatches, chunks, shard
 
         batches = [(0, chunk) for chunk in chunks(list(range(len(self.images))), self.batch_size)]
         mine = shard(batches, self.trainer.global_rank, self.trainer.world_size) or [EMPTY_BATCH]
@@ -125,9 +125,9 @@ def run_calibrate(argv: list[str]) -> None:
 
     from ..checkpoint import image_shape as checkpoint_image_shape
     from ..checkpoint import load_score_module
-    from ..prior.file import write_atomically
-    from ..restore.plan import held_out_images
-    from ..restore.run import predict_trainer
+    from ..runtime.files import atomic_torch_save
+    from ..runtime.heldout import held_out_images
+    from ..runtime.trainer import predict_trainer
     from ..safe_files import file_sha256
 
     cfg = parse_one_line(build_parser(), argv)
@@ -153,7 +153,14 @@ def run_calibrate(argv: list[str]) -> None:
     if bad or len(set(timesteps)) != len(timesteps):
         raise ZSGuideError(f"--timesteps must be distinct integers in 0 .. {T - 1}, got {timesteps}")
     image_shape = checkpoint_image_shape(meta)
-    data_options, images, indices = held_out_images(cfg, meta, image_shape)
+    data_options, images, indices = held_out_images(
+        meta,
+        image_shape,
+        num_images=cfg.num_images,
+        data=cfg.data,
+        ckpt_path=cfg.ckpt_path,
+        batch_size=cfg.batch_size,
+    )
     if len(indices) < 2 * GROUPS:
         raise ZSGuideError(
             f"the calibration needs at least {2 * GROUPS} held-out images, the test split has {len(indices)}"
@@ -188,7 +195,7 @@ def run_calibrate(argv: list[str]) -> None:
             "devices": trainer.world_size,
         }
     } | r.to_dict()
-    write_atomically(content, output)
+    atomic_torch_save(content, output)
     wiener = r.wiener_gain(module.surrogate)
     ratio = (r.gain / wiener)[wiener > 0.1]  # where the Wiener denoiser keeps a tenth of the input or more
     rank_zero_info(

@@ -8,7 +8,7 @@ are given, the spectral features of the (clipped) restoration for the Frechet sp
 batch's compute time shared over its images. The writer (writer.py) commits them.
 
 The Trainer runs with ``inference_mode=False`` when any cell's sampler differentiates through the denoiser (DPS,
-PiGDM), and ``use_distributed_sampler=False``: the sharding is ours (shard.py), so it is the same for every launcher.
+PiGDM), and ``use_distributed_sampler=False``: the sharding is ours (runtime/shard.py), so it is the same for every launcher.
 A sampler failure (:class:`ZSGuideError`, e.g. its NaN guard) is the batch's result, not the run's end: the writer
 records it for the cell and the grid goes on.
 """
@@ -26,9 +26,9 @@ from ..errors import ZSGuideError
 from ..evaluation.metrics import image_metrics, lpips_per_image
 from ..evaluation.perception import spectral_features
 from ..restoration import measure_and_restore, to_pixel_units
-from ..restore.progress import sampler_step_callback
+from ..runtime.progress import sampler_step_callback
+from ..runtime.shard import EMPTY_BATCH, WorkBatches, pending_batches, shard
 from . import store
-from .shard import EMPTY_BATCH, WorkBatches, pending_batches, shard
 
 
 class EvaluateModule(L.LightningModule):

@@ -13,7 +13,7 @@ and its resolved parameters, the full parameter schedule (a changed design is a 
 precision and device type (cpu or cuda), the LPIPS and FID weights' sha256 (so adding LPIPS or FID weights later
 recomputes the grid: those metrics are taken from the restorations as they are made), and :data:`RESULTS_VERSION`.
 ``--batch_size``, device and node counts, and whether the run was interrupted are not settings: the results do not
-depend on them (a resume with the same ``--batch_size`` reruns exactly the same batches; shard.py).
+depend on them (a resume with the same ``--batch_size`` reruns exactly the same batches; runtime/shard.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_info
 from ..errors import ZSGuideError
 from ..parameters import param_schedule
 from ..restoration import network_sigma
-from ..restore.options import DENOISERS
+from ..runtime.options import DENOISERS
 from .grid import CellSpec, digest, expand_grid, folder_name
 
 RESULTS_VERSION = 1  # bump when what an item holds, or how it is computed, changes
@@ -140,7 +140,7 @@ def make_plan(cfg: Namespace, specs: list[CellSpec] | None = None) -> EvaluatePl
     from ..evaluation.fid import fid_weights_path
     from ..evaluation.metrics import lpips_min_side, lpips_weights_path
     from ..operators import make_operator, task_defaults
-    from ..restore.plan import held_out_images
+    from ..runtime.heldout import held_out_images
     from ..safe_files import file_sha256
     from ..samplers import get_sampler
 
@@ -151,7 +151,14 @@ def make_plan(cfg: Namespace, specs: list[CellSpec] | None = None) -> EvaluatePl
 
     module, meta = load_score_module(cfg.ckpt_path)
     image_shape = checkpoint_image_shape(meta)
-    data_options, dataset, indices = held_out_images(cfg, meta, image_shape)
+    data_options, dataset, indices = held_out_images(
+        meta,
+        image_shape,
+        num_images=cfg.num_images,
+        data=cfg.data,
+        ckpt_path=cfg.ckpt_path,
+        batch_size=cfg.batch_size,
+    )
     if len(indices) < 2:
         raise ZSGuideError("the evaluation needs at least 2 held-out images (a Frechet distance needs two)")
     clipped = data_options.get("name") != "gaussian"

@@ -32,7 +32,7 @@ from ..evaluation.perception import (
     frechet_distance_features,
     spectral_features,
 )
-from ..restore.outputs import atomic_write_bytes, atomic_write_text, json_safe, write_json
+from ..runtime.files import atomic_write_bytes, atomic_write_text, json_safe, write_json
 from . import store
 
 PER_IMAGE = ("psnr", "ssim", "mse", "lpips")

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ZSGuideError
-from ..restore.outputs import atomic_write_bytes, atomic_write_text, image_name, json_safe
+from ..runtime.files import atomic_write_bytes, atomic_write_text, image_name, json_safe
 
 
 class OutputLock:

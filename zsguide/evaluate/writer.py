@@ -16,7 +16,7 @@ import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from ..errors import ZSGuideError
-from ..restore.outputs import image_name
+from ..runtime.files import image_name
 from . import store
 
 

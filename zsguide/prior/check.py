@@ -14,11 +14,11 @@ from jsonargparse import ArgumentParser
 
 from ..diffusion.denoise_check import DenoiseCheck
 from ..errors import ZSGuideError, one_line
-from ..trainer import quiet_trainer
+from ..runtime.trainer import quiet_trainer
 
 
 class PriorCheck(DenoiseCheck, L.LightningModule):
-    """The denoise check's host for a :class:`~zsguide.prior.file.PriorModule`."""
+    """The denoise check's host for a :class:`~zsguide.prior_file.PriorModule`."""
 
     def __init__(self, prior, check_sigmas: tuple[float, ...] = (0.1, 0.3, 1.0), check_seed: int = 0) -> None:
         super().__init__()
@@ -45,7 +45,7 @@ class PriorCheck(DenoiseCheck, L.LightningModule):
 
 
 def build_parser() -> ArgumentParser:
-    from ..restore.options import add_data_options
+    from ..runtime.options import add_data_options
 
     p = ArgumentParser(
         prog="python -m zsguide test",
@@ -71,7 +71,7 @@ def run_prior_test(argv: list[str]) -> None:
 
     from ..checkpoint import image_shape as checkpoint_image_shape
     from ..checkpoint import load_score_module
-    from ..restore.plan import held_out_images
+    from ..runtime.heldout import held_out_images
 
     try:
         cfg = build_parser().parse_args(argv)
@@ -81,7 +81,14 @@ def run_prior_test(argv: list[str]) -> None:
         raise ZSGuideError(f"--check_sigmas must be > 0, got {cfg.check_sigmas}")
     module, meta = load_score_module(cfg.ckpt_path)
     image_shape = checkpoint_image_shape(meta)
-    _, images, _ = held_out_images(cfg, meta, image_shape)
+    _, images, _ = held_out_images(
+        meta,
+        image_shape,
+        num_images=cfg.num_images,
+        data=cfg.data,
+        ckpt_path=cfg.ckpt_path,
+        batch_size=cfg.batch_size,
+    )
     output = Path(cfg.output or Path("runs") / "test" / Path(cfg.ckpt_path).stem)
     t = cfg.trainer
     trainer = quiet_trainer(output, accelerator=t.accelerator, devices=t.devices, precision=t.precision)

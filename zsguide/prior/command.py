@@ -1,5 +1,5 @@
 """``python -m zsguide prior``: load a pretrained network strictly, fit the Gaussian surrogate from images on 1..N
-devices, write a prior file (:mod:`zsguide.prior.file`).
+devices, write a prior file (:mod:`zsguide.prior_file`).
 
 Surrogate fit: the same streamed float64 sums as ``fit`` (:class:`~zsguide.surrogate.SpectrumAccumulator`), here in
 Lightning's predict loop, whose distributed sampler gives each image to exactly one rank; the sums are all-reduced, so
@@ -20,9 +20,10 @@ from lightning.fabric.utilities.rank_zero import rank_zero_info
 
 from ..diffusion.schedule import VPSchedule
 from ..errors import ZSGuideError
+from ..prior_file import prior_checkpoint
+from ..runtime.files import atomic_torch_save
+from ..runtime.trainer import quiet_trainer
 from ..surrogate import GaussianSurrogate, SpectrumAccumulator
-from ..trainer import quiet_trainer
-from .file import prior_checkpoint, write_atomically
 from .options import parse
 
 
@@ -174,7 +175,7 @@ def run_prior(argv: list[str]) -> None:
         "spectrum_floor": float(cfg.spectrum_floor),
         "devices": trainer.world_size,
     }
-    write_atomically(prior_checkpoint(surrogate, schedule, network, dict(dm.hparams), info), output)
+    atomic_torch_save(prior_checkpoint(surrogate, schedule, network, dict(dm.hparams), info), output)
     rank_zero_info(
         f"zsguide: prior written to {output} ({network['arch']}"
         f"{':' + network['preset'] if network['preset'] else ''}, {network['parameters'] / 1e6:.1f}M "

@@ -20,7 +20,7 @@ and sha256 (checked at every load). Every command that takes --ckpt_path takes t
 def build_parser() -> ArgumentParser:
     from ..networks import ARCH_CHOICES
     from ..networks.adm import ADMConfig
-    from ..restore.options import add_data_options
+    from ..runtime.options import add_data_options
 
     p = ArgumentParser(prog="python -m zsguide prior", description=DESCRIPTION, exit_on_error=False, default_meta=False)
     p.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")

@@ -29,7 +29,7 @@ import torch
 from ..errors import ZSGuideError
 from ..evaluation.metrics import image_metrics, lpips_per_image
 from ..restoration import measure_and_restore, run_sampler, to_pixel_units
-from .progress import sampler_step_callback
+from ..runtime.progress import sampler_step_callback
 
 
 class RestoreModule(L.LightningModule):

@@ -6,23 +6,19 @@ defaulting to the value the checkpoint was trained with, so a ``gaussian`` check
 unless told otherwise. ``--trainer.*`` goes to the Lightning Trainer that runs the predict loop.
 
 Parse errors become one :class:`~zsguide.errors.ZSGuideError` line (jsonargparse's own messages span several lines).
+The options that other commands share (``--data.*``, ``--trainer.*``) are in :mod:`zsguide.runtime.options`.
 """
 
 from __future__ import annotations
 
-import inspect
-import typing
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
-from ..errors import ZSGuideError, one_line
+from ..runtime.options import add_data_options, add_trainer_options, parse_one_line
 from ..spectral.options import add_design_options
 
-DENOISERS = ("network", "analytic")
-NOISE_CONVENTIONS = ("pixel", "network")
 PARAM_SOURCES = ("heuristic", "spectral")  # or a path to a params.json
-DATA_EXCLUDED = ("batch_size",)  # restore has its own --batch_size
 
 DESCRIPTION = """Restore images with a diffusion prior and a zero-shot sampler.
 
@@ -129,63 +125,6 @@ def build_parser() -> ArgumentParser:
     return p
 
 
-def add_trainer_options(p: ArgumentParser, precision_note: str = "") -> None:
-    """``--trainer.*`` for the Lightning Trainer of a predict run (restore, evaluate)."""
-    p.add_argument("--trainer.accelerator", type=str, default="auto", help="cpu, gpu, auto, ...")
-    p.add_argument("--trainer.devices", type=Union[int, str, list[int]], default=1, help="devices per node")
-    p.add_argument("--trainer.strategy", type=str, default="auto", help="auto, ddp, ...")
-    p.add_argument(
-        "--trainer.precision",
-        type=Optional[Union[int, str]],
-        default="32-true",
-        help=f"32-true, 64-true, bf16-mixed, 16-mixed, ...{precision_note}",
-    )
-    p.add_argument(
-        "--trainer.num_nodes",
-        type=int,
-        default=1,
-        help="nodes (torchrun or SLURM start one process per device on each)",
-    )
-    p.add_argument("--trainer.enable_progress_bar", type=bool, default=True)
-
-
-def add_data_options(p: ArgumentParser, default_note: str) -> None:
-    """``--data.<name>`` for each option of ImageDataModule (its own ``batch_size`` aside), default None: the caller
-    fills it (restore: the checkpoint's value; prior: the data module's default or the network's shape)."""
-    from ..data import ImageDataModule
-
-    hints = typing.get_type_hints(ImageDataModule.__init__)
-    for name, param in inspect.signature(ImageDataModule.__init__).parameters.items():
-        if name == "self" or name in DATA_EXCLUDED:
-            continue
-        kind = hints[name]
-        p.add_argument(
-            f"--data.{name}",
-            type=Optional[kind],
-            default=None,
-            help=f"{default_note} (fit's default {param.default!r})",
-        )
-
-
 def parse(argv: list[str]) -> Namespace:
     """Parse ``argv`` (the arguments after ``restore``); a bad option raises a one-line :class:`ZSGuideError`."""
     return parse_one_line(build_parser(), argv)
-
-
-def parse_one_line(parser: ArgumentParser, argv: list[str]) -> Namespace:
-    """``parser.parse_args(argv)`` with every parse error (and YAML error from ``--config``) as one
-    :class:`ZSGuideError` line."""
-    try:
-        return parser.parse_args(argv)
-    except ZSGuideError:
-        raise
-    except Exception as exc:  # jsonargparse's ArgumentError (and YAML errors from --config)
-        raise ZSGuideError(one_line(str(exc))) from None
-
-
-def config_to_dict(cfg: Namespace) -> dict:
-    """The namespace as a plain dict (for config.yaml), without the ``--config`` bookkeeping."""
-    cfg = cfg.clone()
-    if "config" in cfg:
-        del cfg["config"]
-    return cfg.as_dict()

@@ -26,27 +26,21 @@ after a barrier and removes ``parts/``.
 from __future__ import annotations
 
 import csv
-import json
-import math
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..runtime.files import atomic_write_text
+
 IMAGE_DIRS = ("restored", "measurement", "truth")
 OWN_FILES = ("summary.json", "metrics.csv", "grid.png", "params.json", "config.yaml")
 _OWN_IMAGE = re.compile(r"^(\d{5,}|input)\.(png|npy)$")
 GRID_ROWS = 8
-
-
-def image_name(index: int) -> str:
-    """The file stem of dataset index ``index`` (5 digits, more when needed)."""
-    return f"{int(index):05d}"
 
 
 def clear_previous(out: Path) -> None:
@@ -64,45 +58,6 @@ def clear_previous(out: Path) -> None:
                 if f.is_file() and _OWN_IMAGE.match(f.name):
                     f.unlink()
     shutil.rmtree(out / "parts", ignore_errors=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file in the same folder, then rename it over ``path`` (atomic on POSIX)."""
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file in the same folder, fsync it, then rename it over ``path``: the file exists
-    whole or not at all, whenever the process is killed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def json_safe(value):
-    """Non-finite floats become None (JSON has no NaN/Infinity); tuples become lists; nested containers recursed."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def write_json(path: Path, data: dict) -> None:
-    atomic_write_text(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
 
 
 def save_image(image: torch.Tensor, stem: Path) -> None:

@@ -20,18 +20,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Union
 
 import torch
 from jsonargparse import Namespace
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from ..errors import ZSGuideError
+from ..operators.base import LinearOperator
 from ..parameters import param_schedule
-from ..restoration import network_sigma
+from ..restoration import network_sigma, to_network_units
+from ..runtime.heldout import held_out_images
+from ..samplers.base import ParamSchedule, Sampler
 from ..spectral.options import DesignOptions
-from .options import DATA_EXCLUDED
 from .validate import check_options
+
+if TYPE_CHECKING:
+    from ..diffusion.module import ScoreModule
+    from ..prior_file import PriorModule
 
 
 @dataclass
@@ -40,7 +46,7 @@ class RestorePlan:
 
     mode: str  # "dataset" (test images with ground truth) or "input" (a user's measurement, no ground truth)
     ckpt_path: str
-    module: Any  # ScoreModule
+    module: Union[ScoreModule, PriorModule]
     meta: dict
     image_shape: tuple[int, int, int]
     data_options: dict | None
@@ -49,9 +55,9 @@ class RestorePlan:
     task: str
     task_params: dict  # as given
     task_params_resolved: dict  # every parameter of the task, defaults filled in
-    operator: Any  # the first image's operator (LinearOperator): what the design and the writer use
-    sampler: Any  # Sampler
-    params: Any  # ParamSchedule
+    operator: LinearOperator  # the first image's operator: what the design and the writer use
+    sampler: Sampler
+    params: ParamSchedule
     params_source: str
     sigma_y: float
     noise_convention: str
@@ -93,9 +99,17 @@ def make_plan(cfg: Namespace) -> RestorePlan:
     # --- the images (or the user's measurement)
     seed = int(cfg.seed)
     notes: list[str] = []
+    dataset: Dataset
     if cfg.input is None:
         mode = "dataset"
-        data_options, dataset, expected = held_out_images(cfg, meta, image_shape)
+        data_options, dataset, expected = held_out_images(
+            meta,
+            image_shape,
+            num_images=cfg.num_images,
+            data=cfg.data,
+            ckpt_path=cfg.ckpt_path,
+            batch_size=cfg.batch_size,
+        )
         first = expected[0]
         clipped = data_options.get("name") != "gaussian"
     else:
@@ -113,7 +127,6 @@ def make_plan(cfg: Namespace) -> RestorePlan:
     resolved = {k: task_params_given.get(k, v["value"]) for k, v in defaults.items()}
     input_measurement = None
     if mode == "input":
-        from ..restoration import to_network_units
         from .inputs import InputSamples, check_input_shape, read_input
 
         y_pix = read_input(cfg.input, image_shape[0])
@@ -171,43 +184,6 @@ def make_plan(cfg: Namespace) -> RestorePlan:
         lpips_note=lpips_note,
         notes=notes,
     )
-
-
-def data_options_for(cfg: Namespace, meta: dict, image_shape: tuple[int, int, int]) -> dict:
-    """The checkpoint's data options, overridden by the ``--data.*`` given (restore's own ``--batch_size`` aside)."""
-    import inspect
-
-    from ..data import ImageDataModule
-
-    accepted = set(inspect.signature(ImageDataModule.__init__).parameters) - {"self", *DATA_EXCLUDED}
-    base = meta.get("data") or {"image_size": image_shape[1], "channels": image_shape[0]}
-    options = {k: v for k, v in base.items() if k in accepted and k != "num_workers"}  # workers: ours, not fit's
-    given = {k: v for k, v in (cfg.data or {}).items() if v is not None and k in accepted}
-    return options | given
-
-
-def held_out_images(cfg: Namespace, meta: dict, image_shape: tuple[int, int, int]):
-    """``(data options, the test split's first --num_images images, their indices)`` of the checkpoint's data
-    overridden by ``--data.*`` (restore, and ``test`` on a prior file); a shape mismatch is one error line."""
-    from ..data import ImageDataModule
-
-    options = data_options_for(cfg, meta, image_shape)
-    dm = ImageDataModule(**options, batch_size=int(cfg.batch_size))
-    if tuple(dm.image_shape) != image_shape:
-        raise ZSGuideError(
-            f"the checkpoint {cfg.ckpt_path!r} was made for images of shape {image_shape} (C, H, W), but the data "
-            f"({options.get('name')}) gives {tuple(dm.image_shape)}; pass matching --data.image_size / "
-            f"--data.channels"
-        )
-    test = dm.dataset("test")
-    n = len(test) if cfg.num_images is None else int(cfg.num_images)
-    if n > len(test):
-        raise ZSGuideError(
-            f"--num_images {n} exceeds the {len(test)} images of the test split of data set {options.get('name')!r}"
-        )
-    if n < 1:
-        raise ZSGuideError(f"the test split of data set {options.get('name')!r} is empty")
-    return dict(dm.hparams), Subset(test, range(n)), list(range(n))
 
 
 def lpips_weights(cfg: Namespace, image_shape: tuple[int, int, int]) -> tuple[Path | None, str | None]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import signal
-
 from lightning.fabric.utilities.rank_zero import rank_zero_info
 from lightning.pytorch.callbacks import Callback
 
-from ..trainer import quiet_trainer
-from .options import config_to_dict, parse
+from ..runtime.options import config_to_dict
+from ..runtime.trainer import predict_trainer, stop_other_ranks
+from .options import parse
 from .plan import RestorePlan, make_plan
 
 
@@ -23,23 +22,6 @@ def resolved_config(cfg, plan: RestorePlan) -> dict:
         out.pop("data", None)
     out["output"] = str(plan.output)
     return out
-
-
-def predict_trainer(t, callbacks: list, *, needs_grad: bool, root, **extra):
-    """The Lightning Trainer of a predict run from the ``--trainer.*`` options ``t`` (:func:`quiet_trainer`);
-    ``inference_mode=False`` when a sampler differentiates through the denoiser (``needs_grad``)."""
-    return quiet_trainer(
-        root,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        strategy=t.strategy,
-        precision=t.precision,
-        num_nodes=t.num_nodes,
-        enable_progress_bar=bool(t.enable_progress_bar),
-        callbacks=callbacks,
-        inference_mode=not needs_grad,
-        **extra,
-    )
 
 
 def run_restore(argv: list[str]) -> None:
@@ -72,15 +54,3 @@ def run_restore(argv: list[str]) -> None:
         if not writer.past_end_barrier:
             stop_other_ranks(trainer)
         raise
-
-
-def stop_other_ranks(trainer) -> None:
-    """After a failure on rank 0, end the processes Lightning launched for the other ranks (they would otherwise wait
-    in a collective): the ones this process started, by their process ids."""
-    try:
-        from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
-    except ImportError:  # pragma: no cover
-        return
-    launcher = getattr(trainer.strategy, "launcher", None)
-    if isinstance(launcher, _SubprocessScriptLauncher) and trainer.is_global_zero:
-        launcher.kill(signal.SIGKILL)

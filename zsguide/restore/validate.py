@@ -12,8 +12,8 @@ from jsonargparse import Namespace
 
 from ..errors import ZSGuideError
 from ..restoration import network_sigma
+from ..runtime.options import DENOISERS
 from ..spectral.options import DesignOptions
-from .options import DENOISERS
 
 
 def check_options(cfg: Namespace):

@@ -33,6 +33,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from ..errors import ZSGuideError
 from ..evaluation.metrics import METRIC_NAMES, mean_and_se
+from ..runtime.files import atomic_write_text, image_name, json_safe, write_json
 from . import outputs as io
 
 
@@ -64,8 +65,8 @@ class RestoreWriter(BasePredictionWriter):
     def _write_run_files(self) -> None:
         import yaml
 
-        io.atomic_write_text(self.out / "config.yaml", yaml.safe_dump(io.json_safe(self.config), sort_keys=False))
-        io.write_json(self.out / "params.json", self.plan.params.to_dict())
+        atomic_write_text(self.out / "config.yaml", yaml.safe_dump(json_safe(self.config), sort_keys=False))
+        write_json(self.out / "params.json", self.plan.params.to_dict())
         if self.plan.mode == "input":
             from ..restoration import to_pixel_units
 
@@ -81,7 +82,7 @@ class RestoreWriter(BasePredictionWriter):
             return
         rows = []
         for j, index in enumerate(prediction["index"]):
-            name = io.image_name(index)
+            name = image_name(index)
             io.save_image(prediction["restored"][j], self.out / "restored" / name)
             if self.plan.mode == "dataset":
                 io.save_image(prediction["measurement"][j], self.out / "measurement" / name)
@@ -108,7 +109,7 @@ class RestoreWriter(BasePredictionWriter):
             self._part.close()
         failure = getattr(pl_module, "failure", None)
         if failure is not None:
-            io.atomic_write_text(io.error_path(self.out, trainer.global_rank), failure)
+            atomic_write_text(io.error_path(self.out, trainer.global_rank), failure)
         kept = gather_on_rank_zero(trainer, self._kept)  # a collective: every rank, also a failed one
         trainer.strategy.barrier("zsguide-restore-end")
         self.past_end_barrier = True  # from here on, an exception leaves no other rank waiting
@@ -136,7 +137,7 @@ class RestoreWriter(BasePredictionWriter):
                 f"{missing[:10]}, duplicated {dup[:10]}); summary.json not written"
             )
         for r in rows:
-            if not (self.out / "restored" / f"{io.image_name(r['index'])}.png").is_file():
+            if not (self.out / "restored" / f"{image_name(r['index'])}.png").is_file():
                 raise ZSGuideError(
                     f"restored image {r['index']} is missing in {str(self.out)!r}; summary.json not written"
                 )
@@ -146,7 +147,7 @@ class RestoreWriter(BasePredictionWriter):
         self._grid(grid_images)
         shutil.rmtree(self.out / "parts", ignore_errors=True)
         summary = self._summary(rows, trainer, wall)
-        io.write_json(self.out / "summary.json", summary)  # last: marks the run complete
+        write_json(self.out / "summary.json", summary)  # last: marks the run complete
         print_summary(summary, self.out)
 
     def _grid(self, images: dict[int, tuple[torch.Tensor, ...]]) -> None:

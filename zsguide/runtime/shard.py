@@ -1,4 +1,5 @@
-"""The work of an evaluation: (cell, image) items in fixed batches, and each rank's share of them.
+"""The work of a predict run in fixed batches, and each rank's share of them: an evaluation's (cell, image) items,
+a calibration's images (as cell 0).
 
 A cell's images ``0 .. N-1`` are cut into fixed chunks ``[0, B), [B, 2B), ...`` (B = ``--batch_size``), whatever has
 been done already; a chunk is pending while any of its images is not committed, and a pending chunk is run whole (its

@@ -1,11 +1,13 @@
 """The Lightning Trainer of the commands that write their own outputs (prior, test on a prior file, restore,
-evaluate, calibrate): no logger, no checkpoints, no model summary; a bad ``--trainer.*`` option is one line."""
+evaluate, calibrate): no logger, no checkpoints, no model summary; a bad ``--trainer.*`` option is one line. A
+predict run's Trainer from the ``--trainer.*`` options, and the end of the other ranks' processes after a failure."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
-from .errors import ZSGuideError
+from ..errors import ZSGuideError
 
 
 def quiet_trainer(root: str | Path, **options):
@@ -21,3 +23,32 @@ def quiet_trainer(root: str | Path, **options):
         )
     except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
         raise ZSGuideError(f"invalid --trainer options: {str(exc).splitlines()[0]}") from None
+
+
+def predict_trainer(t, callbacks: list, *, needs_grad: bool, root, **extra):
+    """The Lightning Trainer of a predict run from the ``--trainer.*`` options ``t`` (:func:`quiet_trainer`);
+    ``inference_mode=False`` when a sampler differentiates through the denoiser (``needs_grad``)."""
+    return quiet_trainer(
+        root,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        precision=t.precision,
+        num_nodes=t.num_nodes,
+        enable_progress_bar=bool(t.enable_progress_bar),
+        callbacks=callbacks,
+        inference_mode=not needs_grad,
+        **extra,
+    )
+
+
+def stop_other_ranks(trainer) -> None:
+    """After a failure on rank 0, end the processes Lightning launched for the other ranks (they would otherwise wait
+    in a collective): the ones this process started, by their process ids."""
+    try:
+        from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+    except ImportError:  # pragma: no cover
+        return
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if isinstance(launcher, _SubprocessScriptLauncher) and trainer.is_global_zero:
+        launcher.kill(signal.SIGKILL)

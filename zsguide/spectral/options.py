@@ -168,6 +168,13 @@ class DesignOptions:
             "objective": self.objective,
         }
 
+    def record(self) -> dict:
+        """The options as a run records them (analysis.json): the trust factor resolved (a number, or None for the
+        unconstrained design), the others as given."""
+        return {name: getattr(self, name) for name in self.names()} | {
+            "trust_factor": resolve_trust_factor(self.trust_factor)
+        }
+
     def label(self) -> str:
         """A short name of the design: ``spectral`` for the default one, else ``spectral_trust<T>`` /
         ``spectral_free``, plus ``_guard``, ``_<objective>`` for an objective other than w2, and ``_calibrated``."""

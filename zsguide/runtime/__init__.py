@@ -1,0 +1,4 @@
+"""The plumbing the commands share, below the command packages and above the library: the Lightning Trainer of a
+predict run (trainer.py), the shared command-line options (options.py), atomic output files (files.py), the rich
+progress bar (progress.py), the held-out test images of a prior (heldout.py) and the fixed batches of a run sharded
+over the ranks (shard.py). Nothing here imports a command package."""
