@@ -198,12 +198,13 @@ def test_param_schedule_round_trip_and_checks(tmp_path):
 def test_the_registry_describes_each_sampler(name):
     """The registry's knobs are the heuristic's, for every task; each heuristic value lies in its knob's domain (unit:
     [0, 1], positive: > 0), which is what the designer's parameterisation assumes (spectral/design.py); the lists
-    the engine uses come from the registry (the oracle alone is not designable; every sampler has a closed form)."""
+    the engine uses come from the registry (every built-in sampler states its closed form, ``closed_form_step``; the
+    oracle alone is not designable, being exact)."""
     from zsguide.operators import TASK_NAMES
     from zsguide.samplers import sampler_names
+    from zsguide.samplers.base import Sampler
     from zsguide.spectral.design import bounded
     from zsguide.spectral.service import DESIGNABLE
-    from zsguide.spectral.transfer import METHODS
 
     sampler = get_sampler(name)
     for task in TASK_NAMES:
@@ -214,7 +215,10 @@ def test_the_registry_describes_each_sampler(name):
             spec = sampler.knob(knob)
             assert all(0 <= x <= 1 for x in flat) if spec.domain == "unit" else all(x > 0 for x in flat), (knob, v)
             assert bounded(name, knob) == (spec.domain == "unit")
-    assert (name in DESIGNABLE) == sampler.designable == (name != "oracle")
-    assert name in METHODS and name in sampler_names(closed_form=True)
+    assert (name in DESIGNABLE) == sampler.designable == (name != "oracle") == (not sampler.exact)
+    assert sampler.closed_form and name in sampler_names(closed_form=True)
+    assert type(sampler).closed_form_step is not Sampler.closed_form_step
     with pytest.raises(ZSGuideError, match=f"sampler {name} has no knob 'nope'"):
         sampler.knob("nope")
+    with pytest.raises(ZSGuideError, match="unknown task 'blur'"):  # no silent defaults for an unknown task
+        sampler.heuristic("blur", 20, SCHED)

@@ -5,8 +5,10 @@ x2 super-resolution (4 x 4 alias blocks) and random inpainting (dense, 16 x 16 x
 What each step does is checked exactly by tests/test_transfer_sync.py (impulses through the real step give the closed
 form's per-step map at random knobs). The Monte Carlo runs here check what that cannot: the whole chain's noise law
 (the start, every step's fresh draws independent and white, the output Gaussian with the predicted covariance) and
-DPS, whose step divides by the residual norm that the closed form replaces by its expectation. So every sampler runs
-at 10 steps, and DPS, whose approximation depends on the step count, also at 50."""
+DPS, whose step divides by the residual norm that the closed form replaces by its expectation. So every sampler of
+the registry with a law (``sampler_names(closed_form=True)``: a new one is checked without editing this file) runs at
+10 steps, and those whose step is not affine (``Sampler.affine`` False: DPS), whose approximation depends on the step
+count, also at 50; an exact sampler's law (``Sampler.exact``: the oracle) is the posterior itself."""
 
 import math
 
@@ -17,10 +19,10 @@ from zsguide.data.gaussian import gaussian_field_spectrum
 from zsguide.diffusion.denoisers import AnalyticDenoiser
 from zsguide.diffusion.schedule import VPSchedule
 from zsguide.operators import make_operator
-from zsguide.samplers import get_sampler
+from zsguide.samplers import get_sampler, sampler_names
 from zsguide.spectral.criteria import Criteria
 from zsguide.spectral.problem import problem_for
-from zsguide.spectral.transfer import METHODS, transfer
+from zsguide.spectral.transfer import transfer
 from zsguide.surrogate import GaussianSurrogate, apply_colour
 
 SCHED = VPSchedule()
@@ -28,9 +30,11 @@ TASKS = {"deblur_gaussian": {"size": 5, "sigma": 1.0}, "sr2": {}, "inpaint_rando
 SIZE, SIGMA = 16, 0.1
 # random inpainting is the slowest structure (a dense block per window); its cases are marked slow (pyproject.toml)
 TASK_CASES = [pytest.param(t, marks=pytest.mark.slow) if t == "inpaint_random" else t for t in TASKS]
-CASES = [(m, 10) for m in METHODS] + [
-    pytest.param("dps", 50, marks=pytest.mark.slow)
+LAWS = sampler_names(closed_form=True)  # the registry's samplers with a closed-form law
+CASES = [(m, 10) for m in LAWS] + [
+    pytest.param(m, 50, marks=pytest.mark.slow) for m in LAWS if not get_sampler(m).affine
 ]  # module docstring: the per-step maps are checked exactly elsewhere
+EXACT = [m for m in LAWS if get_sampler(m).exact]  # the oracle
 
 
 def _setup(task):
@@ -104,14 +108,15 @@ def test_closed_form_mse_matches_monte_carlo(task, method, steps):
     assert abs(float(per_image.mean()) - predicted) < 3 * se, (float(per_image.mean()), predicted, se)
 
 
+@pytest.mark.parametrize("method", EXACT)
 @pytest.mark.parametrize("task", TASK_CASES)
-def test_oracle_transfer_is_the_posterior(task):
+def test_oracle_transfer_is_the_posterior(task, method):
     """The oracle's closed form equals the posterior (W, Sigma_post) for any number of steps, up to the start
     ``x_T ~ N(0, I)`` in place of ``p(x_T | y)`` (abar_T = 4e-5): measured 2e-6 on the dense mask problem, 1e-12 on
     Fourier blocks; tolerance 1e-5."""
     sur, op, p = _setup(task)
-    params = get_sampler("oracle").heuristic(task, 7, SCHED)
-    out = transfer("oracle", p, params, SCHED.alphas_cumprod)
+    params = get_sampler(method).heuristic(task, 7, SCHED)
+    out = transfer(method, p, params, SCHED.alphas_cumprod)
     W, post = p.posterior()
     assert torch.allclose(out.B, W, atol=1e-5) and torch.allclose(out.V, post, atol=1e-5)
     c = Criteria(p)(out)

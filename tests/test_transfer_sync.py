@@ -1,25 +1,27 @@
 """The closed form's per-step map is the real sampler step, exactly (issue 13, part 1).
 
-With the analytic denoiser of a zero-mean surrogate every step of DDRM, DDNM+, PiGDM, DiffPIR and the oracle is
-linear in (the state x, the measurement y, the step's fresh noise z, an additive perturbation d of the denoiser's
-output ``x0_hat``):
+With the analytic denoiser of a zero-mean surrogate every step of an affine sampler (``Sampler.affine``: DDRM,
+DDNM+, PiGDM, DiffPIR, the oracle, and any sampler registered with a law) is linear in (the state x, the measurement
+y, the step's fresh noise z, an additive perturbation d of the denoiser's output ``x0_hat``):
 
     x' = J_x x + J_y y + J_z z + J_d d.
 
 Pushing impulses through the real ``Sampler.step`` gives those four matrices to float64 rounding. In the closed
-form's block coordinates (``xi = P x``, ``ybar = Y y``; P unitary) transfer.py's ``_step`` claims
+form's block coordinates (``xi = P x``, ``ybar = Y y``; P unitary) the sampler's own law (``closed_form_step``,
+samplers/law.py) claims
 
     P J_x P^H = A,   P J_y = b Y,   (P J_z)(P J_z)^H = E,   P J_d P^H = Q,
 
 and this test checks all four at random knob values (not only the heuristic, where terms such as DDRM's
 ``(1 - eta_b) c0`` vanish), at every step of a 6-step schedule, on blur, sr2 and inpaint_random (8 x 8 x 3, where
-every structure is exact). ``Q`` is the coefficient through which a calibrated denoiser's residual enters
-(spectral/denoiser_model.py).
+every structure is exact), for every sampler of the registry with a law (``sampler_names(closed_form=True)``): a
+new sampler is checked without editing this file. ``Q`` is the coefficient through which a calibrated denoiser's
+residual enters (spectral/denoiser_model.py).
 
-DPS is not linear: its step divides by the residual norm ``nu = ||y - H x0_hat||``. At a given state and measurement
-it is the affine step of the closed form with ``nu`` in place of the norm's expectation, so the second test
-compares the real step's output at random (x, y) with ``A x + b y`` built from that ``nu``, and its fresh-noise map
-with ``E``. How well the expectation stands in for the norm stays a Monte Carlo question (test_spectral_transfer.py).
+DPS is not linear (``affine`` False): its step divides by the residual norm ``nu = ||y - H x0_hat||``. At a given
+state and measurement it is the affine step of the closed form with ``nu`` in place of the norm's expectation, so the
+second test compares the real step's output at random (x, y) with ``A x + b y`` built from that ``nu``, and its
+fresh-noise map with ``E``. How well the expectation stands in for the norm stays a Monte Carlo question (test_spectral_transfer.py).
 """
 
 import pytest
@@ -29,15 +31,15 @@ from zsguide.data.gaussian import gaussian_field_spectrum
 from zsguide.diffusion.denoisers import AnalyticDenoiser, Denoiser
 from zsguide.diffusion.schedule import VPSchedule
 from zsguide.operators import make_operator
-from zsguide.samplers import get_sampler
+from zsguide.samplers import get_sampler, sampler_names
+from zsguide.samplers.law import StepInputs
 from zsguide.spectral.problem import problem_for
-from zsguide.spectral.transfer import _step
 from zsguide.surrogate import GaussianSurrogate, apply_colour
 
 SCHED = VPSchedule()
 TASKS = {"deblur_gaussian": {"size": 5, "sigma": 1.0}, "sr2": {}, "inpaint_random": {}}
 SIZE, CHANNELS, SIGMA, STEPS = 8, 3, 0.1, 6
-# Random knob values per step, in each knob's domain (uniform on these ranges)
+# Random knob values per step, in each knob's domain (uniform on these ranges; a knob not named here: its domain's)
 KNOB_RANGES = {
     "eta": (0.05, 0.95),
     "eta_b": (0.3, 1.8),
@@ -46,7 +48,10 @@ KNOB_RANGES = {
     "lam": (0.5, 20.0),
     "zeta": (0.05, 0.95),
 }
-LINEAR = ("ddrm", "ddnm", "pigdm", "diffpir", "oracle")
+DOMAIN_RANGES = {"unit": (0.05, 0.95), "positive": (0.3, 3.0)}
+LAWS = sampler_names(closed_form=True)  # the registry's samplers with a closed-form law
+LINEAR = tuple(n for n in LAWS if get_sampler(n).affine)  # ddrm, ddnm, pigdm, diffpir, oracle
+NORM = tuple(n for n in LAWS if not get_sampler(n).affine)  # dps: affine at its own residual norm
 
 
 class PerturbedDenoiser(Denoiser):
@@ -102,7 +107,7 @@ def _coordinates(p, sur, op):
 def _random_params(sampler, task, gen):
     params = sampler.heuristic(task, STEPS, SCHED)
     for knob in params.values:
-        lo, hi = KNOB_RANGES[knob]
+        lo, hi = KNOB_RANGES.get(knob, DOMAIN_RANGES[sampler.knob(knob).domain])
         params.values[knob] = (lo + (hi - lo) * torch.rand(STEPS, generator=gen, dtype=torch.float64)).tolist()
     return params
 
@@ -162,12 +167,11 @@ def _close(real, closed, what):
     assert err < 1e-9, f"{what}: relative error {err:.2e}"
 
 
-@pytest.mark.parametrize("method", LINEAR)
-@pytest.mark.parametrize("task", list(TASKS))
-def test_closed_form_step_is_the_real_step(task, method):
+def assert_law_is_step(sampler, task, seed):
+    """The sampler's ``closed_form_step`` against impulses through its real ``step`` at every step of a 6-step
+    schedule of random knobs (from ``seed``) on ``task``: ``A``, ``b``, ``E`` and ``Q`` to float64 rounding."""
     sur, op, p = _setup(task)
-    sampler = get_sampler(method)
-    gen = torch.Generator().manual_seed(100 * list(TASKS).index(task) + LINEAR.index(method))  # stable per case
+    gen = torch.Generator().manual_seed(seed)
     params = _random_params(sampler, task, gen)
     den = PerturbedDenoiser(AnalyticDenoiser(sur, SCHED))
     P, Y = _coordinates(p, sur, op)
@@ -175,8 +179,8 @@ def test_closed_form_step_is_the_real_step(task, method):
     for i in range(STEPS):
         J_x, J_y, J_z, J_d, a_t, a_prev = _jacobians(sampler, den, sur, op, params, i)
         C, _ = p.denoiser_at(a_t)
-        A, b, E, Q = _step(method, p, C, a_t, a_prev, lambda k, i=i: vals[k][i], None, None)
-        where = f"{method} on {task}, step {i} of {STEPS}"
+        A, b, E, Q = sampler.closed_form_step(StepInputs(p, C, a_t, a_prev, vals, i))
+        where = f"{sampler.name} on {task}, step {i} of {STEPS}"
         _close(P @ J_x.to(P.dtype) @ P.mH, _block_matrix(A, p), f"{where}: A (state)")
         b_full = torch.block_diag(*b.expand(*p.Sigma.shape[:-2], p.n, p.m).reshape(-1, p.n, p.m))
         _close(P @ J_y.to(P.dtype), b_full.to(Y.dtype) @ Y, f"{where}: b (measurement)")
@@ -185,10 +189,20 @@ def test_closed_form_step_is_the_real_step(task, method):
         _close(P @ J_d.to(P.dtype) @ P.mH, _block_matrix(Q, p), f"{where}: Q (x0_hat)")
 
 
+@pytest.mark.parametrize("method", LINEAR)
 @pytest.mark.parametrize("task", list(TASKS))
-def test_dps_step_at_its_residual_norm_is_the_closed_form(task):
+def test_closed_form_step_is_the_real_step(task, method):
+    seed = 100 * list(TASKS).index(task) + LINEAR.index(method)  # stable per case
+    assert_law_is_step(get_sampler(method), task, seed)
+
+
+@pytest.mark.parametrize("method", NORM)
+@pytest.mark.parametrize("task", list(TASKS))
+def test_dps_step_at_its_residual_norm_is_the_closed_form(task, method):
+    """A sampler whose gain divides by its residual norm (DPS): its law given the state's law ``B = 0``, ``V = 0``
+    and measurement coordinates of norm ``nu`` is its real step at residual norm ``nu``."""
     sur, op, p = _setup(task)
-    sampler = get_sampler("dps")
+    sampler = get_sampler(method)
     gen = torch.Generator().manual_seed(7)
     params = _random_params(sampler, task, gen)
     den = AnalyticDenoiser(sur, SCHED)
@@ -228,8 +242,9 @@ def test_dps_step_at_its_residual_norm_is_the_closed_form(task):
         y_coords = torch.zeros(*p.Sigma.shape[:-2], p.m, dtype=p.dtype)
         y_coords.view(-1, p.m)[0, 0] = nu
         C, _ = p.denoiser_at(a_t)
-        A, b, E, _ = _step("dps", p, C, a_t, a_prev, lambda k, i=i: vals[k][i], B0, torch.zeros_like(C), y_coords)
-        where = f"dps on {task}, step {i} of {STEPS} (nu {nu:.3g})"
+        law = StepInputs(p, C, a_t, a_prev, vals, i, B0, torch.zeros_like(C), y_coords)
+        A, b, E, _ = sampler.closed_form_step(law)
+        where = f"{method} on {task}, step {i} of {STEPS} (nu {nu:.3g})"
         b_full = torch.block_diag(*b.expand(*p.Sigma.shape[:-2], p.n, p.m).reshape(-1, p.n, p.m)).to(Y.dtype)
         predicted = _block_matrix(A, p).to(P.dtype) @ (P @ x.flatten().to(P.dtype)) + b_full @ (
             Y @ y.flatten().to(Y.dtype)

@@ -4,7 +4,7 @@ base      LinearOperator: A, A_adjoint, A_pinv, the SVD view (Vt, V, singulars, 
 inpaint   Inpainting (structure "pixel_mask");            masks: random pixels, box, from a file
 blur      Blur (structure "fourier_diagonal");            kernels: Gaussian, uniform, motion, from a file
 superres  SuperResolution (structure "fourier_block"):    BlockAverage, or BlurDecimation (blur + decimation)
-tasks     the named tasks, make_operator, task_defaults
+tasks     the named tasks and their families, make_operator, task_defaults, task_family
 """
 
 from zsguide.operators.base import STRUCTURES, LinearOperator
@@ -14,11 +14,22 @@ from zsguide.operators.inpaint import Inpainting
 from zsguide.operators.kernels import gaussian_kernel, load_kernel, motion_kernel, uniform_kernel
 from zsguide.operators.masks import box_mask, load_mask, random_pixel_mask
 from zsguide.operators.superres import BlockAverage, BlurDecimation, SuperResolution
-from zsguide.operators.tasks import TASK_NAMES, TASKS, Param, TaskSpec, get_task, make_operator, task_defaults
+from zsguide.operators.tasks import (
+    TASK_FAMILIES,
+    TASK_NAMES,
+    TASKS,
+    Param,
+    TaskSpec,
+    get_task,
+    make_operator,
+    task_defaults,
+    task_family,
+)
 
 __all__ = [
     "STRUCTURES",
     "TASKS",
+    "TASK_FAMILIES",
     "TASK_NAMES",
     "BlockAverage",
     "Blur",
@@ -40,5 +51,6 @@ __all__ = [
     "motion_kernel",
     "random_pixel_mask",
     "task_defaults",
+    "task_family",
     "uniform_kernel",
 ]

@@ -37,14 +37,26 @@ class Param:
 Builder = Callable[[tuple[int, int, int], int, list[int], dict[str, Any]], LinearOperator]
 
 
+TASK_FAMILIES = ("inpainting", "deblurring", "super-resolution")
+"""The kinds of task; a sampler's hand-set defaults depend on the family (samplers/dps.py, samplers/diffpir.py)."""
+
+
 @dataclass(frozen=True)
 class TaskSpec:
-    """A named task: a one-line summary, its parameters and the function that builds the operator."""
+    """A named task: a one-line summary, its parameters, the function that builds the operator and its family (one of
+    :data:`TASK_FAMILIES`)."""
 
     name: str
     summary: str
     params: Mapping[str, Param]
     build: Builder
+    family: str
+
+    def __post_init__(self) -> None:
+        if self.family not in TASK_FAMILIES:
+            raise ValueError(
+                f"task {self.name!r}: family must be one of {', '.join(TASK_FAMILIES)}, got {self.family!r}"
+            )
 
 
 _RCOND_EXACT = Param(0.0, "exact pseudo-inverse: the singular values are 0 or 1")
@@ -115,6 +127,7 @@ TASKS: dict[str, TaskSpec] = {
             "keep a random fraction of the pixels (shared across channels), seeded per image",
             {"keep": Param(0.5, "DDRM's random 50% inpainting (DPS draws 30-70%)"), "rcond": _RCOND_EXACT},
             _inpaint_random,
+            family="inpainting",
         ),
         TaskSpec(
             "inpaint_box",
@@ -125,8 +138,15 @@ TASKS: dict[str, TaskSpec] = {
                 "rcond": _RCOND_EXACT,
             },
             _inpaint_box,
+            family="inpainting",
         ),
-        TaskSpec("inpaint_mask", "a mask from a file", {"path": _PATH_MASK, "rcond": _RCOND_EXACT}, _inpaint_mask),
+        TaskSpec(
+            "inpaint_mask",
+            "a mask from a file",
+            {"path": _PATH_MASK, "rcond": _RCOND_EXACT},
+            _inpaint_mask,
+            family="inpainting",
+        ),
         TaskSpec(
             "deblur_gaussian",
             "periodic Gaussian blur",
@@ -136,12 +156,14 @@ TASKS: dict[str, TaskSpec] = {
                 "rcond": _RCOND_BLUR,
             },
             _deblur_gaussian,
+            family="deblurring",
         ),
         TaskSpec(
             "deblur_uniform",
             "periodic uniform (box) blur",
             {"size": Param(9, "DDRM's 9-tap uniform deblurring kernel"), "rcond": _RCOND_BLUR},
             _deblur_uniform,
+            family="deblurring",
         ),
         TaskSpec(
             "deblur_motion",
@@ -152,15 +174,17 @@ TASKS: dict[str, TaskSpec] = {
                 "rcond": _RCOND_BLUR,
             },
             _deblur_motion,
+            family="deblurring",
         ),
         TaskSpec(
             "deblur_kernel",
             "periodic blur by a kernel from a file",
             {"path": _PATH_KERNEL, "rcond": _RCOND_BLUR},
             _deblur_kernel,
+            family="deblurring",
         ),
-        TaskSpec("sr2", "x2 super-resolution", dict(_SR_PARAMS), _superres(2)),
-        TaskSpec("sr4", "x4 super-resolution", dict(_SR_PARAMS), _superres(4)),
+        TaskSpec("sr2", "x2 super-resolution", dict(_SR_PARAMS), _superres(2), family="super-resolution"),
+        TaskSpec("sr4", "x4 super-resolution", dict(_SR_PARAMS), _superres(4), family="super-resolution"),
     )
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
@@ -171,6 +195,11 @@ def get_task(task: str) -> TaskSpec:
     if task not in TASKS:
         raise ZSGuideError(f"unknown task {task!r}; valid tasks: {', '.join(TASK_NAMES)}")
     return TASKS[task]
+
+
+def task_family(task: str) -> str:
+    """The family of ``task`` (:data:`TASK_FAMILIES`); an unknown name raises :class:`ZSGuideError`."""
+    return get_task(task).family
 
 
 def task_defaults(task: str) -> dict[str, dict[str, Any]]:

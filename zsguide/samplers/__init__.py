@@ -1,9 +1,11 @@
-"""Zero-shot posterior samplers: one module per method, each a step function over (denoiser, operator, y, x_t).
+"""Zero-shot posterior samplers: one module per method, each a step function over (denoiser, operator, y, x_t) with
+its closed-form law beside it (``closed_form_step``, samplers/law.py).
 
-``SAMPLERS`` is the one registry: every sampler with its knobs (name, domain, per band or not; base.Knob) and
-whether the designer may move them (``designable``) and the spectral engine has its law (``closed_form``). The
-lists the rest of the package uses (restore's and evaluate's names, analyze's, the designer's) are read from it by
-:func:`sampler_names`."""
+``SAMPLERS`` is the one registry: every sampler with its knobs (name, domain, per band or not; base.Knob), whether the
+spectral engine has its law (``closed_form``: the class defines ``closed_form_step``) and whether the designer may
+move its knobs (``designable``: a law, knobs, and not exact). The lists the rest of the package uses (restore's and
+evaluate's names, analyze's, the designer's) are read from it by :func:`sampler_names`; :func:`register_sampler` adds
+one (docs/architecture.md, "Adding a sampler")."""
 
 from ..errors import ZSGuideError
 from .base import Knob, ParamSchedule, Sampler
@@ -15,7 +17,16 @@ from .oracle import Oracle
 from .pigdm import PiGDM
 
 SAMPLERS: dict[str, Sampler] = {s.name: s for s in (DDRM(), DDNMPlus(), PiGDM(), DPS(), DiffPIR(), Oracle())}
-SAMPLER_NAMES = tuple(SAMPLERS)
+SAMPLER_NAMES = tuple(SAMPLERS)  # the built-in samplers (sampler_names() also lists registered ones)
+
+
+def register_sampler(sampler: Sampler) -> Sampler:
+    """Add ``sampler`` to the registry under its ``name`` (non-empty, not taken) and return it; from then on
+    :func:`get_sampler` finds it and :func:`sampler_names` lists it, and the registry's tests check its law."""
+    if not sampler.name or sampler.name in SAMPLERS:
+        raise ZSGuideError(f"cannot register sampler {sampler.name!r}: the name is empty or already taken")
+    SAMPLERS[sampler.name] = sampler
+    return sampler
 
 
 def sampler_names(*, designable: bool | None = None, closed_form: bool | None = None) -> tuple[str, ...]:
@@ -30,8 +41,17 @@ def sampler_names(*, designable: bool | None = None, closed_form: bool | None = 
 def get_sampler(name: str) -> Sampler:
     """The sampler called ``name``; an unknown name raises :class:`ZSGuideError` listing the valid ones."""
     if name not in SAMPLERS:
-        raise ZSGuideError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLER_NAMES)}")
+        raise ZSGuideError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
     return SAMPLERS[name]
 
 
-__all__ = ["SAMPLERS", "SAMPLER_NAMES", "Knob", "ParamSchedule", "Sampler", "get_sampler", "sampler_names"]
+__all__ = [
+    "SAMPLERS",
+    "SAMPLER_NAMES",
+    "Knob",
+    "ParamSchedule",
+    "Sampler",
+    "get_sampler",
+    "register_sampler",
+    "sampler_names",
+]

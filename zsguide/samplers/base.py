@@ -29,7 +29,9 @@ from ..diffusion.denoisers import Denoiser
 from ..diffusion.schedule import VPSchedule
 from ..errors import ZSGuideError
 from ..operators.base import LinearOperator
+from ..operators.tasks import get_task
 from ..seeding import randn_per_image
+from .law import AffineStep, BlockLike, StepInputs, standard_initial
 
 
 @dataclass
@@ -147,12 +149,22 @@ class Sampler(ABC):
 
     name: str = ""
     knob_specs: tuple[Knob, ...] = ()
-    designable: bool = True  # the spectral designer may move its knobs (spectral/design.py)
-    closed_form: bool = True  # spectral/transfer.py has its output law (analyze)
+    exact: bool = False  # an exact posterior sampler under the surrogate (the oracle): nothing to design
+    affine: bool = True  # with the analytic denoiser the step is affine in (x_t, y, z, x0_hat); DPS: not (its norm)
     needs_grad: bool = False  # differentiates through the denoiser (needs autograd outside inference mode)
     needs_surrogate: bool = False
     default_spacing: str = "uniform"
     reference: str = ""  # where the heuristic defaults come from
+
+    @property
+    def closed_form(self) -> bool:
+        """The spectral engine has its output law: the class states it with :meth:`closed_form_step`."""
+        return type(self).closed_form_step is not Sampler.closed_form_step
+
+    @property
+    def designable(self) -> bool:
+        """The spectral designer may move its knobs (spectral/design.py): it has a law and knobs and is not exact."""
+        return self.closed_form and bool(self.knob_specs) and not self.exact
 
     @property
     def knobs(self) -> tuple[str, ...]:
@@ -171,6 +183,9 @@ class Sampler(ABC):
         """The peers' hand-set defaults for ``task`` (constants or per-step lists)."""
 
     def heuristic(self, task: str, steps: int, schedule: VPSchedule, spacing: str | None = None) -> ParamSchedule:
+        """The peers' defaults for ``task`` (a named task, operators/tasks.py: an unknown one is refused) as a
+        :class:`ParamSchedule` of ``steps`` times of ``schedule``."""
+        get_task(task)  # an unknown task has no defaults: refused, never given another family's
         spacing = spacing or self.default_spacing
         taus = schedule.timesteps(steps, spacing).tolist()
         vals = {
@@ -233,6 +248,21 @@ class Sampler(ABC):
 
         ``noise(stream, of_shape=image shape)`` draws white noise from each image's own generator for this step.
         """
+
+    def closed_form_step(self, step: StepInputs) -> AffineStep:
+        """The law of one :meth:`step` with the analytic denoiser ``x0_hat = C_t x_t``, in a block problem's SVD
+        coordinates (samplers/law.py): ``(A, b, E, Q)`` with ``x' = A x + b ybar + N(0, E)`` and ``Q`` the coefficient
+        on ``x0_hat``, computed from the same coefficient functions as :meth:`step`. A sampler that does not define it
+        has no closed form (``closed_form`` False): the spectral engine refuses it."""
+        raise ZSGuideError(
+            f"sampler {self.name} has no closed form: its class does not define closed_form_step "
+            f"(docs/architecture.md, 'Adding a sampler'), so the spectral engine cannot analyse or design it"
+        )
+
+    def closed_form_initial(self, p: BlockLike, a_T: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The law of :meth:`initial` given y, ``x_T ~ N(B ybar, V)`` per block at ``abar_T = a_T``: ``x_T ~ N(0, I)``
+        (``B = 0``, ``V = I``) unless the sampler starts otherwise (DDRM)."""
+        return standard_initial(p)
 
 
 def ddim_from_estimate(

@@ -12,6 +12,8 @@ With ``a = sqrt(abar_{t-1})``, ``st = sqrt(1 - abar_{t-1})`` (VP), ``c0 = V^T x0
 For sigma = 0 the reference code keeps Lambda = 1 and the DDIM noise split everywhere; so does this one.
 ``Lambda_k`` is the reference code's ``Lambda`` (not the surrogate's spectrum ``lambda_k``). ``mult_t`` (knob
 ``lambda_scale``, 1 in the reference) scales the correction: the knob the spectral design sets.
+Closed form (theory.md §4, samplers/law.py): ``g`` of :func:`ddnm_coefficients`, ``X = diag(1 - g) C``,
+``Y = [diag(g / s); 0]``; ``A = a X + diag(d2) eps_x``, ``b = a Y``, ``E = diag(d1^2)``; the last step ``(X, Y, 0)``.
 Heuristic defaults: ``eta = 0.85``, 100 uniformly spaced steps (DDNM's configs).
 """
 
@@ -22,6 +24,7 @@ import math
 import torch
 
 from .base import Knob, Sampler
+from .law import AffineStep, StepInputs, col, embed, safe_inv
 from .svd import effective_singulars, sqrt_pos
 
 
@@ -70,3 +73,22 @@ class DDNMPlus(Sampler):
             return x0_y, x0_y
         c_noise = d1 * operator.Vt(noise("z")) + d2 * operator.Vt(eps)
         return a * x0_y + operator.V(c_noise), x0_y
+
+    def closed_form_step(self, step: StepInputs) -> AffineStep:
+        """:meth:`step` per block: ``x0_y = X x + Y ybar`` with ``X = diag(1 - g) C``, ``Y = [diag(g s^+); 0]``, then
+        ``x' = a x0_y + diag(d1) z + diag(d2) eps_hat``: ``A = a X + diag(d2) eps_x``, ``b = a Y``,
+        ``E = diag(d1^2)``, ``Q = a (1 - g) + d2 x0_eps`` (:func:`ddnm_coefficients`); the last step ``(X, Y, 0)``."""
+        p, eta, mult = step.p, step.value("eta"), step.value("lambda_scale")
+        a, st = math.sqrt(step.a_prev), math.sqrt(1 - step.a_prev)
+        s = step.s
+        inv = safe_inv(s)
+        g, d1, d2 = ddnm_coefficients(s, inv, a, st, p.sigma, eta, mult)
+        X, Y = col((1 - g).to(p.dtype)) * step.C, embed((g * inv)[..., : p.m].to(p.dtype), p.n)
+        if step.last:
+            return AffineStep(X, Y, 0.0, 1 - g)
+        return AffineStep(
+            a * X + col(d2.to(p.dtype)) * step.eps_x,
+            a * Y,
+            torch.diag_embed((d1 * d1).to(p.dtype)),
+            a * (1 - g) + step.x0_eps * d2,
+        )

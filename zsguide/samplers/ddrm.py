@@ -9,6 +9,10 @@ Works on the VE scale ``x_mod = x_t / sqrt(abar_t)`` in the SVD basis. With ``c0
 
 then ``x_{t-1} = sqrt(abar_{t-1}) V c_next``. The last step (sn = 0) returns ``x0_hat``. Initialisation
 ``p(x_T | y)``: ``cy / s + sqrt(sn_T^2 - sigma^2 / s^2) z`` where ``s sn_T > sigma``, ``sn_T z`` elsewhere.
+Closed form (theory.md §4, samplers/law.py): per block, ``A = a (diag(alpha) C + diag(beta) eps_x)``,
+``b = a [diag(gamma); 0]``, ``E = abar_{t-1} diag(var)`` with :func:`ddrm_coefficients`, ``a = sqrt(abar_{t-1})``;
+the start ``B = sqrt(abar_T) [diag(1 / s); 0]`` where ``s sn_T > sigma``, ``V = abar_T diag(sn_T^2 - sigma^2 / s^2
+or sn_T^2)``.
 Heuristic defaults: ``eta = 0.85``, ``eta_b = 1.0``, 20 uniformly spaced steps (the DDRM README / configs).
 """
 
@@ -21,6 +25,7 @@ import torch
 from ..operators.base import safe_ratio
 from ..seeding import randn_per_image
 from .base import Knob, Sampler
+from .law import AffineStep, BlockLike, StepInputs, col, embed, pad, safe_inv
 from .svd import effective_singulars, sqrt_pos
 
 
@@ -80,3 +85,29 @@ class DDRM(Sampler):
         alpha, beta, gamma, var = ddrm_coefficients(s, sn, sigma, eta, eta_b)
         c = alpha * c0 + beta * ce + gamma * cy + var.sqrt() * z
         return math.sqrt(a_prev) * operator.V(c), x0
+
+    def closed_form_initial(self, p: BlockLike, a_T: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The law of :meth:`initial`, ``p(x_T | y)``: ``B = sqrt(abar_T) [diag(1 / s); 0]`` where ``s sn_T > sigma``
+        (0 elsewhere), ``V = abar_T diag(sn_T^2 - sigma^2 / s^2 there, sn_T^2 elsewhere)``."""
+        sn = math.sqrt((1 - a_T) / a_T)
+        s = pad(p.s_eff, p.n)
+        large = s * sn > p.sigma
+        inv = safe_inv(s)
+        B = embed(torch.where(large, inv, torch.zeros_like(s))[..., : p.m], p.n).to(p.dtype) * math.sqrt(a_T)
+        var = torch.where(large, (sn**2 - (p.sigma * inv) ** 2).clamp(min=0), torch.full_like(s, sn**2)) * a_T
+        return B, torch.diag_embed(var.to(p.dtype))
+
+    def closed_form_step(self, step: StepInputs) -> AffineStep:
+        """:meth:`step` as ``c_next = alpha c0 + beta ce + gamma cy + sqrt(var) z`` (:func:`ddrm_coefficients`), then
+        ``x' = a V c_next``: ``A = a (diag(alpha) C + diag(beta) eps_x)``, ``b = a [diag(gamma); 0]``,
+        ``E = abar_{t-1} diag(var)``, ``Q = a (alpha + beta x0_eps)``, ``a = sqrt(abar_{t-1})``."""
+        p, eta, eta_b = step.p, step.value("eta"), step.value("eta_b")
+        r = math.sqrt(step.a_prev)
+        sn = math.sqrt((1 - step.a_prev) / step.a_prev)
+        alpha, beta, gamma, var = ddrm_coefficients(step.s, sn, p.sigma, eta, eta_b)
+        return AffineStep(
+            r * (col(alpha.to(p.dtype)) * step.C + col(beta.to(p.dtype)) * step.eps_x),
+            r * embed(gamma[..., : p.m].to(p.dtype), p.n),
+            step.a_prev * torch.diag_embed(var.to(p.dtype)),
+            r * (alpha + step.x0_eps * beta),
+        )

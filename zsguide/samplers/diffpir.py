@@ -15,6 +15,8 @@ then ``x_{t-1} = sqrt(abar_{t-1}) x0_y + sqrt(1 - abar_{t-1}) (sqrt(1 - zeta) ep
 loops (which multiply the base values: ``lambdas = [lambda_ * i for i in range(7, 8)]``, ``zeta * 3`` in its deblurring script): ``lam = 7``,
 ``zeta`` 0.3 for deblurring, 0.25 for super-resolution (its SR script), 1.0 for inpainting; quadratic step spacing.
 ``lam`` may be given per radial frequency band on blur (the designer's per-frequency variant; samplers/bands.py).
+Closed form (theory.md §4, samplers/law.py): ``X = diag(keep) C``, ``Y = [diag(gain); 0]``
+(:func:`diffpir_coefficients`), ``A = k1 X + k2 I``, ``b = k1 Y``, ``E = var I``; the last step ``(X, Y, 0)``.
 The last step returns the final data-consistent estimate ``x0_y`` (the reference returns the state at t = 0, one
 denoise-and-project earlier).
 """
@@ -25,11 +27,14 @@ import math
 
 import torch
 
-from .bands import expand_bands
+from ..operators.tasks import task_family
+from .bands import expand_bands, radial_bands
 from .base import Knob, Sampler
+from .law import AffineStep, StepInputs, col, embed, eye
 from .svd import effective_singulars
 
 SIGMA_FLOOR = 1e-3  # pixel units
+ZETA = {"deblurring": 0.3, "super-resolution": 0.25, "inpainting": 1.0}  # the reference's zeta per task family
 
 
 def diffpir_coefficients(s: torch.Tensor, rho, a_t: float, a_prev: float, zeta):
@@ -68,11 +73,10 @@ class DiffPIR(Sampler):
     )
 
     def heuristic_values(self, task: str, steps: int) -> dict:
-        zeta = 1.0 if task.startswith("inpaint") else 0.25 if task.startswith("sr") else 0.3
-        return {"lam": 7.0, "zeta": zeta}
+        return {"lam": 7.0, "zeta": ZETA[task_family(task)]}
 
     @staticmethod
-    def rho(lam: float, sigma: float, a_t: float) -> float:
+    def rho(lam: float | torch.Tensor, sigma: float, a_t: float) -> float | torch.Tensor:
         """``rho_t = lam max(sigma / 2, 1e-3)^2 / sigma_t^2`` for ``sigma`` in network units."""
         return lam * max(sigma / 2, SIGMA_FLOOR) ** 2 * a_t / (1 - a_t)
 
@@ -88,3 +92,20 @@ class DiffPIR(Sampler):
         if a_prev >= 1.0:
             return x0_y, x0_y
         return k1 * x0_y + k2 * x + var.sqrt() * noise("z"), x0_y
+
+    def closed_form_step(self, step: StepInputs) -> AffineStep:
+        """:meth:`step` per block (:func:`diffpir_coefficients`): ``x0_y = X x + Y ybar`` with ``X = diag(keep) C``,
+        ``Y = [diag(gain); 0]``, then ``x' = k1 x0_y + k2 x + N(0, var I)``: ``A = k1 X + k2 I``, ``b = k1 Y``,
+        ``E = var I``, ``Q = k1 keep``; the last step ``(X, Y, 0)``. A ``lam`` per radial band (a vector) is expanded
+        to the blocks' frequency grid (a circulant problem only)."""
+        p, lam, zeta = step.p, step.value("lam"), step.value("zeta")
+        if lam.ndim == 1:  # per radial frequency band (blur): expand to the blocks' frequency grid
+            if p.structure != "fourier_diagonal":
+                raise ValueError("per-frequency DiffPIR lam needs a circulant problem")
+            lam = lam[radial_bands(*p.grid, lam.numel())][..., None]
+        rho = self.rho(lam, p.sigma, step.a_t)
+        keep, gain, k1, k2, var = diffpir_coefficients(step.s, rho, step.a_t, step.a_prev, zeta)
+        X, Y = col(keep.to(p.dtype)) * step.C, embed(gain[..., : p.m].to(p.dtype), p.n)
+        if step.last:
+            return AffineStep(X, Y, 0.0, keep)
+        return AffineStep(k1 * X + k2 * eye(p), k1 * Y, var * eye(p), k1 * keep)

@@ -15,6 +15,9 @@ guidance around the network's ``x0_hat``.
 ``K_t r`` is exact per structure: per frequency for blur (``v h* / (|h|^2 v + sigma^2)``), per alias group for
 super-resolution (``s_j R_j* / (sum_j |R_j|^2 s_j + sigma^2)``), and by conjugate gradients in float64 for masks and
 any other operator (``(H S_t H^T + sigma^2 I) u = r``).
+
+Closed form (theory.md §4, samplers/law.py): ``K = S_t H^H (H S_t H^H + sigma^2 I)^{-1}`` (the true ``s``),
+``X = (I - K H) C``, ``Y = K``, ``E0 = (I - K H) S_t (I - K H)^H + sigma^2 K K^H``, then the DDIM composition.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from ..operators.blur import Blur
 from ..operators.superres import SuperResolution
 from ..surrogate import GaussianSurrogate
 from .base import Knob, Sampler, ddim_from_estimate
+from .law import AffineStep, StepInputs, eye, mm
 
 _ALIAS = "... (s1 p) (s2 q) -> ... p q (s1 s2)"
 _UNALIAS = "... p q (s1 s2) -> ... (s1 p) (s2 q)"
@@ -91,7 +95,7 @@ def kalman_gain_apply(
 class Oracle(Sampler):
     name = "oracle"
     knob_specs = (Knob("eta", "unit", meaning="stochasticity of the DDIM step (any value is exact)"),)
-    designable = False  # exact as it is: its "design" is its heuristic
+    exact = True  # exact as it is: nothing to design, its "design" is its heuristic
     needs_surrogate = True
     reference = "exact conditional law under the Gaussian surrogate (theory.md §3); any eta is exact, 1 by default"
 
@@ -110,3 +114,15 @@ class Oracle(Sampler):
         x0_draw = xs + kalman_gain_apply(surrogate, operator, v, sigma, yd - operator.A(xs) - sigma * n)
         x0_draw = x0_draw.to(x.dtype)
         return ddim_from_estimate(x, x0_draw, a_t, a_prev, eta, lambda: noise("z")), x0_draw
+
+    def closed_form_step(self, step: StepInputs) -> AffineStep:
+        """:meth:`step` per block: ``x0_draw = X x + Y ybar + N(0, E0)`` with ``S = S_t = Cov[x0 | x_t]``,
+        ``K = S H^H (H S H^H + sigma^2 I)^{-1}``, ``X = (I - K H) C``, ``Y = K``,
+        ``E0 = (I - K H) S (I - K H)^H + sigma^2 K K^H``, composed with the DDIM step; ``Q = k1 (I - K H)``."""
+        p, a_t = step.p, step.a_t
+        S = p.fn(lambda e: (1 - a_t) * e / (a_t * e + 1 - a_t))  # Cov[x0 | x_t]
+        K = p.gain(S)
+        IKH = eye(p) - mm(K, p.H())
+        E0 = mm(mm(IKH, S), IKH.mH) + p.sigma**2 * mm(K, K.mH)
+        A, b, E, k1 = step.ddim(mm(IKH, step.C), K, 0.5 * (E0 + E0.mH), step.value("eta"))
+        return AffineStep(A, b, E, k1 * IKH)

@@ -18,6 +18,8 @@ larger at high t and diverges on natural-image priors, where the prior variance 
 form showed it (docs/benchmarks.md). Under a Gaussian prior the exact guidance would use the posterior
 covariance ``Cov[x0 | x_t] = S_t`` (theory.md §3) where PiGDM uses ``r_t^2 I`` and the network's Jacobian: it is
 exact only where ``S_t = r_t^2 I``, so the method is not an exact posterior sampler (theory.md §4).
+Closed form (theory.md §4, samplers/law.py): with ``(q, k)`` of :func:`pigdm_coefficients` and the Jacobian
+``C^H``, ``A = A_ddim - k C^H diag(q s) C``, ``b = k C^H [diag(q); 0]``, ``E = s_t^2 I``.
 Heuristic defaults: guidance weight ``w = 1``, ``eta = 1`` (the paper's DDPM-like setting), 100 steps.
 """
 
@@ -29,6 +31,7 @@ import torch
 
 from ..operators.base import safe_ratio
 from .base import Knob, Sampler, ddim_from_estimate
+from .law import AffineStep, StepInputs, col, eye, mm, zero_b
 from .svd import effective_singulars
 
 
@@ -68,3 +71,20 @@ class PiGDM(Sampler):
         return x_prev, x0 + w * math.sqrt(
             a_t
         ) * g  # for callbacks: x0_hat moved by the guidance (exact at the last step)
+
+    def closed_form_step(self, step: StepInputs) -> AffineStep:
+        """:meth:`step` per block: the DDIM step from ``x0_hat = C x`` plus ``k g``, ``g = C^H diag(q) (ybar -
+        diag(s) x0_hat)`` (``C^H``: the Jacobian): ``A = A_ddim - k C^H diag(q s) C``, ``b = k C^H [diag(q); 0]``,
+        ``E = s_t^2 I``, ``Q = k1 I - k C^H diag(q s)`` (:func:`pigdm_coefficients`)."""
+        p, C, w, eta = step.p, step.C, step.value("weight"), step.value("eta")
+        s = step.s
+        q, k = pigdm_coefficients(s, step.a_t, step.a_prev, p.sigma, w)
+        Ch = C.mH
+        A, _, E, k1 = step.ddim(C, zero_b(p), 0.0, eta)
+        qs = (q * s).to(p.dtype)
+        return AffineStep(
+            A - k * mm(Ch, col(qs) * C),
+            k * Ch[..., :, : p.m] * q[..., None, : p.m].to(p.dtype),
+            E,
+            k1 * eye(p) - k * Ch * qs[..., None, :],
+        )

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import torch
 
+from ..samplers.law import block_sum, mm
 from ..samplers.svd import sqrt_pos
-from .problem import BlockProblem, block_sum, eig_fn
-from .transfer import Transfer, mm
+from .problem import BlockProblem, eig_fn
+from .transfer import Transfer
 
 
 def _tr(M: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:

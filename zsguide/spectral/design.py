@@ -51,7 +51,7 @@ import torch
 from ..samplers.base import ParamSchedule
 from .criteria import Criteria
 from .problem import BlockProblem
-from .transfer import transfer
+from .transfer import sampler_with_law, transfer
 
 OBJECTIVES = {"w2": "avg_w2", "mse": "mse", "perception": "perception_w2", "pareto": "avg_w2"}
 """``--objective`` value -> the criterion it minimises (``pareto`` also turns the guard on)."""
@@ -149,7 +149,8 @@ def design(
     for a per-band knob is broadcast over its bands. ``trust`` (> 1): keep every knob within that factor of its
     heuristic (its odds, for knobs in [0, 1]; see the module docstring). ``guard``: the Pareto guard, MSE and
     perception W2 kept no worse than the heuristic's (module docstring). ``objective``: w2, mse, perception or pareto
-    (module docstring)."""
+    (module docstring). A sampler without a closed-form law is refused (:class:`ZSGuideError`)."""
+    sampler_with_law(method)  # a sampler without a closed form is refused, naming it
     criterion, guard = objective_criterion(objective), guard or objective == "pareto"
     if trust is not None and not (math.isfinite(trust) and trust > 1):
         raise ValueError(f"trust factor must be a finite number > 1, got {trust!r}")

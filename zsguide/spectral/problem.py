@@ -38,6 +38,7 @@ from einops import rearrange
 
 from ..errors import ZSGuideError
 from ..operators.base import truncate_singulars
+from ..samplers.law import embed
 from ..surrogate import apply_colour
 
 if TYPE_CHECKING:
@@ -51,11 +52,6 @@ TAKE_ALL = 32  # the most powerful alias blocks per channel kept whole in a samp
 MAX_FOURIER_BLOCKS = (
     1024  # super-resolution: alias blocks x f^2 modelled whole per channel (a 32 x 32 image's); above: a sample
 )
-
-
-def block_sum(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """``sum_b w_b x_b`` over the blocks (``x`` has the blocks' batch shape); ``weight`` None: a plain sum."""
-    return x.sum() if weight is None else (x * weight).sum()
 
 
 def sample_blocks(
@@ -125,23 +121,6 @@ def eig_fn(evals: torch.Tensor, evecs: torch.Tensor, values: torch.Tensor) -> to
     if evecs.shape[-1] == 1:
         return values[..., None].to(evecs.dtype)
     return (evecs * values[..., None, :].to(evecs.dtype)) @ evecs.mH
-
-
-def embed(vec: torch.Tensor, n: int) -> torch.Tensor:
-    """The n x m matrix ``[diag(vec); 0]`` (``vec`` has m entries)."""
-    m = vec.shape[-1]
-    d = torch.diag_embed(vec)
-    if n == m:
-        return d
-    return torch.cat([d, torch.zeros(*vec.shape[:-1], n - m, m, dtype=vec.dtype, device=vec.device)], dim=-2)
-
-
-def pad(vec: torch.Tensor, n: int) -> torch.Tensor:
-    """``vec`` (m entries) padded with zeros to n entries."""
-    m = vec.shape[-1]
-    if n == m:
-        return vec
-    return torch.cat([vec, torch.zeros(*vec.shape[:-1], n - m, dtype=vec.dtype, device=vec.device)], dim=-1)
 
 
 @dataclass
