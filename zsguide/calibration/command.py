@@ -173,7 +173,9 @@ def run_calibrate(argv: list[str]) -> None:
             f"--trainer.strategy {strategy!r}: the calibration runs with 'ddp' (or 'auto'); spawned "
             f"processes cannot return the sums"
         )
-    trainer = predict_trainer(cfg.trainer, [], needs_grad=False, root=output.parent, use_distributed_sampler=False)
+    trainer = predict_trainer(
+        [], needs_grad=False, root=output.parent, use_distributed_sampler=False, **cfg.trainer.as_dict()
+    )
     run = Calibrate(module, images, cfg.batch_size, cfg.denoiser, timesteps, cfg.draws, cfg.seed)
     trainer.predict(run, return_predictions=False)
     if not trainer.is_global_zero:

@@ -103,7 +103,11 @@ def run_evaluate(argv: list[str]) -> None:
         writer = EvaluateWriter(plan, on_complete)
         callbacks = [writer] + ([EvaluateProgressBar(plan)] if cfg.trainer.enable_progress_bar else [])
         trainer = predict_trainer(
-            cfg.trainer, callbacks, needs_grad=plan.needs_grad, root=plan.output, use_distributed_sampler=False
+            callbacks,
+            needs_grad=plan.needs_grad,
+            root=plan.output,
+            use_distributed_sampler=False,
+            **cfg.trainer.as_dict(),
         )
         try:
             trainer.predict(EvaluateModule(plan, lpips, inception), return_predictions=False)

@@ -45,7 +45,7 @@ def run_restore(argv: list[str]) -> None:
     callbacks: list[Callback] = [writer]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(RestoreProgressBar(plan.num_outputs, plan.params.steps))
-    trainer = predict_trainer(cfg.trainer, callbacks, needs_grad=plan.sampler.needs_grad, root=plan.output)
+    trainer = predict_trainer(callbacks, needs_grad=plan.sampler.needs_grad, root=plan.output, **cfg.trainer.as_dict())
     module = RestoreModule(plan, lpips)
     loader = DataLoader(plan.dataset, batch_size=plan.batch_size, shuffle=False, num_workers=plan.num_workers)
     try:

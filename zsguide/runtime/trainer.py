@@ -25,17 +25,30 @@ def quiet_trainer(root: str | Path, **options):
         raise ZSGuideError(f"invalid --trainer options: {str(exc).splitlines()[0]}") from None
 
 
-def predict_trainer(t, callbacks: list, *, needs_grad: bool, root, **extra):
-    """The Lightning Trainer of a predict run from the ``--trainer.*`` options ``t`` (:func:`quiet_trainer`);
+def predict_trainer(
+    callbacks: list,
+    *,
+    needs_grad: bool,
+    root: str | Path,
+    accelerator: str = "auto",
+    devices: int | str | list[int] = 1,
+    strategy: str = "auto",
+    precision: int | str | None = "32-true",
+    num_nodes: int = 1,
+    enable_progress_bar: bool = True,
+    **extra,
+):
+    """The Lightning Trainer of a predict run (:func:`quiet_trainer`) with the ``--trainer.*`` options of
+    :func:`zsguide.runtime.options.add_trainer_options` (``**cfg.trainer.as_dict()``; defaults: theirs);
     ``inference_mode=False`` when a sampler differentiates through the denoiser (``needs_grad``)."""
     return quiet_trainer(
         root,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        strategy=t.strategy,
-        precision=t.precision,
-        num_nodes=t.num_nodes,
-        enable_progress_bar=bool(t.enable_progress_bar),
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        precision=precision,
+        num_nodes=num_nodes,
+        enable_progress_bar=bool(enable_progress_bar),
         callbacks=callbacks,
         inference_mode=not needs_grad,
         **extra,
