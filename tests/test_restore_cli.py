@@ -545,7 +545,7 @@ def test_analyze_and_tune(ckpt, tmp_path, capsys):
     ref = a["references"]
     assert ref["posterior_sampler_mse"] == pytest.approx(2 * ref["mmse"]) and ref["mmse"] > 0
     for name, e in a["samplers"].items():
-        assert set(e) == {"heuristic", "spectral"} and set(e["heuristic"]) == {"avg_w2", "mse", "perception_w2"}
+        assert set(e) == {"heuristic", "spectral"} and set(e["heuristic"]) == {"avg_w2", "mse", "perception_w2", "w2_mean", "w2_cov"}
         assert e["spectral"]["avg_w2"] <= e["heuristic"]["avg_w2"]
     assert a["samplers"]["oracle"]["heuristic"]["avg_w2"] < 1e-12
     assert a["samplers"]["oracle"]["heuristic"]["mse"] == pytest.approx(ref["posterior_sampler_mse"], rel=1e-9)

@@ -1,3 +1,60 @@
-"""zsguide: zero-shot diffusion posterior sampling with spectrally designed parameters."""
+"""zsguide: zero-shot diffusion posterior sampling with spectrally designed parameters.
+
+The Python API (zsguide/api.py), in pixel units with the command line's defaults::
+
+    prior = zsguide.load_prior("checkpoints/patches32.ckpt")
+    images, indices = prior.test_images(8)
+    m = zsguide.measure(images, "deblur_gaussian", sigma_y=0.01, indices=indices)
+    out = zsguide.restore(prior, m, "diffpir", steps=20, params="spectral")
+    zsguide.predict(prior, "deblur_gaussian", "diffpir", steps=20, sigma_y=0.01, params=out.params)
+
+The names are loaded on first use, so ``python -m zsguide`` and ``import zsguide`` stay light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+API = (
+    "Measurement",
+    "ParamSchedule",
+    "Prior",
+    "Restoration",
+    "design",
+    "design_options",
+    "heuristic",
+    "image_metrics",
+    "load_prior",
+    "measure",
+    "predict",
+    "restore",
+)
+
+if TYPE_CHECKING:
+    from .api import (
+        Measurement,
+        Prior,
+        Restoration,
+        design,
+        design_options,
+        heuristic,
+        image_metrics,
+        load_prior,
+        measure,
+        predict,
+        restore,
+    )
+    from .samplers import ParamSchedule
+
+
+def __getattr__(name: str) -> Any:
+    if name in API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'zsguide' has no attribute {name!r}")
+
+
+__all__ = [*API, "__version__"]

@@ -4,7 +4,7 @@ With the measurement coordinates ``ybar = U^H y`` (problem.py), ``Cov[ybar] = H 
 measured coordinates) and the posterior ``N(W ybar, Sigma_post)``:
 
     avg W2^2 to the posterior = tr((B - W) Cov[ybar] (B - W)^H) + tr(V + Sigma_post - 2 (Sigma_post^1/2 V
-                                Sigma_post^1/2)^1/2)
+                                Sigma_post^1/2)^1/2)   (w2_mean + w2_cov: the means' and the covariances' parts)
     MSE to the truth          = tr((I - B H) Sigma (I - B H)^H) + sigma^2 tr(B D B^H) + tr V
     perception W2^2 to prior  = W2^2(N(0, B Cov[ybar] B^H + V), N(0, Sigma))  (the output marginal over y)
 
@@ -71,10 +71,18 @@ class Criteria:
         p, B, V = self.p, out.B, out.V
         w = p.weight
         D = B - self.W
-        w2 = _tr(mm(mm(D, self.ey), D.mH), w) + w2_squared(V, self.post_half, self.post, w)
+        w2_mean = _tr(mm(mm(D, self.ey), D.mH), w)  # the means' part: E_y |(B - W) ybar|^2
+        w2_cov = w2_squared(V, self.post_half, self.post, w)  # the covariances' part (Bures)
+        w2 = w2_mean + w2_cov
         R = self.I - mm(B, self.H)
         Dm = p.noise_cov()
         mse = _tr(mm(mm(R, p.Sigma), R.mH), w) + _tr(mm(mm(B, Dm), B.mH), w) + _tr(V, w)
         marg = mm(mm(B, self.ey), B.mH) + V
         perc = w2_squared(marg, self.prior_half, p.Sigma, w)
-        return {"avg_w2": w2 / p.dims, "mse": mse / p.dims, "perception_w2": perc / p.dims}
+        return {
+            "avg_w2": w2 / p.dims,
+            "mse": mse / p.dims,
+            "perception_w2": perc / p.dims,
+            "w2_mean": w2_mean / p.dims,
+            "w2_cov": w2_cov / p.dims,
+        }

@@ -1,0 +1,414 @@
+"""zsguide's Python API: load a prior, measure, design, restore and predict, in pixel units.
+
+Every command line is a shell over these functions, so a notebook and ``python -m zsguide restore`` give the same
+restorations bit for bit for the same seed and image indices (tests/test_api.py). Units: images in [0, 1], the
+measurement noise ``sigma_y`` in [0, 1] pixel units (``noise_convention="network"`` takes it in the network's
+[-1, 1] units instead, as ``--noise_convention`` does); the network's units stay inside. Defaults are the command
+line's (``--steps`` 20, ``--params heuristic``, the trust region ``--trust_factor 2`` for designs): no argument means
+something else here than its option there.
+
+    >>> import zsguide
+    >>> prior = zsguide.load_prior("checkpoints/patches32.ckpt")
+    >>> images, indices = prior.test_images(2)
+    >>> m = zsguide.measure(images, "deblur_gaussian", sigma_y=0.01, indices=indices)
+    >>> out = zsguide.restore(prior, m, "ddrm", steps=10, params="spectral")
+    >>> out.images.shape, out.params.provenance["source"]
+    ((2, 3, 32, 32), 'spectral')
+    >>> p = zsguide.predict(prior, "deblur_gaussian", "ddrm", steps=10, sigma_y=0.01, params=out.params)
+    >>> sorted(p)[:3]
+    ['avg_w2', 'mmse', 'mse']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import torch
+
+from .checkpoint import image_shape as checkpoint_image_shape
+from .checkpoint import load_score_module
+from .errors import ZSGuideError
+from .evaluation.metrics import image_metrics
+from .operators import make_operator
+from .operators.base import LinearOperator
+from .parameters import DEFAULT_STEPS, param_schedule
+from .restoration import network_sigma, run_sampler, to_network_units, to_pixel_units
+from .samplers import ParamSchedule, get_sampler
+from .spectral.options import DesignOptions
+
+if TYPE_CHECKING:
+    from .diffusion.denoisers import Denoiser
+    from .diffusion.module import ScoreModule
+    from .diffusion.schedule import VPSchedule
+    from .prior_file import PriorModule
+    from .surrogate import GaussianSurrogate
+
+PIXEL_SQUARED = 4.0  # a squared quantity in network units [-1, 1] is 4 times its value in pixel units [0, 1]
+
+
+@dataclass
+class Prior:
+    """A diffusion prior and its Gaussian surrogate, from a ``fit`` checkpoint or a ``prior`` file.
+
+    ``network_denoiser()`` is the trained (EMA) network, ``analytic_denoiser()`` the surrogate's Wiener filter; both
+    work in network units on the VP schedule ``schedule``. The network's parameters are frozen (only ``x_t`` is
+    differentiated, by DPS and PiGDM)."""
+
+    path: Path
+    module: Union[ScoreModule, PriorModule]
+    meta: dict
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the images the prior was made for."""
+        return checkpoint_image_shape(self.meta)
+
+    @property
+    def surrogate(self) -> GaussianSurrogate:
+        """The Gaussian surrogate: mean and power spectrum (surrogate.py)."""
+        return self.module.surrogate
+
+    @property
+    def schedule(self) -> VPSchedule:
+        """The variance-preserving schedule the network was trained on."""
+        return self.module.schedule
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.module.buffers())).device
+
+    def network_denoiser(self) -> Denoiser:
+        return self.module.network_denoiser()
+
+    def analytic_denoiser(self) -> Denoiser:
+        return self.module.analytic_denoiser()
+
+    def denoiser(self, kind: str = "network") -> Denoiser:
+        """``network`` or ``analytic``, as ``restore --denoiser`` takes it."""
+        if kind not in ("network", "analytic"):
+            raise ZSGuideError(f"denoiser must be 'network' or 'analytic', got {kind!r}")
+        return self.network_denoiser() if kind == "network" else self.analytic_denoiser()
+
+    def to(self, device: str | torch.device) -> Prior:
+        """Move the prior (network and surrogate) to ``device``; returns itself."""
+        self.module.to(device)
+        return self
+
+    def test_images(self, num_images: int | None = None, **data: Any) -> tuple[torch.Tensor, list[int]]:
+        """The first ``num_images`` held-out test images of the data the prior was made with (``--data.*``
+        overrides as keyword arguments), as ``restore`` takes them: ``(images (N, C, H, W) in [0, 1], indices)``."""
+        from .runtime.heldout import held_out_images
+
+        _, dataset, indices = held_out_images(
+            self.meta, self.image_shape, num_images=num_images, data=data, ckpt_path=str(self.path)
+        )
+        images = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+        return images, indices
+
+
+def load_prior(path: str | Path, device: str | torch.device = "cpu") -> Prior:
+    """The prior in ``path``: a ``python -m zsguide fit`` checkpoint or a ``python -m zsguide prior`` file (whose
+    network file is checked against its recorded size and sha256). Read without unpickling code."""
+    module, meta = load_score_module(path, map_location=device)
+    module.requires_grad_(False).eval()
+    return Prior(Path(path), module, meta)
+
+
+@dataclass
+class Measurement:
+    """A measurement ``y = A x + sigma_y n`` of images x in [0, 1], with what made it.
+
+    ``y`` is in pixel units, at the measurement's own shape (the low-resolution image for super-resolution);
+    ``y_network`` is the same measurement in the network's units, ``A (2 x - 1) + sigma P n``, which the samplers
+    take. ``operator`` is per image when the task draws per image (random masks, motion kernels)."""
+
+    y_network: torch.Tensor
+    operator: LinearOperator
+    task: str
+    sigma_y: float
+    seed: int
+    indices: list[int]
+    noise_convention: str = "pixel"
+    task_params: dict = field(default_factory=dict)
+
+    @property
+    def y(self) -> torch.Tensor:
+        """The measurement in pixel units, ``(y_network + A 1) / 2``."""
+        return to_pixel_units(self.y_network, self.operator)
+
+    @property
+    def sigma_network(self) -> float:
+        """The noise std in network units (``2 sigma_y`` in the pixel convention)."""
+        return network_sigma(self.sigma_y, self.noise_convention)
+
+    @classmethod
+    def from_pixels(
+        cls,
+        y: torch.Tensor,
+        task: str,
+        image_shape: Sequence[int],
+        sigma_y: float,
+        *,
+        seed: int = 0,
+        noise_convention: str = "pixel",
+        **task_params: Any,
+    ) -> Measurement:
+        """A measurement you already have, ``y`` (C, h, w) or (1, C, h, w) in pixel units, as ``restore --input``
+        reads it: the operator of image index 0 for ``seed``, ``y`` mapped to network units by
+        ``U U^T (2 y - A 1)``. Restore it several times with ``indices``-distinct samples via :func:`restore`'s
+        ``indices``."""
+        shape = tuple(int(v) for v in image_shape)
+        operator = make_operator(task, shape, seed, [0], **task_params)
+        y = y.reshape(y.shape[-3:])
+        if tuple(y.shape) != tuple(operator.measurement_shape):
+            raise ZSGuideError(
+                f"measurement of shape {tuple(y.shape)} does not match task {task!r} on {shape} images, which "
+                f"measures {tuple(operator.measurement_shape)}"
+            )
+        y_net = to_network_units(y, operator).to(torch.float32)
+        return cls(
+            y_net, operator.to(dtype=torch.float32), task, float(sigma_y), seed, [0], noise_convention, task_params
+        )
+
+
+def measure(
+    images: torch.Tensor,
+    task: str,
+    sigma_y: float,
+    seed: int = 0,
+    indices: Sequence[int] | None = None,
+    *,
+    noise_convention: str = "pixel",
+    **task_params: Any,
+) -> Measurement:
+    """Measure ``images`` (B, C, H, W) in [0, 1] with ``task`` and noise ``sigma_y`` exactly as the commands do:
+    image ``indices[i]``'s operator (mask, kernel) and noise come from ``(seed, indices[i])`` (default indices
+    ``0 .. B-1``), so the measurement of an image never depends on the batch it is in.
+
+        x = 2 images - 1,   y_network = A x + sigma P n,   sigma = 2 sigma_y (pixel convention)
+    """
+    if images.ndim != 4:
+        raise ZSGuideError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
+    idx = list(range(images.shape[0])) if indices is None else [int(i) for i in indices]
+    if len(idx) != images.shape[0]:
+        raise ZSGuideError(f"{len(idx)} indices for {images.shape[0]} images")
+    sigma = network_sigma(float(sigma_y), noise_convention)
+    x = 2 * images - 1
+    op = make_operator(task, tuple(images.shape[1:]), seed, idx, **task_params).to(x.device, x.dtype)
+    y = op.measure(x, sigma, op.noise_for(seed, idx, dtype=x.dtype, device=x.device))
+    return Measurement(y, op, task, float(sigma_y), int(seed), idx, noise_convention, dict(task_params))
+
+
+def heuristic(
+    prior: Prior, task: str, sampler: str, steps: int = DEFAULT_STEPS, spacing: str | None = None
+) -> ParamSchedule:
+    """The peers' hand-set parameters of ``sampler`` for ``task`` at ``steps`` on the prior's timesteps
+    (docs/peers.md), as ``--params heuristic`` runs them; ``spacing`` default: the sampler's."""
+    return get_sampler(sampler).heuristic(task, int(steps), prior.schedule, spacing=spacing)
+
+
+def design_options(
+    trust_factor: Any = None,
+    pareto_guard: bool = False,
+    objective: str = "w2",
+    denoiser_model: str = "gaussian",
+    calibration: str | None = None,
+) -> DesignOptions:
+    """The design options as the command lines take them (``--trust_factor`` None: the default trust region,
+    ``"none"``: unconstrained), checked."""
+    return DesignOptions(trust_factor, pareto_guard, objective, denoiser_model, calibration).checked()
+
+
+def design(
+    prior: Prior,
+    task: str,
+    sampler: str,
+    steps: int = DEFAULT_STEPS,
+    sigma_y: float = 0.01,
+    objective: str = "w2",
+    *,
+    trust_factor: Any = None,
+    pareto_guard: bool = False,
+    denoiser_model: str = "gaussian",
+    calibration: str | None = None,
+    spacing: str | None = None,
+    seed: int = 0,
+    index: int = 0,
+    noise_convention: str = "pixel",
+    task_params: dict | None = None,
+) -> ParamSchedule:
+    """The spectrally designed parameter schedule of ``sampler`` for ``task`` at ``steps`` and ``sigma_y``: the
+    object ``params.json`` holds, with its provenance (the closed-form predictions, the cache key). It is what
+    ``restore --params spectral`` runs, designed on the operator of image ``index`` for ``seed`` (the first image's,
+    as restore does) and kept in the design cache (``$ZSGUIDE_CACHE``). ``trust_factor`` None is the command
+    line's default trust region; ``"none"`` the unconstrained optimum."""
+    spec = get_sampler(sampler)
+    operator = make_operator(task, prior.image_shape, seed, [index], **(task_params or {}))
+    params, _ = param_schedule(
+        "spectral",
+        spec,
+        prior.module,
+        operator,
+        network_sigma(float(sigma_y), noise_convention),
+        task=task,
+        steps=steps,
+        spacing=spacing,
+        design=design_options(trust_factor, pareto_guard, objective, denoiser_model, calibration),
+        ckpt_path=str(prior.path),
+        option="design",
+    )
+    return params
+
+
+@dataclass
+class Restoration:
+    """Restored images in pixel units (B, C, H, W), unclipped as computed, and the parameter schedule used."""
+
+    images: torch.Tensor
+    params: ParamSchedule
+    indices: list[int]
+
+
+def restore(
+    prior: Prior,
+    measurement: Measurement,
+    sampler: str,
+    steps: int | None = None,
+    params: str | ParamSchedule = "heuristic",
+    seed: int | None = None,
+    *,
+    denoiser: str = "network",
+    spacing: str | None = None,
+    design: DesignOptions | None = None,
+    indices: Sequence[int] | None = None,
+    callback: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None,
+) -> Restoration:
+    """Restore ``measurement`` with ``sampler`` and the prior's ``denoiser`` (``network`` or ``analytic``).
+
+    ``params``: ``"heuristic"`` (the peers' defaults), ``"spectral"`` (:func:`design` on the measurement's first
+    operator, with ``design`` options, default the command line's), a :class:`ParamSchedule`, or a params.json path.
+    ``steps``: default 20 (or the schedule's own). ``seed``: the sampler's noise seed, default the measurement's (one
+    ``--seed`` for everything, as the command line). ``indices``: the images' indices for the sampler's noise
+    (default the measurement's; with one measurement of several samples, :meth:`Measurement.from_pixels`, give one
+    index per sample). Gradients (DPS, PiGDM differentiate through the denoiser), units and precision are handled
+    here; the result is detached."""
+    spec = get_sampler(sampler)
+    seed = measurement.seed if seed is None else int(seed)
+    idx = list(measurement.indices) if indices is None else [int(i) for i in indices]
+    op, y = measurement.operator, measurement.y_network
+    if len(idx) != y.shape[0]:
+        if y.shape[0] != 1:
+            raise ZSGuideError(f"{len(idx)} indices for a measurement of {y.shape[0]} images")
+        y = y.expand(len(idx), *y.shape[1:])
+    if isinstance(params, ParamSchedule):
+        spec.check_params(params)
+        schedule = params
+    else:
+        first_operator = make_operator(
+            measurement.task, prior.image_shape, measurement.seed, measurement.indices[:1], **measurement.task_params
+        )
+        schedule, _ = param_schedule(
+            str(params),
+            spec,
+            prior.module,
+            first_operator,
+            measurement.sigma_network,
+            task=measurement.task,
+            steps=steps,
+            spacing=spacing,
+            design=(design or DesignOptions()).checked(),
+            ckpt_path=str(prior.path),
+            option="params",
+        )
+    device = prior.device
+    x0 = run_sampler(
+        spec,
+        prior.denoiser(denoiser),
+        op.to(device, y.dtype),
+        y.to(device),
+        sigma_net=measurement.sigma_network,
+        params=schedule,
+        seed=seed,
+        indices=idx,
+        surrogate=prior.surrogate,
+        callback=callback,
+    )
+    return Restoration(((x0 + 1) / 2).float(), schedule, idx)
+
+
+def predict(
+    prior: Prior,
+    task: str,
+    sampler: str,
+    steps: int = DEFAULT_STEPS,
+    sigma_y: float = 0.01,
+    params: str | ParamSchedule = "heuristic",
+    *,
+    design: DesignOptions | None = None,
+    spacing: str | None = None,
+    seed: int = 0,
+    index: int = 0,
+    noise_convention: str = "pixel",
+    task_params: dict | None = None,
+) -> dict[str, float]:
+    """The closed-form numbers ``analyze`` reports for ``sampler`` run with ``params`` (``heuristic``,
+    ``spectral`` or a schedule) under the prior's Gaussian surrogate (or the calibrated denoiser model of
+    ``design.denoiser_model``): per pixel, squared, in [0, 1] pixel units (theory.md §5):
+
+    - ``avg_w2``: W2^2 from the sampler's output law given y to the posterior, averaged over y, and its two parts
+      ``w2_mean`` (the means' distance) and ``w2_cov`` (the covariances' Bures distance);
+    - ``mse``: the expected squared error to the truth (what ``restore`` measures as ``mse_mean``);
+    - ``perception_w2``: W2^2 from the output marginal to the prior;
+    - references: ``mmse`` and ``posterior_sampler_mse`` (= 2 mmse).
+    """
+    from .spectral.criteria import Criteria
+    from .spectral.denoiser_model import denoiser_model_for
+    from .spectral.service import block_problem
+    from .spectral.transfer import transfer
+
+    spec = get_sampler(sampler)
+    options = (design or DesignOptions()).checked()
+    operator = make_operator(task, prior.image_shape, seed, [index], **(task_params or {}))
+    sigma = network_sigma(float(sigma_y), noise_convention)
+    if isinstance(params, ParamSchedule):
+        spec.check_params(params)
+        schedule = params
+    else:
+        schedule, _ = param_schedule(
+            str(params),
+            spec,
+            prior.module,
+            operator,
+            sigma,
+            task=task,
+            steps=steps,
+            spacing=spacing,
+            design=options,
+            ckpt_path=str(prior.path),
+            option="params",
+        )
+    model = denoiser_model_for(options.denoiser_model, prior.surrogate, str(prior.path), options.calibration)
+    problem = block_problem(prior.surrogate, operator, sigma, model)
+    criteria = Criteria(problem)
+    values = criteria(transfer(sampler, problem, schedule, prior.schedule.alphas_cumprod))
+    values |= criteria.references()
+    return {k: float(v) / PIXEL_SQUARED for k, v in values.items()}
+
+
+__all__ = [
+    "Measurement",
+    "ParamSchedule",
+    "Prior",
+    "Restoration",
+    "design",
+    "design_options",
+    "heuristic",
+    "image_metrics",
+    "load_prior",
+    "measure",
+    "predict",
+    "restore",
+]
