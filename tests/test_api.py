@@ -69,7 +69,7 @@ def test_api_restorations_equal_the_command_lines_bit_for_bit(prior, tmp_path, t
     assert torch.equal(images, saved(out, "truth"))
     m = zsguide.measure(images, task, sigma_y=0.02, seed=3, indices=indices)
     assert torch.equal(m.y.float(), saved(out, "measurement"))
-    r = zsguide.api.restore(prior, m, sampler, steps=steps, params=params, denoiser=denoiser)
+    r = zsguide.restore(prior, m, sampler, steps=steps, params=params, denoiser=denoiser)
     assert torch.equal(r.images, saved(out, "restored"))
     assert r.params.to_dict() == json.loads((out / "params.json").read_text())
 
@@ -86,7 +86,7 @@ def test_api_samples_of_a_users_measurement_equal_restore_input(prior, tmp_path)
         "--num_samples", 2, "--steps", 10, "--trainer.enable_progress_bar", "false", "--output", out,
     )  # fmt: skip
     mine = zsguide.Measurement.from_pixels(m.y[0], "sr2", prior.image_shape, sigma_y=0.01)
-    r = zsguide.api.restore(prior, mine, "ddnm", steps=10, indices=[0, 1])
+    r = zsguide.restore(prior, mine, "ddnm", steps=10, indices=[0, 1])
     assert torch.equal(r.images, saved(out, "restored", 2))
 
 
@@ -118,7 +118,7 @@ def test_noise_conventions_and_bad_input(prior):
     with pytest.raises(ZSGuideError, match="noise_convention"):
         zsguide.measure(images, "deblur_gaussian", sigma_y=0.02, noise_convention="volts")
     with pytest.raises(ZSGuideError, match="unknown sampler"):
-        zsguide.api.restore(prior, pix, "nope")
+        zsguide.restore(prior, pix, "nope")
     with pytest.raises(ZSGuideError, match="trust"):
         zsguide.design(prior, "deblur_gaussian", "ddrm", trust_factor=0.5)
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from zsguide.calibration.response import GROUPS, ResponseAccumulator, ring_index
+from zsguide.commands.calibration.response import GROUPS, ResponseAccumulator, ring_index
 from zsguide.diffusion.schedule import VPSchedule
 from zsguide.surrogate import GaussianSurrogate, apply_colour, power_law_spectrum
 

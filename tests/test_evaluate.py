@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from zsguide.cli import main
-from zsguide.evaluate.store import OutputLock
+from zsguide.commands.evaluate.store import OutputLock
 from zsguide.runtime.shard import chunks, pending_batches, shard
 
 from .cli_helpers import ROOT, error_lines, run_cli

@@ -90,8 +90,9 @@ def cycles(graph: dict[str, dict[str, tuple[str, int]]]) -> list[list[str]]:
 
 
 def command_of(module: str) -> str | None:
+    """The command package (zsguide/commands/<name>/) ``module`` belongs to, or None."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 and parts[1] in COMMANDS else None
+    return parts[2] if len(parts) > 2 and parts[1] == "commands" and parts[2] in COMMANDS else None
 
 
 def test_no_import_cycle():
@@ -105,6 +106,10 @@ def test_no_import_cycle():
         if w in group
     ]
     assert not found, "import cycles:\n" + "\n".join(lines)
+
+
+def test_every_command_package_is_known():
+    assert {p.name for p in (ROOT / "commands").iterdir() if (p / "__init__.py").is_file()} == set(COMMANDS)
 
 
 def test_no_command_package_imports_another():

@@ -21,10 +21,10 @@ from skimage import io as skio
 from skimage.metrics import peak_signal_noise_ratio
 
 from zsguide.cli import main
+from zsguide.commands.restore.options import parse
 from zsguide.data import ImageDataModule
 from zsguide.evaluation.metrics import image_metrics, load_lpips, lpips_per_image
 from zsguide.operators import TASK_NAMES, make_operator
-from zsguide.restore.options import parse
 from zsguide.samplers import SAMPLERS, ParamSchedule
 from zsguide.samplers.base import Sampler, ddim_from_estimate
 
@@ -263,8 +263,8 @@ def test_the_writer_keeps_only_the_grid_images(tmp_path):
     that would hold, or send, its whole batch), with the values its .npy file gets."""
     from types import SimpleNamespace
 
-    from zsguide.restore import outputs
-    from zsguide.restore.writer import RestoreWriter
+    from zsguide.commands.restore import outputs
+    from zsguide.commands.restore.writer import RestoreWriter
 
     expected = list(range(19, -1, -1))
     plan = SimpleNamespace(output=tmp_path, expected_indices=expected, has_truth=True, mode="dataset")
@@ -545,7 +545,13 @@ def test_analyze_and_tune(ckpt, tmp_path, capsys):
     ref = a["references"]
     assert ref["posterior_sampler_mse"] == pytest.approx(2 * ref["mmse"]) and ref["mmse"] > 0
     for name, e in a["samplers"].items():
-        assert set(e) == {"heuristic", "spectral"} and set(e["heuristic"]) == {"avg_w2", "mse", "perception_w2", "w2_mean", "w2_cov"}
+        assert set(e) == {"heuristic", "spectral"} and set(e["heuristic"]) == {
+            "avg_w2",
+            "mse",
+            "perception_w2",
+            "w2_mean",
+            "w2_cov",
+        }
         assert e["spectral"]["avg_w2"] <= e["heuristic"]["avg_w2"]
     assert a["samplers"]["oracle"]["heuristic"]["avg_w2"] < 1e-12
     assert a["samplers"]["oracle"]["heuristic"]["mse"] == pytest.approx(ref["posterior_sampler_mse"], rel=1e-9)

@@ -17,20 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-API = (
-    "Measurement",
-    "ParamSchedule",
-    "Prior",
-    "Restoration",
-    "design",
-    "design_options",
-    "heuristic",
-    "image_metrics",
-    "load_prior",
-    "measure",
-    "predict",
-    "restore",
-)
 
 if TYPE_CHECKING:
     from .api import (
@@ -50,11 +36,25 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name in API:
+    if name in __all__:
         from . import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'zsguide' has no attribute {name!r}")
 
 
-__all__ = [*API, "__version__"]
+__all__ = [
+    "Measurement",
+    "ParamSchedule",
+    "Prior",
+    "Restoration",
+    "__version__",
+    "design",
+    "design_options",
+    "heuristic",
+    "image_metrics",
+    "load_prior",
+    "measure",
+    "predict",
+    "restore",
+]

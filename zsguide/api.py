@@ -12,7 +12,7 @@ something else here than its option there.
     >>> images, indices = prior.test_images(2)
     >>> m = zsguide.measure(images, "deblur_gaussian", sigma_y=0.01, indices=indices)
     >>> out = zsguide.restore(prior, m, "ddrm", steps=10, params="spectral")
-    >>> out.images.shape, out.params.provenance["source"]
+    >>> tuple(out.images.shape), out.params.provenance["source"]
     ((2, 3, 32, 32), 'spectral')
     >>> p = zsguide.predict(prior, "deblur_gaussian", "ddrm", steps=10, sigma_y=0.01, params=out.params)
     >>> sorted(p)[:3]
@@ -30,17 +30,17 @@ import torch
 
 from .checkpoint import image_shape as checkpoint_image_shape
 from .checkpoint import load_score_module
+from .diffusion.denoisers import Denoiser
 from .errors import ZSGuideError
 from .evaluation.metrics import image_metrics
 from .operators import make_operator
 from .operators.base import LinearOperator
 from .parameters import DEFAULT_STEPS, param_schedule
 from .restoration import network_sigma, run_sampler, to_network_units, to_pixel_units
-from .samplers import ParamSchedule, get_sampler
+from .samplers import ParamSchedule, Sampler, get_sampler
 from .spectral.options import DesignOptions
 
 if TYPE_CHECKING:
-    from .diffusion.denoisers import Denoiser
     from .diffusion.module import ScoreModule
     from .diffusion.schedule import VPSchedule
     from .prior_file import PriorModule
@@ -111,7 +111,12 @@ class Prior:
 
 def load_prior(path: str | Path, device: str | torch.device = "cpu") -> Prior:
     """The prior in ``path``: a ``python -m zsguide fit`` checkpoint or a ``python -m zsguide prior`` file (whose
-    network file is checked against its recorded size and sha256). Read without unpickling code."""
+    network file is checked against its recorded size and sha256). Read without unpickling code.
+
+    >>> prior = load_prior("checkpoints/patches32.ckpt")
+    >>> prior.image_shape, prior.schedule.num_timesteps
+    ((3, 32, 32), 1000)
+    """
     module, meta = load_score_module(path, map_location=device)
     module.requires_grad_(False).eval()
     return Prior(Path(path), module, meta)
@@ -189,6 +194,11 @@ def measure(
     ``0 .. B-1``), so the measurement of an image never depends on the batch it is in.
 
         x = 2 images - 1,   y_network = A x + sigma P n,   sigma = 2 sigma_y (pixel convention)
+
+    >>> images = torch.full((2, 3, 32, 32), 0.5)
+    >>> m = measure(images, "sr4", sigma_y=0.0)
+    >>> tuple(m.y.shape), m.sigma_network, bool(torch.allclose(m.y, torch.full_like(m.y, 0.5)))
+    ((2, 3, 8, 8), 0.0, True)
     """
     if images.ndim != 4:
         raise ZSGuideError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
@@ -244,7 +254,14 @@ def design(
     object ``params.json`` holds, with its provenance (the closed-form predictions, the cache key). It is what
     ``restore --params spectral`` runs, designed on the operator of image ``index`` for ``seed`` (the first image's,
     as restore does) and kept in the design cache (``$ZSGUIDE_CACHE``). ``trust_factor`` None is the command
-    line's default trust region; ``"none"`` the unconstrained optimum."""
+    line's default trust region; ``"none"`` the unconstrained optimum.
+
+    >>> prior = load_prior("checkpoints/patches32.ckpt")
+    >>> p = design(prior, "inpaint_random", "ddnm", steps=5, sigma_y=0.02)
+    >>> p.method, len(p.values["eta"]), p.provenance["predicted_designed"]["avg_w2"] <= (
+    ...     p.provenance["predicted_heuristic"]["avg_w2"])
+    ('ddnm', 5, True)
+    """
     spec = get_sampler(sampler)
     operator = make_operator(task, prior.image_shape, seed, [index], **(task_params or {}))
     params, _ = param_schedule(
@@ -275,18 +292,20 @@ class Restoration:
 def restore(
     prior: Prior,
     measurement: Measurement,
-    sampler: str,
+    sampler: str | Sampler,
     steps: int | None = None,
     params: str | ParamSchedule = "heuristic",
     seed: int | None = None,
     *,
-    denoiser: str = "network",
+    denoiser: str | Denoiser = "network",
     spacing: str | None = None,
     design: DesignOptions | None = None,
     indices: Sequence[int] | None = None,
     callback: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> Restoration:
-    """Restore ``measurement`` with ``sampler`` and the prior's ``denoiser`` (``network`` or ``analytic``).
+    """Restore ``measurement`` with ``sampler`` (a name or a :class:`~zsguide.samplers.Sampler`) and the prior's
+    ``denoiser`` (``network``, ``analytic``, or any :class:`~zsguide.diffusion.denoisers.Denoiser` on the prior's
+    schedule).
 
     ``params``: ``"heuristic"`` (the peers' defaults), ``"spectral"`` (:func:`design` on the measurement's first
     operator, with ``design`` options, default the command line's), a :class:`ParamSchedule`, or a params.json path.
@@ -295,7 +314,7 @@ def restore(
     (default the measurement's; with one measurement of several samples, :meth:`Measurement.from_pixels`, give one
     index per sample). Gradients (DPS, PiGDM differentiate through the denoiser), units and precision are handled
     here; the result is detached."""
-    spec = get_sampler(sampler)
+    spec = sampler if isinstance(sampler, Sampler) else get_sampler(sampler)
     seed = measurement.seed if seed is None else int(seed)
     idx = list(measurement.indices) if indices is None else [int(i) for i in indices]
     op, y = measurement.operator, measurement.y_network
@@ -326,7 +345,7 @@ def restore(
     device = prior.device
     x0 = run_sampler(
         spec,
-        prior.denoiser(denoiser),
+        denoiser if isinstance(denoiser, Denoiser) else prior.denoiser(denoiser),
         op.to(device, y.dtype),
         y.to(device),
         sigma_net=measurement.sigma_network,
@@ -363,6 +382,11 @@ def predict(
     - ``mse``: the expected squared error to the truth (what ``restore`` measures as ``mse_mean``);
     - ``perception_w2``: W2^2 from the output marginal to the prior;
     - references: ``mmse`` and ``posterior_sampler_mse`` (= 2 mmse).
+
+    >>> prior = load_prior("checkpoints/patches32.ckpt")
+    >>> p = predict(prior, "sr4", "oracle", steps=10, sigma_y=0.02)  # the oracle samples the posterior exactly
+    >>> p["avg_w2"] < 1e-6 * p["mmse"], abs(p["mse"] - p["posterior_sampler_mse"]) < 1e-6 * p["mse"]
+    (True, True)
     """
     from .spectral.criteria import Criteria
     from .spectral.denoiser_model import denoiser_model_for
@@ -394,8 +418,7 @@ def predict(
     problem = block_problem(prior.surrogate, operator, sigma, model)
     criteria = Criteria(problem)
     values = criteria(transfer(sampler, problem, schedule, prior.schedule.alphas_cumprod))
-    values |= criteria.references()
-    return {k: float(v) / PIXEL_SQUARED for k, v in values.items()}
+    return {k: float(v) / PIXEL_SQUARED for k, v in (values | criteria.references()).items()}
 
 
 __all__ = [

@@ -3,11 +3,11 @@
 - ``fit``, ``validate``, ``test``: LightningCLI over :class:`ScoreModule` and :class:`ImageDataModule` (YAML configs
   with ``--config``, overrides such as ``--trainer.max_steps``, ``--data.*``, ``--model.*``). ``test`` runs the
   denoise check of a checkpoint (``--ckpt_path``).
-- ``prior``: a pretrained network and a surrogate fitted from images, as one prior file (:mod:`zsguide.prior`).
-- ``restore``: Lightning's predict loop over test images (or ``--input``) with a sampler (:mod:`zsguide.restore`).
-- ``evaluate``: a grid of restorations as one resumable Lightning run, with a report (:mod:`zsguide.evaluate`).
-- ``calibrate``: a denoiser's response against the surrogate (:mod:`zsguide.calibration`).
-- ``analyze``, ``tune``: the spectral engine's closed forms and designs (:mod:`zsguide.analyze`).
+- ``prior``: a pretrained network and a surrogate fitted from images, as one prior file (:mod:`zsguide.commands.prior`).
+- ``restore``: Lightning's predict loop over test images (or ``--input``) with a sampler (:mod:`zsguide.commands.restore`).
+- ``evaluate``: a grid of restorations as one resumable Lightning run, with a report (:mod:`zsguide.commands.evaluate`).
+- ``calibrate``: a denoiser's response against the surrogate (:mod:`zsguide.commands.calibration`).
+- ``analyze``, ``tune``: the spectral engine's closed forms and designs (:mod:`zsguide.commands.analyze`).
 
 Every user error (:class:`ZSGuideError`, a missing file) is printed as one line ``error: ...`` with exit status 2.
 """
@@ -118,29 +118,29 @@ def main(argv: list[str] | None = None) -> int:
                         f"{command} applies to checkpoints written by 'python -m zsguide fit'; a prior "
                         f"file's network is checked with 'python -m zsguide test --ckpt_path PRIOR'"
                     )
-                from .prior.check import run_prior_test
+                from .commands.prior.check import run_prior_test
 
                 run_prior_test(argv[1:])
             else:
                 run_lightning(None if from_command_line else argv)
         elif command == "prior":
-            from .prior.command import run_prior
+            from .commands.prior.command import run_prior
 
             run_prior(argv[1:])
         elif command == "restore":
-            from .restore import run_restore
+            from .commands.restore import run_restore
 
             run_restore(argv[1:])
         elif command == "calibrate":
-            from .calibration.command import run_calibrate
+            from .commands.calibration.command import run_calibrate
 
             run_calibrate(argv[1:])
         elif command == "evaluate":
-            from .evaluate import run_evaluate
+            from .commands.evaluate import run_evaluate
 
             run_evaluate(argv[1:])
         elif command in ("analyze", "tune"):
-            from .analyze import run_analyze, run_tune
+            from .commands.analyze import run_analyze, run_tune
 
             (run_analyze if command == "analyze" else run_tune)(argv[1:])
         else:

@@ -1,5 +1,5 @@
-"""One restoration, as every command and the Python API run it: the noise level in network units, the sampler run,
-and the measurement of test images, in the network's units, with the maps between pixel and network units.
+"""The pieces of one restoration below the Python API (zsguide/api.py ``measure`` and ``restore``, which every command
+runs): the noise level in network units, the sampler run, and the maps between pixel and network units.
 
 Per batch of test images ``img`` (pixel units [0, 1]) with dataset indices ``idx``:
 
@@ -85,41 +85,3 @@ def run_sampler(
             callback=callback,
         )
     return x0.detach()
-
-
-def measure_and_restore(
-    img: torch.Tensor,
-    indices: list[int],
-    *,
-    task: str,
-    task_params: dict,
-    seed: int,
-    sigma_net: float,
-    sampler: Sampler,
-    params: ParamSchedule,
-    denoiser,
-    surrogate,
-    callback: Callable | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, LinearOperator]:
-    """Test images ``img`` (pixel units, (B, C, H, W)) with dataset indices ``indices``: build their operator from
-    ``(seed, index)``, measure ``y = A x + sigma P n`` with ``x = 2 img - 1`` and each image's own noise, and restore.
-    Returns ``(x0_hat, y, operator)``, all in network units (the module docstring's equations); shared by ``restore``
-    and ``evaluate``, so a grid cell's image is exactly what ``restore`` gives for it."""
-    from .operators import make_operator
-
-    x = 2 * img - 1
-    op = make_operator(task, tuple(img.shape[1:]), seed, indices, **task_params).to(x.device, x.dtype)
-    y = op.measure(x, sigma_net, op.noise_for(seed, indices, dtype=x.dtype, device=x.device))
-    x0 = run_sampler(
-        sampler,
-        denoiser,
-        op,
-        y,
-        sigma_net=sigma_net,
-        params=params,
-        seed=seed,
-        indices=indices,
-        surrogate=surrogate,
-        callback=callback,
-    )
-    return x0, y, op

@@ -4,7 +4,7 @@ Held-out images ``x0 = 2 img - 1`` are noised at VE levels ``sigma`` (network un
 used and reported), ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` with ``eps`` from (check_seed, image index), and
 denoised by the network and by the surrogate's analytic (Wiener) denoiser; the MSE per pixel in [0, 1] units of each
 is averaged (torchmetrics) and written to ``<log_dir>/denoise_check.json``. Shared by a ``fit`` checkpoint's
-:class:`~zsguide.diffusion.module.ScoreModule` and a prior file's network (:mod:`zsguide.prior.check`): the host
+:class:`~zsguide.diffusion.module.ScoreModule` and a prior file's network (:mod:`zsguide.commands.prior.check`): the host
 provides ``network_denoiser()``, ``analytic_denoiser()``, ``surrogate``, ``schedule``, ``alphas_cumprod`` and the
 hyperparameters ``check_sigmas`` and ``check_seed``.
 """

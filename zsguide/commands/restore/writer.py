@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from ..errors import ZSGuideError
-from ..evaluation.metrics import METRIC_NAMES, mean_and_se
-from ..runtime.files import atomic_write_text, image_name, json_safe, write_json
+from ...errors import ZSGuideError
+from ...evaluation.metrics import METRIC_NAMES, mean_and_se
+from ...runtime.files import atomic_write_text, image_name, json_safe, write_json
 from . import outputs as io
 
 
@@ -68,7 +68,7 @@ class RestoreWriter(BasePredictionWriter):
         atomic_write_text(self.out / "config.yaml", yaml.safe_dump(json_safe(self.config), sort_keys=False))
         write_json(self.out / "params.json", self.plan.params.to_dict())
         if self.plan.mode == "input":
-            from ..restoration import to_pixel_units
+            from ...restoration import to_pixel_units
 
             y_pix = to_pixel_units(self.plan.input_measurement, self.plan.operator.to(dtype=torch.float64))[0]
             io.save_image(y_pix, self.out / "measurement" / "input")

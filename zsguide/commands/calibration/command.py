@@ -21,10 +21,10 @@ import lightning as L
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from ..errors import ZSGuideError
-from ..runtime.options import DENOISERS, add_data_options, add_trainer_options, parse_one_line
-from ..seeding import randn_per_image
-from ..spectral.denoiser_model import calibration_path
+from ...errors import ZSGuideError
+from ...runtime.options import DENOISERS, add_data_options, add_trainer_options, parse_one_line
+from ...seeding import randn_per_image
+from ...spectral.denoiser_model import calibration_path
 from .response import GROUPS, Response, ResponseAccumulator
 
 KIND = "calibration"
@@ -91,7 +91,7 @@ class Calibrate(L.LightningModule):
         self.response: Response | None = None
 
     def predict_dataloader(self):
-        from ..runtime.shard import EMPTY_BATCH, WorkBatches, chunks, shard
+        from ...runtime.shard import EMPTY_BATCH, WorkBatches, chunks, shard
 
         batches = [(0, chunk) for chunk in chunks(list(range(len(self.images))), self.batch_size)]
         mine = shard(batches, self.trainer.global_rank, self.trainer.world_size) or [EMPTY_BATCH]
@@ -123,12 +123,12 @@ class Calibrate(L.LightningModule):
 def run_calibrate(argv: list[str]) -> None:
     from lightning.fabric.utilities.rank_zero import rank_zero_info
 
-    from ..checkpoint import image_shape as checkpoint_image_shape
-    from ..checkpoint import load_score_module
-    from ..runtime.files import atomic_torch_save
-    from ..runtime.heldout import held_out_images
-    from ..runtime.trainer import predict_trainer
-    from ..safe_files import file_sha256
+    from ...checkpoint import image_shape as checkpoint_image_shape
+    from ...checkpoint import load_score_module
+    from ...runtime.files import atomic_torch_save
+    from ...runtime.heldout import held_out_images
+    from ...runtime.trainer import predict_trainer
+    from ...safe_files import file_sha256
 
     cfg = parse_one_line(build_parser(), argv)
     if cfg.ckpt_path is None:

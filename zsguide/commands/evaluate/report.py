@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..evaluation.metrics import mean_and_se
-from ..evaluation.perception import (
+from ...evaluation.metrics import mean_and_se
+from ...evaluation.perception import (
     bootstrap_difference_se,
     bootstrap_se,
     frechet_distance_features,
     spectral_features,
 )
-from ..runtime.files import atomic_write_bytes, atomic_write_text, json_safe, write_json
+from ...runtime.files import atomic_write_bytes, atomic_write_text, json_safe, write_json
 from . import store
 
 PER_IMAGE = ("psnr", "ssim", "mse", "lpips")
@@ -63,7 +63,7 @@ def clean_images(plan, indices) -> torch.Tensor:
 
 def clean_inception(plan, inception, indices) -> torch.Tensor:
     """Inception features of the clean images, cached in ``DIR/clean_inception.npz`` (keyed by weights and data)."""
-    from ..evaluation.fid import inception_features
+    from ...evaluation.fid import inception_features
 
     path = plan.output / "clean_inception.npz"
     key = json.dumps(

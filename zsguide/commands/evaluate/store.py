@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ZSGuideError
-from ..runtime.files import atomic_write_bytes, atomic_write_text, image_name, json_safe
+from ...errors import ZSGuideError
+from ...runtime.files import atomic_write_bytes, atomic_write_text, image_name, json_safe
 
 
 class OutputLock:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..surrogate import GaussianSurrogate, radial_frequency
+from ...surrogate import GaussianSurrogate, radial_frequency
 
 GROUPS = 8  # jackknife groups (image index mod GROUPS)
 

@@ -10,16 +10,16 @@ from pathlib import Path
 
 from jsonargparse import Namespace
 
-from ..errors import ZSGuideError
-from ..restoration import network_sigma
-from ..runtime.options import DENOISERS
-from ..spectral.options import DesignOptions
+from ...errors import ZSGuideError
+from ...restoration import network_sigma
+from ...runtime.options import DENOISERS
+from ...spectral.options import DesignOptions
 
 
 def check_options(cfg: Namespace):
     """``(sigma_y, task parameters as given, the task's defaults, the sampler, the output folder)`` of ``cfg``."""
-    from ..operators import task_defaults
-    from ..samplers import get_sampler
+    from ...operators import task_defaults
+    from ...samplers import get_sampler
 
     sigma_y = float(cfg.sigma_y)
     if not math.isfinite(sigma_y) or sigma_y < 0:

@@ -25,10 +25,10 @@ from typing import Any
 from jsonargparse import Namespace
 from lightning.fabric.utilities.rank_zero import rank_zero_info
 
-from ..errors import ZSGuideError
-from ..parameters import param_schedule
-from ..restoration import network_sigma
-from ..runtime.options import DENOISERS
+from ...errors import ZSGuideError
+from ...parameters import param_schedule
+from ...restoration import network_sigma
+from ...runtime.options import DENOISERS
 from .grid import CellSpec, digest, expand_grid, folder_name
 
 RESULTS_VERSION = 1  # bump when what an item holds, or how it is computed, changes
@@ -124,8 +124,8 @@ def check_options(cfg: Namespace) -> list[CellSpec]:
         raise ZSGuideError(f"--output {str(output)!r} exists and is not a directory")
     if not Path(cfg.ckpt_path).is_file():
         raise ZSGuideError(f"checkpoint {cfg.ckpt_path!r} does not exist (--ckpt_path)")
-    from ..evaluation.fid import fid_weights_path
-    from ..evaluation.metrics import lpips_weights_path
+    from ...evaluation.fid import fid_weights_path
+    from ...evaluation.metrics import lpips_weights_path
 
     lpips_weights_path(cfg.lpips_weights)
     fid_weights_path(cfg.fid_weights)
@@ -135,14 +135,14 @@ def check_options(cfg: Namespace) -> list[CellSpec]:
 def make_plan(cfg: Namespace, specs: list[CellSpec] | None = None) -> EvaluatePlan:
     """Check everything and prepare every cell (designs are made here, or read from the design cache); ``specs``:
     the cells :func:`check_options` already returned (otherwise it is run here)."""
-    from ..checkpoint import image_shape as checkpoint_image_shape
-    from ..checkpoint import load_score_module
-    from ..evaluation.fid import fid_weights_path
-    from ..evaluation.metrics import lpips_min_side, lpips_weights_path
-    from ..operators import make_operator, task_defaults
-    from ..runtime.heldout import held_out_images
-    from ..safe_files import file_sha256
-    from ..samplers import get_sampler
+    from ...checkpoint import image_shape as checkpoint_image_shape
+    from ...checkpoint import load_score_module
+    from ...evaluation.fid import fid_weights_path
+    from ...evaluation.metrics import lpips_min_side, lpips_weights_path
+    from ...operators import make_operator, task_defaults
+    from ...runtime.heldout import held_out_images
+    from ...safe_files import file_sha256
+    from ...samplers import get_sampler
 
     specs = check_options(cfg) if specs is None else specs
     output = output_dir(cfg)

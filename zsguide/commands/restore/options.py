@@ -15,8 +15,8 @@ from typing import Any, Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
-from ..runtime.options import add_data_options, add_trainer_options, parse_one_line
-from ..spectral.options import add_design_options
+from ...runtime.options import add_data_options, add_trainer_options, parse_one_line
+from ...spectral.options import add_design_options
 
 PARAM_SOURCES = ("heuristic", "spectral")  # or a path to a params.json
 
@@ -29,7 +29,7 @@ config.yaml and, last, summary.json (its presence marks a complete run) into --o
 
 
 def build_parser() -> ArgumentParser:
-    from ..operators import TASK_NAMES
+    from ...operators import TASK_NAMES
 
     p = ArgumentParser(
         prog="python -m zsguide restore", description=DESCRIPTION, exit_on_error=False, default_meta=False

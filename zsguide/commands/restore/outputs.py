@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..runtime.files import atomic_write_text
+from ...runtime.files import atomic_write_text
 
 IMAGE_DIRS = ("restored", "measurement", "truth")
 OWN_FILES = ("summary.json", "metrics.csv", "grid.png", "params.json", "config.yaml")

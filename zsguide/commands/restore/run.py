@@ -5,8 +5,8 @@ from __future__ import annotations
 from lightning.fabric.utilities.rank_zero import rank_zero_info
 from lightning.pytorch.callbacks import Callback
 
-from ..runtime.options import config_to_dict
-from ..runtime.trainer import predict_trainer, stop_other_ranks
+from ...runtime.options import config_to_dict
+from ...runtime.trainer import predict_trainer, stop_other_ranks
 from .options import parse
 from .plan import RestorePlan, make_plan
 
@@ -28,7 +28,7 @@ def run_restore(argv: list[str]) -> None:
     """Run a restore job; bad input raises :class:`ZSGuideError` before anything is written."""
     from torch.utils.data import DataLoader
 
-    from ..evaluation.metrics import load_lpips
+    from ...evaluation.metrics import load_lpips
     from .module import RestoreModule
     from .progress import RestoreProgressBar
     from .writer import RestoreWriter, metric_columns

@@ -17,8 +17,8 @@ from typing import Any
 
 from lightning.fabric.utilities.rank_zero import rank_zero_info
 
-from ..runtime.options import config_to_dict
-from ..runtime.trainer import predict_trainer, stop_other_ranks
+from ...runtime.options import config_to_dict
+from ...runtime.trainer import predict_trainer, stop_other_ranks
 from . import store
 from .options import parse
 from .plan import EvaluatePlan, check_options, make_plan, output_dir
@@ -40,7 +40,7 @@ def run_evaluate(argv: list[str]) -> None:
     """Run (or resume) an evaluation; bad input raises :class:`ZSGuideError` before anything is written."""
     import yaml
 
-    from ..runtime.files import atomic_write_text, json_safe
+    from ...runtime.files import atomic_write_text, json_safe
 
     warnings.filterwarnings("ignore", message=".*infer the batch indices.*")  # our batches carry their indices
     cfg = parse(argv)
@@ -61,11 +61,11 @@ def run_evaluate(argv: list[str]) -> None:
             rank_zero_info(f"zsguide: {note}")
         lpips = inception = None
         if plan.lpips_path is not None:
-            from ..evaluation.metrics import load_lpips
+            from ...evaluation.metrics import load_lpips
 
             lpips = load_lpips(plan.lpips_path)
         if plan.fid_path is not None:
-            from ..evaluation.fid import load_inception
+            from ...evaluation.fid import load_inception
 
             inception = load_inception(plan.fid_path)
         command = "python -m zsguide evaluate " + " ".join(shlex.quote(a) for a in argv)

@@ -27,8 +27,8 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from ..errors import ZSGuideError
-from ..spectral.options import DesignOptions
+from ...errors import ZSGuideError
+from ...spectral.options import DesignOptions
 
 SPEC_KEYS_TASK = ("name", "params", "label")
 SPEC_KEYS_PARAMS = ("source", *DesignOptions.names(), "label")
@@ -70,7 +70,7 @@ class CellSpec:
 
 
 def _task_spec(entry, where: str) -> TaskSpec:
-    from ..operators import task_defaults
+    from ...operators import task_defaults
 
     if isinstance(entry, str):
         entry = {"name": entry}
@@ -148,7 +148,7 @@ def _unique(keys: list, what: str, message: str = "label {key!r} appears twice; 
 
 def _check_file_source(spec: ParamsSpec, i: int, grid) -> None:
     """A params.json fits one sampler, task and step count: the grid must have exactly those."""
-    from ..samplers import ParamSchedule
+    from ...samplers import ParamSchedule
 
     params = ParamSchedule.load(spec.source)
     names = [(_task_spec(t, "").name) for t in grid.tasks]
@@ -164,7 +164,7 @@ def _check_file_source(spec: ParamsSpec, i: int, grid) -> None:
 def expand_grid(grid) -> list[CellSpec]:
     """The cells of ``grid`` (the parsed ``--grid.*``), in the order samplers, tasks, steps, sigma_y, seeds, params;
     every entry checked first (:class:`ZSGuideError` naming the entry)."""
-    from ..samplers import SAMPLER_NAMES
+    from ...samplers import SAMPLER_NAMES
 
     for what in ("samplers", "tasks", "steps", "params", "sigma_y", "seeds"):
         if not grid[what]:

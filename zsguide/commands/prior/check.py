@@ -12,9 +12,9 @@ from typing import Optional, Union
 import lightning as L
 from jsonargparse import ArgumentParser
 
-from ..diffusion.denoise_check import DenoiseCheck
-from ..errors import ZSGuideError, one_line
-from ..runtime.trainer import quiet_trainer
+from ...diffusion.denoise_check import DenoiseCheck
+from ...errors import ZSGuideError, one_line
+from ...runtime.trainer import quiet_trainer
 
 
 class PriorCheck(DenoiseCheck, L.LightningModule):
@@ -45,7 +45,7 @@ class PriorCheck(DenoiseCheck, L.LightningModule):
 
 
 def build_parser() -> ArgumentParser:
-    from ..runtime.options import add_data_options
+    from ...runtime.options import add_data_options
 
     p = ArgumentParser(
         prog="python -m zsguide test",
@@ -69,9 +69,9 @@ def build_parser() -> ArgumentParser:
 def run_prior_test(argv: list[str]) -> None:
     from torch.utils.data import DataLoader
 
-    from ..checkpoint import image_shape as checkpoint_image_shape
-    from ..checkpoint import load_score_module
-    from ..runtime.heldout import held_out_images
+    from ...checkpoint import image_shape as checkpoint_image_shape
+    from ...checkpoint import load_score_module
+    from ...runtime.heldout import held_out_images
 
     try:
         cfg = build_parser().parse_args(argv)

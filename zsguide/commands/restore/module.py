@@ -1,4 +1,5 @@
-"""The LightningModule whose ``predict_step`` measures a batch and restores it.
+"""The LightningModule whose ``predict_step`` measures a batch and restores it, with the Python API's
+:func:`~zsguide.api.measure` and :func:`~zsguide.api.restore` (so the API gives the command's images bit for bit).
 
 Per batch of test images ``img`` (pixel units [0, 1]) with dataset indices ``idx``:
 
@@ -18,24 +19,28 @@ recorded). The score network's parameters are frozen (``requires_grad_(False)``)
 
 A sampler error (:class:`ZSGuideError`, e.g. its NaN/Inf guard) does not raise inside the loop: it is recorded and the
 rank skips its remaining batches, so that under DDP every rank still reaches the end-of-run barrier and the error is
-reported once, by rank 0 (see :mod:`zsguide.restore.writer`).
+reported once, by rank 0 (see :mod:`zsguide.commands.restore.writer`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import torch
 
-from ..errors import ZSGuideError
-from ..evaluation.metrics import image_metrics, lpips_per_image
-from ..restoration import measure_and_restore, run_sampler, to_pixel_units
-from ..runtime.progress import sampler_step_callback
+from ...api import Measurement, Prior, measure, restore
+from ...errors import ZSGuideError
+from ...evaluation.metrics import image_metrics, lpips_per_image
+from ...operators import make_operator
+from ...runtime.progress import sampler_step_callback
 
 
 class RestoreModule(L.LightningModule):
     def __init__(self, plan, lpips: torch.nn.Module | None = None) -> None:
         super().__init__()
         self.score = plan.module.requires_grad_(False).eval()
+        self.prior = Prior(Path(plan.ckpt_path), self.score, plan.meta)
         self.lpips = lpips
         self.mode = plan.mode
         self.task = plan.task
@@ -43,7 +48,8 @@ class RestoreModule(L.LightningModule):
         self.image_shape = tuple(plan.image_shape)
         self.sampler = plan.sampler
         self.params = plan.params
-        self.sigma_net = float(plan.sigma_net)
+        self.sigma_y = float(plan.sigma_y)
+        self.noise_convention = plan.noise_convention
         self.seed = int(plan.seed)
         self.denoiser_kind = plan.denoiser
         self.clipped = bool(plan.clipped)
@@ -58,11 +64,9 @@ class RestoreModule(L.LightningModule):
             )
         return self._denoiser
 
-    def _operator(self, indices: list[int], like: torch.Tensor):
-        from ..operators import make_operator
-
-        op_indices = indices if self.mode == "dataset" else [0]
-        return make_operator(self.task, self.image_shape, self.seed, op_indices, **self.task_params).to(
+    def _operator(self, like: torch.Tensor):
+        """The operator of image index 0, for the user's measurement (``--input``)."""
+        return make_operator(self.task, self.image_shape, self.seed, [0], **self.task_params).to(
             like.device, like.dtype
         )
 
@@ -79,42 +83,21 @@ class RestoreModule(L.LightningModule):
     def _restore(self, batch: dict, indices: list[int]) -> dict:
         if self.mode == "dataset":
             img = batch["image"]
-            x0, y, op = measure_and_restore(
-                img,
-                indices,
-                task=self.task,
-                task_params=self.task_params,
-                seed=self.seed,
-                sigma_net=self.sigma_net,
-                sampler=self.sampler,
-                params=self.params,
-                denoiser=self.denoiser(),
-                surrogate=self.score.surrogate,
-                callback=sampler_step_callback(self),
-            )
-        else:
+            m = measure(img, self.task, self.sigma_y, self.seed, indices, noise_convention=self.noise_convention,
+                        **self.task_params)  # fmt: skip
+        else:  # the user's measurement (network units), one sample per index, the operator of index 0
             img = None
             y = batch["measurement"]
-            op = self._operator(indices, y)
-            x0 = run_sampler(
-                self.sampler,
-                self.denoiser(),
-                op,
-                y,
-                sigma_net=self.sigma_net,
-                params=self.params,
-                seed=self.seed,
-                indices=indices,
-                surrogate=self.score.surrogate,
-                callback=sampler_step_callback(self),
-            )
+            m = Measurement(y, self._operator(y), self.task, self.sigma_y, self.seed, indices, self.noise_convention)
+        r = restore(self.prior, m, self.sampler, params=self.params, denoiser=self.denoiser(),
+                    callback=sampler_step_callback(self))  # fmt: skip
         out = {
             "index": indices,
-            "restored": ((x0 + 1) / 2).float().cpu(),
-            "measurement": to_pixel_units(y.detach(), op).float().cpu(),
+            "restored": r.images.cpu(),
+            "measurement": m.y.detach().float().cpu(),
         }
         if img is not None:
-            restored = ((x0 + 1) / 2).float()
+            restored = r.images
             metrics = image_metrics(restored, img.float(), clip=self.clipped)
             if self.lpips is not None:
                 metrics["lpips"] = lpips_per_image(self.lpips, restored, img)

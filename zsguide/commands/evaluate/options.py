@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
-from ..runtime.options import add_data_options, add_trainer_options, parse_one_line
+from ...runtime.options import add_data_options, add_trainer_options, parse_one_line
 
 DESCRIPTION = """Evaluate a grid of restorations (samplers x tasks x steps x parameter sources x sigma_y x seeds) on
 held-out images as one Lightning run on 1..N devices, resumable: every (cell, image) result is committed to

@@ -26,18 +26,18 @@ import torch
 from jsonargparse import Namespace
 from torch.utils.data import Dataset
 
-from ..errors import ZSGuideError
-from ..operators.base import LinearOperator
-from ..parameters import param_schedule
-from ..restoration import network_sigma, to_network_units
-from ..runtime.heldout import held_out_images
-from ..samplers.base import ParamSchedule, Sampler
-from ..spectral.options import DesignOptions
+from ...errors import ZSGuideError
+from ...operators.base import LinearOperator
+from ...parameters import param_schedule
+from ...restoration import network_sigma, to_network_units
+from ...runtime.heldout import held_out_images
+from ...samplers.base import ParamSchedule, Sampler
+from ...spectral.options import DesignOptions
 from .validate import check_options
 
 if TYPE_CHECKING:
-    from ..diffusion.module import ScoreModule
-    from ..prior_file import PriorModule
+    from ...diffusion.module import ScoreModule
+    from ...prior_file import PriorModule
 
 
 @dataclass
@@ -86,9 +86,9 @@ class RestorePlan:
 
 def make_plan(cfg: Namespace) -> RestorePlan:
     """Check every option and load what the run needs; raises :class:`ZSGuideError` on bad input."""
-    from ..checkpoint import image_shape as checkpoint_image_shape
-    from ..checkpoint import load_score_module
-    from ..operators import make_operator
+    from ...checkpoint import image_shape as checkpoint_image_shape
+    from ...checkpoint import load_score_module
+    from ...operators import make_operator
 
     sigma_y, task_params_given, defaults, sampler, output = check_options(cfg)
 
@@ -188,7 +188,7 @@ def make_plan(cfg: Namespace) -> RestorePlan:
 
 def lpips_weights(cfg: Namespace, image_shape: tuple[int, int, int]) -> tuple[Path | None, str | None]:
     """``(weights path, None)`` for LPIPS from local AlexNet weights, or ``(None, why it is skipped)``."""
-    from ..evaluation.metrics import lpips_min_side, lpips_weights_path
+    from ...evaluation.metrics import lpips_min_side, lpips_weights_path
 
     path = lpips_weights_path(cfg.lpips_weights)
     if path is None:

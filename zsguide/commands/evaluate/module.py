@@ -1,8 +1,8 @@
 """The LightningModule of ``evaluate``: its own dataloader (this rank's share of the pending batches) and a
 ``predict_step`` that restores one batch of one cell and computes every per-image quantity the report needs.
 
-Per batch of cell c and images ``idx`` (pixel units ``img``): ``x0_hat, y = measure_and_restore(...)`` exactly as
-``restore`` does (restore/module.py), then per image: PSNR, SSIM, MSE (clipped as restore clips), LPIPS when weights
+Per batch of cell c and images ``idx`` (pixel units ``img``): the Python API's ``measure`` and ``restore``
+(zsguide/api.py), exactly as the ``restore`` command runs them, then per image: PSNR, SSIM, MSE (clipped as restore clips), LPIPS when weights
 are given, the spectral features of the (clipped) restoration for the Frechet spectral distance
 (evaluation/perception.py), the Inception features for FID when weights are given (evaluation/fid.py), and the
 batch's compute time shared over its images. The writer (writer.py) commits them.
@@ -16,18 +16,19 @@ records it for the cell and the grid goes on.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import cast
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from ..errors import ZSGuideError
-from ..evaluation.metrics import image_metrics, lpips_per_image
-from ..evaluation.perception import spectral_features
-from ..restoration import measure_and_restore, to_pixel_units
-from ..runtime.progress import sampler_step_callback
-from ..runtime.shard import EMPTY_BATCH, WorkBatches, pending_batches, shard
+from ...api import Prior, measure, restore
+from ...errors import ZSGuideError
+from ...evaluation.metrics import image_metrics, lpips_per_image
+from ...evaluation.perception import spectral_features
+from ...runtime.progress import sampler_step_callback
+from ...runtime.shard import EMPTY_BATCH, WorkBatches, pending_batches, shard
 from . import store
 
 
@@ -36,6 +37,7 @@ class EvaluateModule(L.LightningModule):
         super().__init__()
         self.plan = plan
         self.score = plan.module.requires_grad_(False).eval()
+        self.prior = Prior(Path(plan.ckpt_path), self.score, plan.meta)
         self.lpips = lpips
         self.inception = inception
         self._denoiser = None
@@ -88,22 +90,13 @@ class EvaluateModule(L.LightningModule):
         img = batch["image"]
         t0 = time.perf_counter()
         try:
-            x0, y, op = measure_and_restore(
-                img,
-                indices,
-                task=cell.spec.task.name,
-                task_params=cell.spec.task.params,
-                seed=cell.spec.seed,
-                sigma_net=cell.sigma_net,
-                sampler=cell.sampler,
-                params=cell.params,
-                denoiser=self.denoiser(),
-                surrogate=self.score.surrogate,
-                callback=sampler_step_callback(self),
-            )
+            m = measure(img, cell.spec.task.name, cell.spec.sigma_y, cell.spec.seed, indices,
+                        noise_convention=self.plan.noise_convention, **cell.spec.task.params)  # fmt: skip
+            r = restore(self.prior, m, cell.sampler, params=cell.params, denoiser=self.denoiser(),
+                        callback=sampler_step_callback(self))  # fmt: skip
         except ZSGuideError as exc:
             return {"cell": int(batch["cell"]), "index": indices, "failure": str(exc)}
-        restored = ((x0 + 1) / 2).float()
+        restored = r.images
         metrics = image_metrics(restored, img.float(), clip=self.plan.clipped)
         if self.lpips is not None:
             metrics["lpips"] = lpips_per_image(self.lpips, restored, img)
@@ -114,10 +107,10 @@ class EvaluateModule(L.LightningModule):
             "metrics": {k: v.cpu() for k, v in metrics.items()},
             "spectral": spectral_features(shown.to(torch.float64).cpu()),
             "restored": restored.cpu(),
-            "measurement": to_pixel_units(y.detach(), op).float().cpu(),
+            "measurement": m.y.detach().float().cpu(),
         }
         if self.inception is not None:
-            from ..evaluation.fid import inception_features
+            from ...evaluation.fid import inception_features
 
             out["inception"] = inception_features(self.inception, restored)
         out["seconds"] = (time.perf_counter() - t0) / len(indices)

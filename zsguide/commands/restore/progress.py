@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ..runtime.progress import RichPredictBar
+from ...runtime.progress import RichPredictBar
 
 
 class RestoreProgressBar(RichPredictBar):

@@ -7,7 +7,7 @@ from typing import Optional, Union
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
-from ..errors import ZSGuideError, one_line
+from ...errors import ZSGuideError, one_line
 
 DESCRIPTION = """Tie a pretrained eps network to a Gaussian surrogate fitted from your images, in one small file.
 
@@ -18,9 +18,9 @@ and sha256 (checked at every load). Every command that takes --ckpt_path takes t
 
 
 def build_parser() -> ArgumentParser:
-    from ..networks import ARCH_CHOICES
-    from ..networks.adm import ADMConfig
-    from ..runtime.options import add_data_options
+    from ...networks import ARCH_CHOICES
+    from ...networks.adm import ADMConfig
+    from ...runtime.options import add_data_options
 
     p = ArgumentParser(prog="python -m zsguide prior", description=DESCRIPTION, exit_on_error=False, default_meta=False)
     p.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")

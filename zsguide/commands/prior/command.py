@@ -18,12 +18,12 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_info
 
-from ..diffusion.schedule import VPSchedule
-from ..errors import ZSGuideError
-from ..prior_file import prior_checkpoint
-from ..runtime.files import atomic_torch_save
-from ..runtime.trainer import quiet_trainer
-from ..surrogate import GaussianSurrogate, SpectrumAccumulator
+from ...diffusion.schedule import VPSchedule
+from ...errors import ZSGuideError
+from ...prior_file import prior_checkpoint
+from ...runtime.files import atomic_torch_save
+from ...runtime.trainer import quiet_trainer
+from ...surrogate import GaussianSurrogate, SpectrumAccumulator
 from .options import parse
 
 
@@ -88,8 +88,8 @@ def _schedule(cfg) -> VPSchedule | None:
 
 def run_prior(argv: list[str]) -> None:
     cfg = parse(argv)
-    from ..data import ImageDataModule
-    from ..networks import load_network
+    from ...data import ImageDataModule
+    from ...networks import load_network
 
     for option in ("network", "arch", "output"):
         if cfg[option] is None:

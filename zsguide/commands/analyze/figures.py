@@ -14,8 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import LogFormatter  # noqa: E402
 
-from ..samplers import get_sampler  # noqa: E402
-from ..surrogate import radial_average  # noqa: E402
+from ...samplers import get_sampler  # noqa: E402
+from ...surrogate import radial_average  # noqa: E402
 
 
 def _finish(fig, path: Path) -> None:

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..data.common import decode_image
-from ..errors import ZSGuideError
-from ..operators.base import LinearOperator
+from ...data.common import decode_image
+from ...errors import ZSGuideError
+from ...operators.base import LinearOperator
 
 
 def read_input(path: str | Path, channels: int) -> torch.Tensor:

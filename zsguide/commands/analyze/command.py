@@ -19,16 +19,16 @@ from typing import Any, Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from ..errors import ZSGuideError, one_line
-from ..restoration import network_sigma
-from ..spectral.options import DesignOptions, add_design_options
+from ...errors import ZSGuideError, one_line
+from ...restoration import network_sigma
+from ...spectral.options import DesignOptions, add_design_options
 
 UNIT = 4.0  # network-unit squared quantities -> [0, 1] pixel units
 
 
 def _analyzed() -> tuple[str, ...]:
     """The samplers with a closed form (the registry, samplers/__init__.py)."""
-    from ..samplers import sampler_names
+    from ...samplers import sampler_names
 
     return sampler_names(closed_form=True)
 
@@ -91,10 +91,10 @@ def _parse(prog: str, tune: bool, argv: list[str]):
 
 
 def _setup(cfg, design: DesignOptions):
-    from ..checkpoint import load_gaussian_prior
-    from ..operators import make_operator
-    from ..spectral.denoiser_model import denoiser_model_for
-    from ..spectral.service import block_problem
+    from ...checkpoint import load_gaussian_prior
+    from ...operators import make_operator
+    from ...spectral.denoiser_model import denoiser_model_for
+    from ...spectral.service import block_problem
 
     prior = load_gaussian_prior(cfg.ckpt_path)  # surrogate and schedule only: no network, no Lightning import
     operator = make_operator(cfg.task, tuple(prior.meta["image_shape"]), 0, [0], **dict(cfg.task_params or {}))
@@ -108,8 +108,8 @@ def _pixel_units(c: dict) -> dict:
 
 
 def run_tune(argv: list[str]) -> None:
-    from ..samplers import get_sampler
-    from ..spectral.service import designed_schedule
+    from ...samplers import get_sampler
+    from ...spectral.service import designed_schedule
 
     cfg, design = _parse("python -m zsguide tune", True, argv)
     prior, operator, sigma_net, problem = _setup(cfg, design)
@@ -143,10 +143,10 @@ def run_tune(argv: list[str]) -> None:
 
 
 def run_analyze(argv: list[str]) -> None:
-    from ..samplers import get_sampler
-    from ..spectral.criteria import Criteria
-    from ..spectral.service import designed_schedule
-    from ..spectral.transfer import transfer
+    from ...samplers import get_sampler
+    from ...spectral.criteria import Criteria
+    from ...spectral.service import designed_schedule
+    from ...spectral.transfer import transfer
     from .figures import schedule_figure, steps_figure, transfer_figure
 
     cfg, design = _parse("python -m zsguide analyze", False, argv)

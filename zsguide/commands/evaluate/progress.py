@@ -6,7 +6,7 @@ the whole grid's progress, resumed items included; it is refreshed after each of
 
 from __future__ import annotations
 
-from ..runtime.progress import RichPredictBar
+from ...runtime.progress import RichPredictBar
 
 
 class EvaluateProgressBar(RichPredictBar):

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from ..errors import ZSGuideError
-from ..runtime.files import image_name
+from ...errors import ZSGuideError
+from ...runtime.files import image_name
 from . import store
 
 
