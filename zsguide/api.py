@@ -220,16 +220,20 @@ def heuristic(
     return get_sampler(sampler).heuristic(task, int(steps), prior.schedule, spacing=spacing)
 
 
-def design_options(
-    trust_factor: Any = None,
-    pareto_guard: bool = False,
-    objective: str = "w2",
-    denoiser_model: str = "gaussian",
-    calibration: str | None = None,
-) -> DesignOptions:
-    """The design options as the command lines take them (``--trust_factor`` None: the default trust region,
-    ``"none"``: unconstrained), checked."""
-    return DesignOptions(trust_factor, pareto_guard, objective, denoiser_model, calibration).checked()
+def design_options(**options: Any) -> DesignOptions:
+    """The design options (:class:`~zsguide.spectral.options.DesignOptions`: ``trust_factor``, ``pareto_guard``,
+    ``objective``, ``denoiser_model``, ``calibration``) as keyword arguments, with the command line's defaults for
+    those left out (``trust_factor`` None: the default trust region; ``"none"``: unconstrained), checked.
+
+    >>> design_options(trust_factor="none").label()
+    'spectral_free'
+    """
+    unknown = sorted(set(options) - set(DesignOptions.names()))
+    if unknown:
+        raise ZSGuideError(
+            f"unknown design option(s) {', '.join(unknown)}; the design options: {', '.join(DesignOptions.names())}"
+        )
+    return DesignOptions(**options).checked(lambda name: name)
 
 
 def design(
@@ -240,21 +244,19 @@ def design(
     sigma_y: float = 0.01,
     objective: str = "w2",
     *,
-    trust_factor: Any = None,
-    pareto_guard: bool = False,
-    denoiser_model: str = "gaussian",
-    calibration: str | None = None,
     spacing: str | None = None,
     seed: int = 0,
     index: int = 0,
     noise_convention: str = "pixel",
     task_params: dict | None = None,
+    **options: Any,
 ) -> ParamSchedule:
     """The spectrally designed parameter schedule of ``sampler`` for ``task`` at ``steps`` and ``sigma_y``: the
     object ``params.json`` holds, with its provenance (the closed-form predictions, the cache key). It is what
     ``restore --params spectral`` runs, designed on the operator of image ``index`` for ``seed`` (the first image's,
-    as restore does) and kept in the design cache (``$ZSGUIDE_CACHE``). ``trust_factor`` None is the command
-    line's default trust region; ``"none"`` the unconstrained optimum.
+    as restore does) and kept in the design cache (``$ZSGUIDE_CACHE``). ``objective`` and ``options`` are the design
+    options (:func:`design_options`: ``trust_factor``, ``pareto_guard``, ``denoiser_model``, ``calibration``), with
+    the command line's defaults.
 
     >>> prior = load_prior("checkpoints/patches32.ckpt")
     >>> p = design(prior, "inpaint_random", "ddnm", steps=5, sigma_y=0.02)
@@ -273,7 +275,7 @@ def design(
         task=task,
         steps=steps,
         spacing=spacing,
-        design=design_options(trust_factor, pareto_guard, objective, denoiser_model, calibration),
+        design=design_options(objective=objective, **options),
         ckpt_path=str(prior.path),
         option="design",
     )
@@ -338,7 +340,7 @@ def restore(
             task=measurement.task,
             steps=steps,
             spacing=spacing,
-            design=(design or DesignOptions()).checked(),
+            design=(design or DesignOptions()).checked(lambda name: f"design.{name}"),
             ckpt_path=str(prior.path),
             option="params",
         )
@@ -394,7 +396,7 @@ def predict(
     from .spectral.transfer import transfer
 
     spec = get_sampler(sampler)
-    options = (design or DesignOptions()).checked()
+    options = (design or DesignOptions()).checked(lambda name: f"design.{name}")
     operator = make_operator(task, prior.image_shape, seed, [index], **(task_params or {}))
     sigma = network_sigma(float(sigma_y), noise_convention)
     if isinstance(params, ParamSchedule):

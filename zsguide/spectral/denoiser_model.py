@@ -7,7 +7,7 @@ basis (``u_hat = F Q (x - mu)``) as
 
     gaussian    (default)  g_t = c_t = sqrt(abar) lambda / (abar lambda + 1 - abar), r_t = 0: the Wiener denoiser,
                            exact for the surrogate (theory.md §3);
-    calibrated             g_t and r_t measured by ``python -m zsguide calibrate`` (calibration/response.py): the
+    calibrated             g_t and r_t measured by ``python -m zsguide calibrate`` (commands/calibration/response.py): the
                            network's least-squares gain per frequency and the power of what it leaves unexplained.
 
 The residual enters each sampler step through that step's coefficient on ``x0_hat`` (transfer.py); the Jacobian of

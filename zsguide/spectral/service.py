@@ -23,7 +23,6 @@ from .options import resolve_objective
 from .problem import BlockProblem, problem_for
 
 GROUP_ABOVE = 3 * 32 * 32  # blur problems with more blocks are designed on their grouped form (problem.grouped)
-DESIGNABLE = sampler_names(designable=True)
 
 
 def block_problem(surrogate, operator, sigma_net: float, denoiser=None) -> BlockProblem:
@@ -88,16 +87,17 @@ def designed_schedule(
     calibrated denoiser model (denoiser_model.py) the closed forms assume in place of the Wiener denoiser (ignored
     when ``problem`` is given: the problem carries its own); it enters the cache key. ``objective``: the criterion
     minimised, w2 (avg W2), mse, perception or pareto (avg W2 under the guard); design.py."""
-    if heuristic.method not in DESIGNABLE:
+    designable = sampler_names(designable=True)  # the registry now, registered samplers included
+    if heuristic.method not in designable:
         raise ZSGuideError(
             f"spectral design has no knobs to design for sampler {heuristic.method!r}; "
-            f"choose one of {', '.join(DESIGNABLE)}"
+            f"choose one of {', '.join(designable)}"
         )
     problem = problem if problem is not None else block_problem(surrogate, operator, sigma_net, denoiser)
     per_band = [k.name for k in get_sampler(heuristic.method).knob_specs if k.per_band]
     if bands and (not per_band or problem.structure != "fourier_diagonal"):
         per_band_knobs = ", ".join(
-            f"{n}'s {k.name}" for n in DESIGNABLE for k in get_sampler(n).knob_specs if k.per_band
+            f"{n}'s {k.name}" for n in designable for k in get_sampler(n).knob_specs if k.per_band
         )
         raise ZSGuideError(
             f"per-frequency design (frequency_bands {bands}) exists for {per_band_knobs} on blur "

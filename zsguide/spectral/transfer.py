@@ -35,8 +35,6 @@ from ..samplers.base import ParamSchedule, Sampler
 from ..samplers.law import StepInputs, col, mm
 from .problem import BlockProblem
 
-METHODS = sampler_names(closed_form=True)  # the samplers with a law when this module was imported (the registry)
-
 
 @dataclass
 class Transfer:

@@ -164,15 +164,15 @@ def _check_file_source(spec: ParamsSpec, i: int, grid) -> None:
 def expand_grid(grid) -> list[CellSpec]:
     """The cells of ``grid`` (the parsed ``--grid.*``), in the order samplers, tasks, steps, sigma_y, seeds, params;
     every entry checked first (:class:`ZSGuideError` naming the entry)."""
-    from ...samplers import SAMPLER_NAMES
+    from ...samplers import sampler_names
 
     for what in ("samplers", "tasks", "steps", "params", "sigma_y", "seeds"):
         if not grid[what]:
             raise ZSGuideError(f"grid.{what} is empty")
     for i, name in enumerate(grid.samplers):
-        if name not in SAMPLER_NAMES:
+        if name not in sampler_names():
             raise ZSGuideError(
-                f"grid.samplers[{i}]: unknown sampler {name!r}; choose one of {', '.join(SAMPLER_NAMES)}"
+                f"grid.samplers[{i}]: unknown sampler {name!r}; choose one of {', '.join(sampler_names())}"
             )
     _unique(list(grid.samplers), "samplers", "sampler {key!r} appears twice")
     tasks = [_task_spec(e, f"grid.tasks[{i}]") for i, e in enumerate(grid.tasks)]
