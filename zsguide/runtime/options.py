@@ -66,6 +66,25 @@ def add_data_options(p: ArgumentParser, default_note: str) -> None:
         )
 
 
+def add_noise_options(p: ArgumentParser, *sigma_aliases: str) -> None:
+    """``--sigma_y`` (the measurement noise std, default 0.01) and ``--noise_convention`` (``pixel``: sigma_y in
+    [0, 1] units, the network sees ``2 sigma_y``; ``network``: in [-1, 1] units; zsguide/restoration.py
+    ``network_sigma`` converts)."""
+    p.add_argument(
+        "--sigma_y",
+        *sigma_aliases,
+        type=float,
+        default=0.01,
+        help="measurement noise std (pixel units [0, 1] unless --noise_convention network)",
+    )
+    p.add_argument(
+        "--noise_convention",
+        type=str,
+        default="pixel",
+        help="pixel: sigma_y is the std in [0, 1] units (network std 2 sigma_y); network: in [-1, 1] units",
+    )
+
+
 def parse_one_line(parser: ArgumentParser, argv: list[str]) -> Namespace:
     """``parser.parse_args(argv)`` with every parse error (and YAML error from ``--config``) as one
     :class:`ZSGuideError` line."""

@@ -21,6 +21,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from ...errors import ZSGuideError, one_line
 from ...restoration import network_sigma
+from ...runtime.options import add_noise_options
 from ...spectral.options import DesignOptions, add_design_options
 
 UNIT = 4.0  # network-unit squared quantities -> [0, 1] pixel units
@@ -43,18 +44,7 @@ def _parser(prog: str, tune: bool) -> ArgumentParser:
     p.add_argument("--task_params", type=dict[str, Any], default={}, help="task parameters, as for restore")
     p.add_argument("--steps", type=int, default=20, help="sampling steps")
     p.add_argument("--spacing", type=Optional[str], default=None, help="timestep spacing (default: the sampler's)")
-    p.add_argument(
-        "--sigma_y",
-        type=float,
-        default=0.01,
-        help="measurement noise std (pixel units [0, 1] unless --noise_convention network)",
-    )
-    p.add_argument(
-        "--noise_convention",
-        type=str,
-        default="pixel",
-        help="pixel: sigma_y is the std in [0, 1] units (network std 2 sigma_y); network: in [-1, 1] units",
-    )
+    add_noise_options(p)
     p.add_argument("--mse_weight", type=float, default=0.0, help="objective: avg W2^2 + mse_weight * MSE")
     p.add_argument(
         "--frequency_bands",

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
-from ...runtime.options import add_data_options, add_trainer_options, parse_one_line
+from ...runtime.options import add_data_options, add_noise_options, add_trainer_options, parse_one_line
 from ...spectral.options import add_design_options
 
 PARAM_SOURCES = ("heuristic", "spectral")  # or a path to a params.json
@@ -70,19 +70,7 @@ def build_parser() -> ArgumentParser:
         "surrogate, cached), or a params.json written by a previous run",
     )
     add_design_options(p, "with --params spectral: ")
-    p.add_argument(
-        "--sigma_y",
-        "--noise",
-        type=float,
-        default=0.01,
-        help="measurement noise std (pixel units [0, 1] unless --noise_convention network)",
-    )
-    p.add_argument(
-        "--noise_convention",
-        type=str,
-        default="pixel",
-        help="pixel: sigma_y is the std in [0, 1] units (network std 2 sigma_y); network: in [-1, 1] units",
-    )
+    add_noise_options(p, "--noise")
     p.add_argument("--seed", type=int, default=0, help="seed of every per-image draw (masks, kernels, noise, sampler)")
     p.add_argument(
         "--num_images",
