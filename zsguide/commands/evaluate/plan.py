@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Union
 
 from jsonargparse import Namespace
 from lightning.fabric.utilities.rank_zero import rank_zero_info
@@ -31,14 +31,21 @@ from ...restoration import network_sigma
 from ...runtime.options import DENOISERS
 from .grid import CellSpec, digest, expand_grid, folder_name
 
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from ...diffusion.module import ScoreModule
+    from ...prior_file import PriorModule
+    from ...samplers import ParamSchedule, Sampler
+
 RESULTS_VERSION = 1  # bump when what an item holds, or how it is computed, changes
 
 
 @dataclass
 class Cell:
     spec: CellSpec
-    sampler: Any
-    params: Any  # ParamSchedule
+    sampler: Sampler
+    params: ParamSchedule
     params_source: str
     sigma_net: float
     task_params_resolved: dict
@@ -54,12 +61,12 @@ class Cell:
 @dataclass
 class EvaluatePlan:
     ckpt_path: str
-    module: Any
+    module: Union[ScoreModule, PriorModule]
     meta: dict
     image_shape: tuple[int, int, int]
     data_options: dict
-    dataset: Any  # Subset of the test split: the first num_images images
-    test_split: Any  # the whole test split (for the clean floor)
+    dataset: Dataset  # Subset of the test split: the first num_images images
+    test_split: Dataset  # the whole test split (for the clean floor)
     indices: list[int]
     cells: list[Cell]
     output: Path
