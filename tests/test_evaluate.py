@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from zsguide.cli import main
-from zsguide.commands.evaluate.store import OutputLock
+from zsguide.runtime.lock import OutputLock
 from zsguide.runtime.shard import chunks, pending_batches, shard
 
 from .cli_helpers import ROOT, error_lines, run_cli
@@ -384,10 +384,17 @@ def test_kill_9_mid_grid_then_the_same_command_finishes_it_identically(reference
         f"not killed mid-grid ({killed_at} items, rc {proc.returncode})"
     )
     assert not (tmp_path / "run" / "report.md").exists()
+    (entry,) = json.loads((tmp_path / "run" / "runs.json").read_text())["runs"]  # entered when it started
+    assert entry["status"] == "running" and entry["number"] == 1
+    stale = tmp_path / "run" / ".runs.json.kill9.tmp"  # as a kill during the report stage leaves
+    stale.write_text("half")
     again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     run = json.loads((tmp_path / "run" / "cells.json").read_text())["run"]
     assert run["new_items"] == NUM_CELLS * NUM_IMAGES - killed_at  # nothing redone, nothing lost
+    runs = json.loads((tmp_path / "run" / "runs.json").read_text())["runs"]
+    assert [(r["number"], r["status"]) for r in runs] == [(1, "interrupted"), (2, "complete")]
+    assert runs[0]["started"] == entry["started"] and not stale.exists()
     whole = subprocess.run([*cmd[:-1], "whole"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert read_results(tmp_path / "run") == read_results(tmp_path / "whole")
@@ -420,16 +427,16 @@ def test_a_changed_setting_recomputes_that_cell_only(reference, tmp_path):
 @pytest.mark.slow  # runs the evaluate command (the reference grid)
 def test_a_second_run_into_the_same_directory_refuses(reference, tmp_path):
     out = tmp_path / "busy"
-    lock = OutputLock(out)  # as a running evaluation holds it
+    lock = OutputLock(out, "evaluate")  # as a running evaluation holds it
     try:
         proc = run_cli("evaluate", *GRID, "--output", out, cwd=tmp_path)
         assert proc.returncode == 2
         (line,) = error_lines(proc)
         assert f"output directory {str(out)!r} is in use by another evaluate run (pid {os.getpid()}" in line
-        assert not (out / "cells").exists()
+        assert not (out / "cells").exists() and not (out / "runs.json").exists()
     finally:
         lock.release()
-    OutputLock(out).release()  # free again once the holder is gone
+    OutputLock(out, "evaluate").release()  # free again once the holder is gone
 
 
 # ------------------------------------------------------------------------------------------------------------ FID

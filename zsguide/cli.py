@@ -10,6 +10,7 @@
 - ``analyze``, ``tune``: the spectral engine's closed forms and designs (:mod:`zsguide.commands.analyze`).
 
 Every user error (:class:`ZSGuideError`, a missing file) is printed as one line ``error: ...`` with exit status 2.
+``evaluate`` exits with status 3 when a cell of its grid failed, after writing its report (docs/evaluate.md).
 """
 
 from __future__ import annotations
@@ -64,11 +65,15 @@ def run_lightning(argv: list[str] | None) -> None:
 
     from .data import ImageDataModule
     from .diffusion.module import ScoreModule
+    from .runtime.trainer import prepare_trainer
 
     class ZSGuideCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
             parser.link_arguments("data.channels", "model.channels")
             parser.link_arguments("data.image_size", "model.image_size")
+
+        def instantiate_trainer(self, **kwargs):  # CPU processes checked; SIGTERM and SIGINT stop it
+            return prepare_trainer(super().instantiate_trainer(**kwargs))
 
     ZSGuideCLI(
         ScoreModule,
@@ -101,7 +106,48 @@ def _prior_file_given(argv: list[str]) -> bool:
     return is_prior(read_checkpoint(path))
 
 
+STOPPED_NOTES = {  # what an interrupted command leaves (docs/reliability.md, "Signals and crashes")
+    "restore": "the output folder has no summary.json (an incomplete run); run the command again",
+    "evaluate": "every committed image is kept; the same command resumes",
+    "prior": "no prior file written",
+    "calibrate": "no calibration written",
+    "fit": "the checkpoints written so far are kept",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. SIGTERM and SIGINT stop it at the next batch or sampler step (exit status 143 or 130, one
+    line ``stopped by SIGTERM: ...``); a rank that a launcher started dies with its parent."""
+    from .runtime import signals
+
+    signals.guard_launched_rank()
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args else ""
+    with signals.handle_stop_signals():
+        try:
+            rc = _run(argv)
+        except BaseException as exc:
+            if signals.received() is None and not isinstance(exc, signals.Stopped):
+                raise
+            return _stopped(command, exc.signum if isinstance(exc, signals.Stopped) else signals.received())
+        if signals.received() is not None:
+            return _stopped(command, signals.received())
+        return rc
+
+
+def _stopped(command: str, signum: int | None) -> int:
+    """One line on rank 0 (the other ranks stop quietly); the exit status 128 + signal."""
+    from .runtime import signals
+
+    assert signum is not None
+    if signals.rank_is_zero_by_env():
+        note = STOPPED_NOTES.get(command, "")
+        print(f"stopped by {signals.signal_name(signum)}" + (f": {note}" if note else ""), file=sys.stderr, flush=True)
+    signals.reset()
+    return signals.exit_code(signum)
+
+
+def _run(argv: list[str] | None = None) -> int:
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")  # keep Lightning's CPU/worker advice out of logs
@@ -138,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         elif command == "evaluate":
             from .commands.evaluate import run_evaluate
 
-            run_evaluate(argv[1:])
+            return run_evaluate(argv[1:])  # 3 (EXIT_CELLS_FAILED) when a cell failed, after its report
         elif command in ("analyze", "tune"):
             from .commands.analyze import run_analyze, run_tune
 

@@ -20,6 +20,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from .signals import check
+
 
 class RichPredictBar(ProgressBar):
     """A rich ``Progress`` on stderr for a predict loop, shown by global rank 0 only; subclasses add their lines
@@ -84,9 +86,15 @@ class RichPredictBar(ProgressBar):
 
 
 def sampler_step_callback(module):
-    """The sampler's ``callback(step, t, x_t, x0_y)`` that feeds the trainer's :class:`RichPredictBar` (None without
-    an enabled one, e.g. off rank 0 or with the bar switched off)."""
+    """The sampler's ``callback(step, t, x_t, x0_y)`` that feeds the trainer's :class:`RichPredictBar` (when it has an
+    enabled one: rank 0 with the bar on) and stops the run at the step after a SIGTERM or SIGINT
+    (:func:`zsguide.runtime.signals.check`)."""
     bar = module.trainer.progress_bar_callback if module._trainer is not None else None
     if isinstance(bar, RichPredictBar) and bar.is_enabled:
-        return lambda step, t, x, x0: bar.sampler_step(step)
-    return None
+
+        def step_done(step: int, t, x, x0) -> None:
+            bar.sampler_step(step)
+            check()
+
+        return step_done
+    return lambda step, t, x, x0: check()

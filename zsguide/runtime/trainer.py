@@ -1,6 +1,7 @@
 """The Lightning Trainer of the commands that write their own outputs (prior, test on a prior file, restore,
-evaluate, calibrate): no logger, no checkpoints, no model summary; a bad ``--trainer.*`` option is one line. A
-predict run's Trainer from the ``--trainer.*`` options, and the end of the other ranks' processes after a failure."""
+evaluate, calibrate): no logger, no checkpoints, no model summary; a bad ``--trainer.*`` option is one line; more CPU
+processes than cores refused; SIGTERM and SIGINT stop it (:mod:`zsguide.runtime.signals`). A predict run's Trainer
+from the ``--trainer.*`` options, and the end of the other ranks' processes after a failure."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 from pathlib import Path
 
 from ..errors import ZSGuideError
+from . import signals
 
 
 def quiet_trainer(root: str | Path, **options):
@@ -18,11 +20,32 @@ def quiet_trainer(root: str | Path, **options):
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     try:
-        return L.Trainer(
+        trainer = L.Trainer(
             logger=False, enable_checkpointing=False, enable_model_summary=False, default_root_dir=str(root), **options
         )
     except (MisconfigurationException, ValueError, TypeError, RuntimeError) as exc:
         raise ZSGuideError(f"invalid --trainer options: {str(exc).splitlines()[0]}") from None
+    return prepare_trainer(trainer)
+
+
+def prepare_trainer(trainer):
+    """What every zsguide Trainer gets (the commands' and ``fit``'s): more CPU processes than cores refused before
+    any is started (:func:`check_cpu_devices`), and stopping on SIGTERM and SIGINT (:func:`signals.attach`)."""
+    check_cpu_devices(trainer)
+    return signals.attach(trainer)
+
+
+def check_cpu_devices(trainer) -> None:
+    """Refuse more CPU processes per node than the cores this process may use: each would be a process of its own
+    (``--trainer.devices 99`` on 2 cores started 99 of them and ran the machine out of memory)."""
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    devices, cores = int(trainer.num_devices), signals.cpu_cores()
+    if isinstance(trainer.accelerator, CPUAccelerator) and devices > cores:
+        raise ZSGuideError(
+            f"--trainer.devices {devices} on the CPU: more processes than the {cores} CPU core(s) this process may "
+            f"use; use --trainer.devices {cores} or fewer (or a GPU accelerator)"
+        )
 
 
 def predict_trainer(
@@ -57,11 +80,12 @@ def predict_trainer(
 
 def stop_other_ranks(trainer) -> None:
     """After a failure on rank 0, end the processes Lightning launched for the other ranks (they would otherwise wait
-    in a collective): the ones this process started, by their process ids."""
+    in a collective): the ones this process started, by their process ids. After SIGTERM or SIGINT (which reached
+    them too) they first get a few seconds to stop on their own (:func:`signals.stop_children`)."""
     try:
         from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
     except ImportError:  # pragma: no cover
         return
     launcher = getattr(trainer.strategy, "launcher", None)
     if isinstance(launcher, _SubprocessScriptLauncher) and trainer.is_global_zero:
-        launcher.kill(signal.SIGKILL)
+        signals.stop_children(trainer, signal.SIGKILL)

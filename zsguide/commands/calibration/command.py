@@ -22,6 +22,7 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from ...errors import ZSGuideError
+from ...runtime import signals
 from ...runtime.options import DENOISERS, add_data_options, add_trainer_options, parse_one_line
 from ...seeding import randn_per_image
 from ...spectral.denoiser_model import calibration_path
@@ -106,6 +107,7 @@ class Calibrate(L.LightningModule):
         for j, t in enumerate(self.acc.timesteps):
             a = float(self.acc.abar[j])
             for d in range(self.draws):
+                signals.check()  # a SIGTERM or SIGINT stops the run at the next network call
                 eps = randn_per_image(
                     x0.shape[1:], self.seed, idx, f"calibrate/{t}/{d}", dtype=x0.dtype, device=x0.device
                 )
@@ -125,7 +127,7 @@ def run_calibrate(argv: list[str]) -> None:
 
     from ...checkpoint import image_shape as checkpoint_image_shape
     from ...checkpoint import load_score_module
-    from ...runtime.files import atomic_torch_save
+    from ...runtime.files import atomic_torch_save, check_output_file
     from ...runtime.heldout import held_out_images
     from ...runtime.trainer import predict_trainer
     from ...safe_files import file_sha256
@@ -143,6 +145,8 @@ def run_calibrate(argv: list[str]) -> None:
             f"--num_images must be >= {2 * GROUPS} (the standard errors come from {GROUPS} groups "
             f"of images), got {cfg.num_images}"
         )
+    if cfg.output:
+        check_output_file(cfg.output, "--output")  # writable now, not after the images are streamed
     module, meta = load_score_module(cfg.ckpt_path)
     module.surrogate.require_fitted()
     T = module.schedule.num_timesteps
@@ -166,7 +170,7 @@ def run_calibrate(argv: list[str]) -> None:
             f"the calibration needs at least {2 * GROUPS} held-out images, the test split has {len(indices)}"
         )
     sha = file_sha256(cfg.ckpt_path)
-    output = Path(cfg.output) if cfg.output else calibration_path(cfg.ckpt_path, cfg.denoiser, sha)
+    output = Path(cfg.output) if cfg.output else check_output_file(calibration_path(cfg.ckpt_path, cfg.denoiser, sha))
     strategy = str(cfg.trainer.strategy)
     if any(word in strategy for word in ("spawn", "fork", "notebook")):
         raise ZSGuideError(
@@ -178,6 +182,7 @@ def run_calibrate(argv: list[str]) -> None:
     )
     run = Calibrate(module, images, cfg.batch_size, cfg.denoiser, timesteps, cfg.draws, cfg.seed)
     trainer.predict(run, return_predictions=False)
+    signals.check()  # stopped by SIGTERM or SIGINT at the end of the run: no output file
     if not trainer.is_global_zero:
         return
     r = run.response

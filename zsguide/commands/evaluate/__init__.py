@@ -3,7 +3,7 @@
 options    the jsonargparse parser (``--config`` YAML, ``--grid.*``, the shared data/trainer options)
 grid       the grid's entries checked one by one, cells and their identities (key, twin, digest)
 plan       everything checked and prepared before any image runs: prior, images, schedules and designs
-store      the output directory: lock, cell folders, atomic per-image commits
+store      the output directory: cell folders, atomic per-image commits, runs.json (the lock: runtime/lock.py)
 module     the LightningModule: this rank's dataloader, one batch of one cell restored and measured
 writer     commits as batches finish; the end barrier and the report
 progress   rich progress over the whole grid

@@ -27,6 +27,9 @@ def _diff(r: dict, name: str, digits: int) -> str:
 
 
 def _run_line(run: dict) -> str:
+    if run.get("status") in ("running", "interrupted", "error"):
+        why = f": {run['error']}" if run.get("error") else ""
+        return f"{run.get('started')}: {run['status']}{why}, `{run.get('command', '')}`"
     if run.get("report_only"):
         return f"{run.get('started')}: report only, `{run.get('command', '')}`"
     if run.get("new_items", 0) == 0 and run.get("wall_time_s", 0) == 0:
@@ -35,6 +38,7 @@ def _run_line(run: dict) -> str:
         f"{run.get('started')}: {run['new_items']} new images in {run.get('wall_time_s', 0):.1f} s on "
         f"{run.get('devices', 1)} device(s) x {run.get('num_nodes', 1)} node(s) ({run.get('accelerator')}, "
         f"{run.get('precision')}), `{run.get('command', '')}`"
+        + (f"; failed cells: {', '.join(run['failed_cells'])}" if run.get("failed_cells") else "")
     )
 
 

@@ -22,10 +22,18 @@ held-out images as one Lightning run on 1..N devices, resumable: every (cell, im
 --output as it is produced, and the same command again finishes what is missing. Writes results.csv, cells.csv,
 cells.json, report.md and figures/ into --output."""
 
+EPILOG = """exit status: 0 when the grid is complete; 2 for bad input (one 'error: ...' line, nothing run); 3 when a
+cell failed (e.g. a sampler's NaN): the report is written, the cell is marked failed, and its failed batches run
+again next time (docs/evaluate.md)."""
+
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(
-        prog="python -m zsguide evaluate", description=DESCRIPTION, exit_on_error=False, default_meta=False
+        prog="python -m zsguide evaluate",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        exit_on_error=False,
+        default_meta=False,
     )
     p.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options (configs/evaluate/*.yaml)")
     p.add_argument(

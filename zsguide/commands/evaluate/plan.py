@@ -28,6 +28,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_info
 from ...errors import ZSGuideError
 from ...parameters import param_schedule
 from ...restoration import network_sigma
+from ...runtime.files import check_output_dir
 from ...runtime.options import DENOISERS
 from .grid import CellSpec, digest, expand_grid, folder_name
 
@@ -126,9 +127,7 @@ def check_options(cfg: Namespace) -> list[CellSpec]:
     """The cheap checks (numbers, grid entries, paths), before the output directory is touched; the grid's cells."""
     _check_numbers(cfg)
     specs = expand_grid(cfg.grid)
-    output = output_dir(cfg)
-    if output.exists() and not output.is_dir():
-        raise ZSGuideError(f"--output {str(output)!r} exists and is not a directory")
+    check_output_dir(output_dir(cfg), "--output")  # a folder, or creatable, and writable: before any work
     if not Path(cfg.ckpt_path).is_file():
         raise ZSGuideError(f"checkpoint {cfg.ckpt_path!r} does not exist (--ckpt_path)")
     from ...evaluation.fid import fid_weights_path

@@ -253,23 +253,10 @@ def write_cells_csv(records: list[dict], path: Path) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def record_run(out: Path, run_info: dict) -> list[dict]:
-    """Append this run's record (command, devices, new images, wall time) to ``DIR/runs.json``; all runs so far."""
-    path = Path(out) / "runs.json"
-    runs = read_runs(out)
-    runs.append(json_safe(run_info))
-    write_json(path, {"runs": runs})
-    return runs
-
-
-def read_runs(out: Path) -> list[dict]:
-    path = Path(out) / "runs.json"
-    return json.loads(path.read_text())["runs"] if path.is_file() else []
-
-
 def write_report(plan, run_info: dict, inception=None) -> dict:
-    """Everything from the committed items: results.csv, cells.csv, cells.json, figures/, report.md (written last).
-    ``run_info`` is this run's record, appended to runs.json. Returns the cells.json content."""
+    """Everything from the committed items: results.csv, cells.csv, cells.json, figures/, report.md, and last
+    runs.json with ``run_info`` as this run's completed entry (store.start_run entered it as running). Returns the
+    cells.json content."""
     from .figures import write_figures
     from .markdown import report_markdown
 
@@ -283,9 +270,10 @@ def write_report(plan, run_info: dict, inception=None) -> dict:
     out = plan.output
     write_results_csv(plan, data, out / "results.csv")
     write_cells_csv(records, out / "cells.csv")
-    runs = record_run(out, run_info)
+    runs = store.runs_with(out, run_info)
     content = {"run": run_info, "runs": runs, "clean_floor": floor, "notes": plan.notes, "cells": records}
     write_json(out / "cells.json", content)
     figures = write_figures(plan, records, data, out / "figures")
     atomic_write_text(out / "report.md", report_markdown(plan, records, floor, runs, figures))
+    store.write_runs(out, runs)  # last: the run's entry says complete once its report is written
     return json_safe(content)

@@ -3,7 +3,8 @@
 Layout of ``DIR`` (``--output``)::
 
     .lock                       held (flock) by the running evaluation's rank 0; a second run refuses
-    config.yaml, runs.json      the options of the last run; a record of every run (command, devices, time)
+    config.yaml, runs.json      the options of the last run; a record of every run (command, devices, time,
+                                status: entered when a run starts, completed when it ends; report.py)
     cells/<folder>/cell.json    the cell's settings (what its results depend on) and its parameter schedule
     cells/<folder>/items/00012.npz   image 12's result: metrics, spectral features (FD), Inception features
                                 (FID, when asked), seconds, and for the first ``--examples`` images the
@@ -20,69 +21,30 @@ level, checkpoint, precision, ...) gives a new folder and only that cell is reco
 ``--batch_size``, the number of devices or an interruption, so none of those are settings. Only global rank 0 holds
 the lock: the ranks of other nodes keep going for a while if rank 0 is killed, until their next collective.
 
-The lock is an advisory ``fcntl.flock`` on ``DIR/.lock``: the kernel releases it when the process ends, also after
-``kill -9``, so a crashed run never blocks the next; the file records the holder's pid, host and start time for the
-error message.
+The lock (runtime/lock.py, the same as restore's) is an advisory ``fcntl.flock`` on ``DIR/.lock``: the kernel releases
+it when the process ends, also after ``kill -9``, so a crashed run never blocks the next; the file records the
+holder's command, pid, host and start time for the error message. Holding it, rank 0 removes the temporary files an
+interrupted run left at the top of ``DIR`` and in ``figures/`` (:func:`remove_stale_files`), and
+:func:`prepare_cell_folder` those in the cells' folders.
 """
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import os
-import socket
-import time
 from pathlib import Path
 
 import numpy as np
 
-from ...errors import ZSGuideError
-from ...runtime.files import atomic_write_bytes, atomic_write_text, image_name, json_safe
-
-
-class OutputLock:
-    """``flock(DIR/.lock, LOCK_EX | LOCK_NB)`` for as long as this object lives (or until :meth:`release`)."""
-
-    def __init__(self, out: Path) -> None:
-        self.path = Path(out) / ".lock"
-        for _ in range(10):  # a holder may remove the file (remove_lock_only_dir) between our open and our flock
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a+")  # noqa: SIM115 - held open for the run's lifetime
-            try:
-                fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self._fh.seek(0)
-                holder = self._fh.read().strip() or "unknown process"
-                self._fh.close()
-                raise ZSGuideError(
-                    f"output directory {str(out)!r} is in use by another evaluate run ({holder}); "
-                    f"wait for it to finish or choose another --output"
-                ) from None
-            try:
-                if os.fstat(self._fh.fileno()).st_ino == os.stat(self.path).st_ino:
-                    break  # we hold the lock on the file that is there
-            except FileNotFoundError:
-                pass
-            self._fh.close()
-        else:  # pragma: no cover - ten removals in a row
-            raise ZSGuideError(f"could not lock {str(self.path)!r}: it keeps being removed")
-        self._fh.seek(0)
-        self._fh.truncate()
-        self._fh.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        self._fh.flush()
-
-    def release(self, remove_empty_dir: bool = False) -> None:
-        """Unlock; with ``remove_empty_dir``, first (still holding the lock) remove the lock file and the directory
-        if nothing else is in it (a run that stopped on bad input before writing anything leaves nothing)."""
-        if self._fh.closed:
-            return
-        out = self.path.parent
-        if remove_empty_dir and {p.name for p in out.iterdir()} <= {".lock"}:
-            self.path.unlink(missing_ok=True)
-            out.rmdir()
-        fcntl.flock(self._fh, fcntl.LOCK_UN)
-        self._fh.close()
+from ...runtime.files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    image_name,
+    json_safe,
+    remove_stale_temporaries,
+    write_json,
+)
 
 
 def items_dir(out: Path, folder: str) -> Path:
@@ -134,3 +96,83 @@ def prepare_cell_folder(out: Path, folder: str, record: dict) -> None:
             for p in d.iterdir():
                 if ".tmp" in p.name or (sub == "failures" and p.suffix == ".txt"):
                     p.unlink(missing_ok=True)
+
+
+def remove_stale_files(out: Path) -> list[str]:
+    """Remove the temporary files of earlier, interrupted runs at the top of ``out`` (``.runs.json.*.tmp``, the
+    report's) and in ``figures/``; call it holding the lock. The names removed, relative to ``out``."""
+    out = Path(out)
+    removed = remove_stale_temporaries(out)
+    removed += [f"figures/{name}" for name in remove_stale_temporaries(out / "figures")]
+    return removed
+
+
+# --------------------------------------------------------------------------------------------------------- runs.json
+
+RUNS_FILE = "runs.json"
+RUN_STATUSES = ("running", "complete", "interrupted", "error")
+
+
+def read_runs(out: Path) -> list[dict]:
+    """The runs recorded in ``DIR/runs.json`` (oldest first); a file that cannot be read is kept aside as
+    ``runs.json.unreadable`` and the record starts again."""
+    path = Path(out) / RUNS_FILE
+    if not path.is_file():
+        return []
+    try:
+        runs = json.loads(path.read_text())["runs"]
+        if isinstance(runs, list) and all(isinstance(r, dict) for r in runs):
+            return runs
+    except (ValueError, KeyError, TypeError):
+        pass
+    os.replace(path, path.with_name(RUNS_FILE + ".unreadable"))
+    return []
+
+
+def write_runs(out: Path, runs: list[dict]) -> None:
+    write_json(Path(out) / RUNS_FILE, {"runs": runs})
+
+
+def start_run(out: Path, run_info: dict) -> int:
+    """Enter a run in runs.json as ``running`` when it starts (rank 0, holding the lock) and return its number (1,
+    2, ... in the folder). An earlier entry still ``running`` belongs to a run that ended without completing it (killed,
+    or its machine lost): the lock being free proves its process is gone, so it is marked ``interrupted``."""
+    runs = read_runs(out)
+    for r in runs:
+        if r.get("status") == "running":
+            r["status"] = "interrupted"
+    number = max((int(r.get("number", 0) or 0) for r in runs), default=0) + 1
+    number = max(number, len(runs) + 1)
+    runs.append(json_safe(run_info) | {"number": number, "status": "running"})
+    write_runs(out, runs)
+    return number
+
+
+def runs_with(out: Path, run_info: dict) -> list[dict]:
+    """runs.json's entries with this run's entry (by its ``number``) replaced by ``run_info`` (appended when it is
+    not there); nothing is written."""
+    entry = json_safe(run_info)
+    runs = read_runs(out)
+    for i, r in enumerate(runs):
+        if "number" in entry and r.get("number") == entry["number"]:
+            runs[i] = entry
+            break
+    else:
+        runs.append(entry)
+    return runs
+
+
+def end_run(out: Path, run_info: dict, status: str, error: str | None = None) -> None:
+    """Complete this run's entry with a final ``status`` (``interrupted``, ``error`` with its line) when it stopped
+    before its report; best effort (the run's own exception is what matters)."""
+    try:
+        runs = read_runs(out)
+        for r in runs:
+            if r.get("number") == run_info.get("number") and r.get("status") == "running":
+                r["status"] = status
+                if error is not None:
+                    r["error"] = error
+                write_runs(out, runs)
+                return
+    except OSError:
+        pass

@@ -14,6 +14,7 @@ from jsonargparse import ArgumentParser
 
 from ...diffusion.denoise_check import DenoiseCheck
 from ...errors import ZSGuideError, one_line
+from ...runtime.files import check_output_dir
 from ...runtime.trainer import quiet_trainer
 
 
@@ -79,6 +80,8 @@ def run_prior_test(argv: list[str]) -> None:
         raise ZSGuideError(one_line(str(exc))) from None
     if any(s <= 0 for s in cfg.check_sigmas):
         raise ZSGuideError(f"--check_sigmas must be > 0, got {cfg.check_sigmas}")
+    if cfg.output:
+        check_output_dir(cfg.output, "--output")
     module, meta = load_score_module(cfg.ckpt_path)
     image_shape = checkpoint_image_shape(meta)
     _, images, _ = held_out_images(
@@ -89,7 +92,7 @@ def run_prior_test(argv: list[str]) -> None:
         ckpt_path=cfg.ckpt_path,
         batch_size=cfg.batch_size,
     )
-    output = Path(cfg.output or Path("runs") / "test" / Path(cfg.ckpt_path).stem)
+    output = check_output_dir(cfg.output or Path("runs") / "test" / Path(cfg.ckpt_path).stem, "--output")
     t = cfg.trainer
     trainer = quiet_trainer(output, accelerator=t.accelerator, devices=t.devices, precision=t.precision)
     check = PriorCheck(module, tuple(cfg.check_sigmas), int(cfg.check_seed))

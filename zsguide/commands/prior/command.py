@@ -12,8 +12,6 @@ first image is read; the file is written by rank 0 only, through a temporary fil
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_info
@@ -21,7 +19,8 @@ from lightning.fabric.utilities.rank_zero import rank_zero_info
 from ...diffusion.schedule import VPSchedule
 from ...errors import ZSGuideError
 from ...prior_file import prior_checkpoint
-from ...runtime.files import atomic_torch_save
+from ...runtime import signals
+from ...runtime.files import atomic_torch_save, check_output_file
 from ...runtime.trainer import quiet_trainer
 from ...surrogate import GaussianSurrogate, SpectrumAccumulator
 from .options import parse
@@ -94,16 +93,7 @@ def run_prior(argv: list[str]) -> None:
     for option in ("network", "arch", "output"):
         if cfg[option] is None:
             raise ZSGuideError(f"--{option} is required (python -m zsguide prior --help)")
-    output = Path(cfg.output)
-    if output.exists() and output.is_dir():
-        raise ZSGuideError(f"--output {str(output)!r} is a directory; give the prior file's path")
-    try:  # a path that cannot be written fails now, not after the images are streamed
-        output.parent.mkdir(parents=True, exist_ok=True)
-        probe = output.parent / f".{output.name}.probe"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ZSGuideError(f"--output {str(output)!r} cannot be written: {exc.strerror or exc}") from None
+    output = check_output_file(cfg.output, "--output")  # writable now, not after the images are streamed
     strategy = str(cfg.trainer.strategy)
     if any(word in strategy for word in ("spawn", "fork", "notebook")):
         raise ZSGuideError(
@@ -163,6 +153,7 @@ def run_prior(argv: list[str]) -> None:
         _SafeImages(images, fit), batch_size=int(cfg.batch_size), shuffle=False, num_workers=0, collate_fn=_collate
     )
     trainer.predict(fit, dataloaders=loader, return_predictions=False)
+    signals.check()  # stopped by SIGTERM or SIGINT at the end of the run: no output file
     if not trainer.is_global_zero:
         return
     assert fit.result is not None  # set by every rank's on_predict_epoch_end

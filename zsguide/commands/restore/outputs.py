@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...runtime.files import atomic_write_text
+from ...runtime.files import atomic_write_text, image_name, is_temporary, remove_stale_temporaries
 
 IMAGE_DIRS = ("restored", "measurement", "truth")
 OWN_FILES = ("summary.json", "metrics.csv", "grid.png", "params.json", "config.yaml")
@@ -45,19 +45,40 @@ GRID_ROWS = 8
 
 def clear_previous(out: Path) -> None:
     """Remove what an earlier run wrote into ``out`` (summary.json first, so the directory is never presented as
-    complete meanwhile). Only zsguide's own file names are touched; other files are left alone."""
+    complete meanwhile), and the temporary files an interrupted run left. Only zsguide's own file names are touched;
+    other files are left alone. Called by rank 0 holding the output lock (runtime/lock.py): no other run is writing
+    into ``out``."""
     out = Path(out)
     if not out.exists():
         return
     for name in OWN_FILES:  # summary.json is first in OWN_FILES
         (out / name).unlink(missing_ok=True)
+    remove_stale_temporaries(out)
     for sub in IMAGE_DIRS:
         folder = out / sub
         if folder.is_dir():
             for f in folder.iterdir():
-                if f.is_file() and _OWN_IMAGE.match(f.name):
+                if f.is_file() and (_OWN_IMAGE.match(f.name) or is_temporary(f.name)):
                     f.unlink()
     shutil.rmtree(out / "parts", ignore_errors=True)
+
+
+def foreign_images(out: Path, expected: Iterable[int], has_truth: bool) -> list[str]:
+    """The image files (zsguide's names) in ``out``'s image folders that are not this run's: what a run's final
+    check finds when something else wrote into the folder meanwhile (with the lock held and the folder cleared
+    under it, nothing). Dataset mode: ``restored/``, ``measurement/``, ``truth/`` hold the expected indices;
+    ``--input``: ``restored/`` the samples, ``measurement/`` only ``input``."""
+    out = Path(out)
+    stems = {image_name(i) for i in expected}
+    allowed = {sub: stems for sub in IMAGE_DIRS} if has_truth else {"restored": stems, "measurement": {"input"}}
+    found = []
+    for sub in IMAGE_DIRS:
+        folder = out / sub
+        if folder.is_dir():
+            for f in sorted(folder.iterdir()):
+                if f.is_file() and _OWN_IMAGE.match(f.name) and f.name.split(".")[0] not in allowed.get(sub, set()):
+                    found.append(f"{sub}/{f.name}")
+    return found
 
 
 def save_image(image: torch.Tensor, stem: Path) -> None:

@@ -84,13 +84,14 @@ class RestorePlan:
         return len(self.expected_indices)
 
 
-def make_plan(cfg: Namespace) -> RestorePlan:
-    """Check every option and load what the run needs; raises :class:`ZSGuideError` on bad input."""
+def make_plan(cfg: Namespace, checked: tuple | None = None) -> RestorePlan:
+    """Check every option and load what the run needs; raises :class:`ZSGuideError` on bad input. ``checked``:
+    what :func:`~.validate.check_options` already returned (otherwise it is run here)."""
     from ...checkpoint import image_shape as checkpoint_image_shape
     from ...checkpoint import load_score_module
     from ...operators import make_operator
 
-    sigma_y, task_params_given, defaults, sampler, output = check_options(cfg)
+    sigma_y, task_params_given, defaults, sampler, output = check_options(cfg) if checked is None else checked
 
     # --- the checkpoint
     module, meta = load_score_module(cfg.ckpt_path)

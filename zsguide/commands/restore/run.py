@@ -1,14 +1,17 @@
-"""``python -m zsguide restore``: parse, plan, and run Lightning's predict loop with the writer and progress bar."""
+"""``python -m zsguide restore``: parse, check the options, lock the output folder (global rank 0), plan, and run
+Lightning's predict loop with the writer and progress bar."""
 
 from __future__ import annotations
 
 from lightning.fabric.utilities.rank_zero import rank_zero_info
 from lightning.pytorch.callbacks import Callback
 
+from ...runtime.lock import OutputLock, launch_rank_is_zero
 from ...runtime.options import config_to_dict
 from ...runtime.trainer import predict_trainer, stop_other_ranks
 from .options import parse
 from .plan import RestorePlan, make_plan
+from .validate import check_options
 
 
 def resolved_config(cfg, plan: RestorePlan) -> dict:
@@ -25,7 +28,22 @@ def resolved_config(cfg, plan: RestorePlan) -> dict:
 
 
 def run_restore(argv: list[str]) -> None:
-    """Run a restore job; bad input raises :class:`ZSGuideError` before anything is written."""
+    """Run a restore job; bad input raises :class:`ZSGuideError` before anything is written. Global rank 0 holds
+    the output folder's lock (runtime/lock.py) from before the checkpoint is loaded to the end: a second run into the
+    folder refuses, and an earlier run's files are replaced only under the lock (writer.py)."""
+    cfg = parse(argv)
+    checked = check_options(cfg)  # the options alone first: bad input never touches --output
+    output = checked[-1]
+    created = not output.exists()
+    lock = OutputLock(output, "restore") if launch_rank_is_zero() else None
+    try:
+        _restore(cfg, checked)
+    finally:
+        if lock is not None:
+            lock.release(remove_empty_dir=created)  # bad input leaves no folder that only the lock made
+
+
+def _restore(cfg, checked: tuple) -> None:
     from torch.utils.data import DataLoader
 
     from ...evaluation.metrics import load_lpips
@@ -33,8 +51,7 @@ def run_restore(argv: list[str]) -> None:
     from .progress import RestoreProgressBar
     from .writer import RestoreWriter, metric_columns
 
-    cfg = parse(argv)
-    plan = make_plan(cfg)
+    plan = make_plan(cfg, checked)
     for note in plan.notes:
         rank_zero_info(f"zsguide: {note}")
     if plan.lpips_note:

@@ -1,7 +1,8 @@
 """The options of ``restore`` checked on their own, cheapest first, before anything is loaded: the numbers (sigma_y
 >= 0 and finite, steps and counts >= 1), the noise convention and denoiser, the options that apply to ``--params
 spectral`` only and their values, the task and sampler names, the files named (``--input``, ``--ckpt_path``) and the
-output folder. Each failure is one :class:`~zsguide.errors.ZSGuideError` line naming the option and the value."""
+output folder (a folder or creatable, and writable: runtime/files.py). Each failure is one
+:class:`~zsguide.errors.ZSGuideError` line naming the option and the value."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from jsonargparse import Namespace
 
 from ...errors import ZSGuideError
 from ...restoration import network_sigma
+from ...runtime.files import check_output_dir
 from ...runtime.options import DENOISERS
 from ...spectral.options import DesignOptions
 
@@ -52,7 +54,5 @@ def check_options(cfg: Namespace):
         raise ZSGuideError(f"input file {cfg.input!r} does not exist (--input)")
     if cfg.ckpt_path is None:
         raise ZSGuideError("--ckpt_path is required (a checkpoint written by 'python -m zsguide fit')")
-    output = Path(cfg.output or f"runs/restore/{cfg.task}_{cfg.sampler}")
-    if output.exists() and not output.is_dir():
-        raise ZSGuideError(f"--output {str(output)!r} exists and is not a directory")
+    output = check_output_dir(cfg.output or f"runs/restore/{cfg.task}_{cfg.sampler}", "--output")
     return sigma_y, task_params_given, defaults, sampler, output

@@ -3,8 +3,9 @@
 Lightning's predict loop gives each rank a disjoint share of the images (a non-repeating distributed sampler: rank r
 gets indices r, r + W, ...; no padding with duplicates, unlike validate/test), so:
 
-1. ``on_predict_start``: rank 0 clears an earlier run's files (summary.json first) and writes config.yaml and
-   params.json; then a barrier, so no rank writes into a directory being cleared.
+1. ``on_predict_start``: rank 0, which holds the output folder's lock (run.py), clears an earlier run's files
+   (summary.json first, then its per-index images and temporary files) and writes config.yaml and params.json; then
+   a barrier, so no rank writes into a directory being cleared.
 2. ``write_on_batch_end``: each rank writes its images (named by dataset index) and appends its metric rows to
    ``parts/metrics.rank<r>.csv``. It also keeps in memory the cells of grid.png among its images: those whose index
    is among the first ``GRID_ROWS`` of the plan's expected indices in sorted order (truth, measurement, restored; the
@@ -14,7 +15,7 @@ gets indices r, r + W, ...; no padding with duplicates, unlike validate/test), s
    collective every rank calls, also after a failure; nothing to gather on one device), then a barrier (every rank
    calls it too, so no rank is left waiting); a rank whose sampler failed has written ``parts/error.rank<r>.txt``.
    Rank 0 then either raises the first error (one ``error: ...`` line, no summary) or merges: it checks that every
-   expected index was written exactly once, writes metrics.csv sorted by index, grid.png from the gathered images
+   expected index was written exactly once and that the image folders hold no other run's files, writes metrics.csv sorted by index, grid.png from the gathered images
    (the files are not read back), removes ``parts/``, and writes summary.json last, atomically (temporary file +
    rename). A directory without summary.json is an incomplete run.
 
@@ -141,6 +142,12 @@ class RestoreWriter(BasePredictionWriter):
                 raise ZSGuideError(
                     f"restored image {r['index']} is missing in {str(self.out)!r}; summary.json not written"
                 )
+        foreign = io.foreign_images(self.out, plan.expected_indices, plan.has_truth)
+        if foreign:  # the folder was cleared under the lock: something else wrote into it meanwhile
+            raise ZSGuideError(
+                f"{str(self.out)!r} holds {len(foreign)} image file(s) that this run did not write "
+                f"({', '.join(foreign[:5])}); summary.json not written"
+            )
         rows.sort(key=lambda r: r["index"])
         if plan.has_truth:
             io.write_metrics_csv(self.out / "metrics.csv", rows, self.columns)
