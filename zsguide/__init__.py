@@ -20,9 +20,13 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .api import (
+        TASK_NAMES,
+        DesignOptions,
         Measurement,
+        ParamSchedule,
         Prior,
         Restoration,
+        ZSGuideError,
         design,
         design_options,
         heuristic,
@@ -31,8 +35,8 @@ if TYPE_CHECKING:
         measure,
         predict,
         restore,
+        sampler_names,
     )
-    from .samplers import ParamSchedule
 
 
 def __getattr__(name: str) -> Any:
@@ -43,11 +47,18 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'zsguide' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
 __all__ = [
+    "TASK_NAMES",
+    "DesignOptions",
     "Measurement",
     "ParamSchedule",
     "Prior",
     "Restoration",
+    "ZSGuideError",
     "__version__",
     "design",
     "design_options",
@@ -57,4 +68,5 @@ __all__ = [
     "measure",
     "predict",
     "restore",
+    "sampler_names",
 ]

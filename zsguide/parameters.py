@@ -70,19 +70,47 @@ def param_schedule(
     if not path.is_file():
         raise ZSGuideError(f"{option} {source!r} is neither 'heuristic', 'spectral' nor an existing params.json")
     params = ParamSchedule.load(path)
+    check_schedule(
+        params, sampler, schedule, task=task, steps=steps, spacing=spacing, what=f"parameter file {str(path)!r}"
+    )
+    return params, str(path)
+
+
+def record_design_inputs(params: ParamSchedule, task_params: dict, sigma_y: float, noise_convention: str) -> None:
+    """What a designed schedule (``tune``, the API's ``design``) records of the measurement it was designed for, in
+    its provenance: the task parameters, ``sigma_y`` and its convention."""
+    params.provenance.update(
+        {"task_params": dict(task_params), "sigma_y": sigma_y, "noise_convention": noise_convention}
+    )
+
+
+def check_schedule(
+    params: ParamSchedule,
+    sampler: Sampler,
+    schedule: VPSchedule,
+    *,
+    task: str,
+    steps: int | None = None,
+    spacing: str | None = None,
+    what: str = "parameter schedule",
+    option: str = "--",
+) -> None:
+    """A given schedule (a params.json, or a :class:`ParamSchedule` handed to the Python API) must be ``sampler``'s,
+    for ``task``, with ``steps`` / ``spacing`` when those are given, and timesteps that decrease strictly within the
+    prior's schedule; each failure is one :class:`ZSGuideError` line naming ``what`` (``option`` prefixes the names
+    of the options it is compared with: ``--steps`` on the command line, ``steps`` in the API)."""
     sampler.check_params(params)
     if params.task != task:
-        raise ZSGuideError(f"parameter file {str(path)!r} is for task {params.task!r}, not {task!r}")
+        raise ZSGuideError(f"{what} is for task {params.task!r}, not {task!r}")
     if steps is not None and int(steps) != params.steps:
-        raise ZSGuideError(f"parameter file {str(path)!r} has {params.steps} steps, but --steps is {steps}")
+        raise ZSGuideError(f"{what} has {params.steps} steps, but {option}steps is {steps}")
     if spacing is not None and spacing != params.spacing:
-        raise ZSGuideError(f"parameter file {str(path)!r} has {params.spacing!r} spacing, but --spacing is {spacing!r}")
+        raise ZSGuideError(f"{what} has {params.spacing!r} spacing, but {option}spacing is {spacing!r}")
     T = schedule.num_timesteps
     if any(not 0 <= t < T for t in params.timesteps) or any(
         a <= b for a, b in zip(params.timesteps, params.timesteps[1:])
     ):
-        raise ZSGuideError(f"parameter file {str(path)!r}: timesteps must decrease strictly within 0 .. {T - 1}")
-    return params, str(path)
+        raise ZSGuideError(f"{what}: timesteps must decrease strictly within 0 .. {T - 1}")
 
 
 def _designed(

@@ -132,7 +132,7 @@ class UNet(nn.Module):
         self.head = nn.Sequential(_norm(c), nn.SiLU(), _zeroed(nn.Conv2d(c, in_channels, 3, padding=1)))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        temb = self.temb(timestep_embedding(t.reshape(-1).expand(x.shape[0]), self.base_channels))
+        temb = self.temb(timestep_embedding(t.reshape(-1).expand(x.shape[0]), self.base_channels).to(x.dtype))
         h = self.stem(x)
         hs = [h]
         for block in self.down:
