@@ -75,11 +75,14 @@ class GaussianPrior:
 def load_gaussian_prior(path: str | Path) -> GaussianPrior:
     """The Gaussian surrogate and VP schedule stored in ``path``, without building the network: ``analyze`` and
     ``tune`` never import Lightning or the UNet (the same surrogate digest and schedule as :func:`load_score_module`,
-    tested)."""
+    tested). A prior file's network file is checked all the same (size and sha256,
+    :func:`zsguide.prior_file.check_network_file`), as every command that reads a prior file does."""
     from .diffusion.schedule import VPSchedule
+    from .prior_file import check_network_file
     from .surrogate import GaussianSurrogate
 
     ckpt = read_checkpoint(path)
+    check_network_file(ckpt, path)
     meta = ckpt["zsguide"]
     try:
         surrogate = GaussianSurrogate(*image_shape(meta))

@@ -10,7 +10,8 @@ Layout (``torch.save`` of plain containers and tensors, read back with ``weights
 
 The keys the spectral engine reads (``image_shape``, ``schedule``, the surrogate's buffers) are where a ``fit``
 checkpoint has them, so ``analyze`` and ``tune`` read both kinds alike; :func:`load_prior_module` rebuilds the
-network from the description (refusing a file whose sha256 changed) and returns the same interface as
+network from the description (refusing a file whose size or sha256 changed; :func:`check_network_file`, which
+``analyze`` and ``tune`` call too) and returns the same interface as
 :class:`~zsguide.diffusion.module.ScoreModule` (``network_denoiser``, ``analytic_denoiser``, ``surrogate``,
 ``schedule``), which is all ``restore`` and ``test`` use.
 """
@@ -53,6 +54,27 @@ def prior_checkpoint(
 
 def is_prior(ckpt: dict) -> bool:
     return ckpt.get("zsguide", {}).get("kind") == PRIOR_KIND
+
+
+def check_network_file(ckpt: dict, path: str | Path) -> None:
+    """Every command that reads a prior file checks its network file(s) here or in :func:`load_prior_module` (the
+    same check, :func:`zsguide.networks.check_files`): each must exist with the size and sha256 recorded when the
+    prior was made, otherwise one :class:`ZSGuideError` line. A ``fit`` checkpoint holds its weights: nothing to
+    check. ``analyze`` and ``tune`` (:func:`zsguide.checkpoint.load_gaussian_prior`) call it although they never
+    build the network, so that a prior whose network changed is refused by every command alike."""
+    if not is_prior(ckpt):
+        return
+    from .networks import check_files
+
+    network = ckpt["zsguide"].get("network")
+    if not isinstance(network, dict) or not isinstance(network.get("files"), dict):
+        raise ZSGuideError(f"prior {str(path)!r} is incomplete or damaged: it describes no network file")
+    try:
+        check_files(network, path)
+    except (KeyError, TypeError) as exc:
+        raise ZSGuideError(
+            f"prior {str(path)!r} is incomplete or damaged: its network file record lacks {exc}"
+        ) from None
 
 
 class PriorModule(nn.Module):
@@ -101,5 +123,5 @@ def load_prior_module(ckpt: dict, path: str | Path) -> tuple[PriorModule, dict]:
     except (KeyError, TypeError, RuntimeError) as exc:
         raise ZSGuideError(f"prior {str(path)!r} is incomplete or damaged: {type(exc).__name__}: {exc}") from None
     surrogate.require_fitted()
-    net = network_from_description(network, path)
+    net = network_from_description(network, path)  # checks the files first, as check_network_file does
     return PriorModule(net, surrogate, schedule).eval(), meta | {"data": ckpt.get("datamodule_hyper_parameters")}

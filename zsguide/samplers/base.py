@@ -1,4 +1,5 @@
-"""What every zero-shot sampler shares: the parameter schedule, the interface, the DDIM step and the NaN guard.
+"""What every zero-shot sampler shares: the parameter schedule (each knob checked against its domain), the interface,
+the DDIM step and the divergence guard (NaN/Inf, or ``|x| > 1e3`` in network units: :func:`check_finite`).
 
 Template (theory.md §4): at each sampling time ``tau_i`` the sampler forms a guided estimate ``x0_y`` of the clean
 image from ``x0_hat = D(x_t, t)`` and the measurement, then takes a DDIM step from it with the re-derived noise
@@ -129,18 +130,47 @@ class Knob:
         if self.domain not in ("unit", "positive"):
             raise ValueError(f"knob {self.name!r}: domain must be 'unit' or 'positive', got {self.domain!r}")
 
+    def admits(self, value: float) -> bool:
+        """Whether ``value`` lies in the knob's domain: [0, 1] for ``unit``, > 0 for ``positive``."""
+        return 0.0 <= value <= 1.0 if self.domain == "unit" else value > 0.0
+
+    @property
+    def domain_text(self) -> str:
+        return "[0, 1]" if self.domain == "unit" else "> 0"
+
 
 StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]  # (step, t, x_t, x0_y)
 
 
+DIVERGENCE_BOUND = 1e3  # |x_t| beyond this (network units) is a diverged run: check_finite
+
+
 def check_finite(x: torch.Tensor, sampler: str, step: int, t: int, indices: Sequence[int]) -> None:
-    """Stop with a clear error naming the sampler, step and image index when a value is NaN or infinite."""
-    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+    """Stop with a clear error naming the sampler, step, time and image index when a value is NaN or infinite, or when
+    the state has diverged: ``|x| > DIVERGENCE_BOUND = 1e3`` in network units.
+
+    Why 1e3: images are in [-1, 1] in network units, and every sampler's state is ``x_t = sqrt(abar_t) x0 +
+    sqrt(1 - abar_t) eps`` with the noise of std ~1 (the DDIM step keeps its scale; DDRM's start is the same law
+    given y), so a sane run stays within ``1 + 7 = 8`` (7 standard deviations: under 1e-11 per value) and its last
+    state, the restoration, near [-1, 1]. A guidance step that has blown up (DPS with zeta 1e38 reaches 1e34) is
+    past any such scale within a step or two; 1e3 is over 100 times what a sane run reaches, so no valid run is
+    stopped, and a restoration beyond it (PSNR below -54 dB) is no restoration."""
+    flat = x.reshape(x.shape[0], -1)
+    bad = ~torch.isfinite(flat).all(dim=1)
     if bool(bad.any()):
         first = int(torch.nonzero(bad)[0])
         raise ZSGuideError(
             f"sampler {sampler} produced NaN/Inf at step {step} (t={t}) for image index "
             f"{int(indices[first])}; the restoration was stopped, nothing was zeroed"
+        )
+    peak = flat.detach().abs().amax(dim=1)
+    far = peak > DIVERGENCE_BOUND
+    if bool(far.any()):
+        first = int(torch.nonzero(far)[0])
+        raise ZSGuideError(
+            f"sampler {sampler} diverged at step {step} (t={t}) for image index {int(indices[first])}: |x| reached "
+            f"{float(peak[first]):.3g}, beyond {DIVERGENCE_BOUND:g} in network units (images are in [-1, 1]); the "
+            f"restoration was stopped"
         )
 
 
@@ -202,6 +232,14 @@ class Sampler(ABC):
         missing = [k for k in self.knobs if k not in params.values]
         if missing:
             raise ZSGuideError(f"parameter schedule for {self.name} lacks knob(s) {', '.join(missing)}")
+        for knob in self.knob_specs:
+            for i, v in enumerate(params.values[knob.name]):
+                bad = [float(x) for x in (v if isinstance(v, (list, tuple)) else [v]) if not knob.admits(float(x))]
+                if bad:
+                    raise ZSGuideError(
+                        f"parameter schedule for {self.name}: knob {knob.name!r} is {bad[0]:g} at step {i} "
+                        f"(t={params.timesteps[i]}), outside its domain {knob.domain_text}"
+                    )
 
     def run(
         self,

@@ -91,7 +91,8 @@ class EvaluateModule(L.LightningModule):
         t0 = time.perf_counter()
         try:
             m = measure(img, cell.spec.task.name, cell.spec.sigma_y, cell.spec.seed, indices,
-                        noise_convention=self.plan.noise_convention, **cell.spec.task.params)  # fmt: skip
+                        noise_convention=self.plan.noise_convention, check_range=self.plan.clipped,
+                        **cell.spec.task.params)  # fmt: skip
             r = restore(self.prior, m, cell.sampler, params=cell.params, denoiser=self.denoiser(),
                         callback=sampler_step_callback(self))  # fmt: skip
         except ZSGuideError as exc:

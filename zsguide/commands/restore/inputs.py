@@ -4,7 +4,9 @@ The file holds the measurement in pixel units ``y_pix = A x + sigma_y n`` (x in 
 image size for inpainting and deblurring, the low-resolution image for super-resolution. PNG / JPEG / BMP / TIFF are
 converted to the checkpoint's channels (grey repeated, colour to luminance, as the data modules do); ``.npy`` holds
 ``(h, w)``, ``(1, h, w)`` or ``(C, h, w)`` float values and is used as is (no 8-bit rounding). It is never resized:
-its size must be the measurement size of the task on the checkpoint's images.
+its size must be the measurement size of the task on the checkpoint's images. Values must be finite and lie in
+[0, 1] widened by the noise, ``8 sigma_y + 0.01`` (:func:`zsguide.restoration.check_measurement`; inpainting's missing
+pixels are not looked at): an ``.npy`` of 50.0 is refused with the range found.
 
 Network units: :func:`zsguide.restoration.to_network_units` (``y = U U^T (2 y_pix - A 1)``; for inpainting that
 zeroes the missing pixels, whatever the file holds in them).
@@ -21,6 +23,7 @@ from torch.utils.data import Dataset
 from ...data.common import decode_image
 from ...errors import ZSGuideError
 from ...operators.base import LinearOperator
+from ...restoration import check_measurement
 
 
 def read_input(path: str | Path, channels: int) -> torch.Tensor:
@@ -57,6 +60,12 @@ def check_input_shape(y_pix: torch.Tensor, operator: LinearOperator, path: str |
             f"input {str(path)!r} is {y_pix.shape[1]}x{y_pix.shape[2]}, but task {task!r} on the checkpoint's "
             f"{h}x{w} images measures {want[1]}x{want[2]} (the input is not resized)"
         )
+
+
+def check_input_values(y_pix: torch.Tensor, operator: LinearOperator, path: str | Path, sigma_net: float) -> None:
+    """The input's values must be a measurement in pixel units (module docstring): one line naming the file and the
+    range found otherwise."""
+    check_measurement(y_pix, operator, sigma_net, what=f"input {str(path)!r}")
 
 
 class InputSamples(Dataset):

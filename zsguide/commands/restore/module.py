@@ -84,7 +84,7 @@ class RestoreModule(L.LightningModule):
         if self.mode == "dataset":
             img = batch["image"]
             m = measure(img, self.task, self.sigma_y, self.seed, indices, noise_convention=self.noise_convention,
-                        **self.task_params)  # fmt: skip
+                        check_range=self.clipped, **self.task_params)  # fmt: skip
         else:  # the user's measurement (network units), one sample per index, the operator of index 0
             img = None
             y = batch["measurement"]

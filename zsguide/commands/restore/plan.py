@@ -128,10 +128,11 @@ def make_plan(cfg: Namespace, checked: tuple | None = None) -> RestorePlan:
     resolved = {k: task_params_given.get(k, v["value"]) for k, v in defaults.items()}
     input_measurement = None
     if mode == "input":
-        from .inputs import InputSamples, check_input_shape, read_input
+        from .inputs import InputSamples, check_input_shape, check_input_values, read_input
 
         y_pix = read_input(cfg.input, image_shape[0])
         check_input_shape(y_pix, operator, cfg.input, cfg.task)
+        check_input_values(y_pix, operator, cfg.input, sigma_net)
         input_measurement = to_network_units(y_pix, operator)
         dataset = InputSamples(input_measurement, cfg.num_samples)
         expected = list(range(cfg.num_samples))
