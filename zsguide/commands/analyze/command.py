@@ -20,6 +20,7 @@ from typing import Any, Optional
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from ...errors import ZSGuideError, one_line
+from ...parameters import record_design_inputs
 from ...restoration import network_sigma
 from ...runtime.files import check_output_dir, check_output_file
 from ...runtime.options import add_noise_options
@@ -120,9 +121,7 @@ def run_tune(argv: list[str]) -> None:
         bands=cfg.frequency_bands,
         **design.resolved(),
     )
-    r.params.provenance.update(
-        {"task_params": dict(cfg.task_params or {}), "sigma_y": cfg.sigma_y, "noise_convention": cfg.noise_convention}
-    )
+    record_design_inputs(r.params, cfg.task_params or {}, cfg.sigma_y, cfg.noise_convention)
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     r.params.save(out)
