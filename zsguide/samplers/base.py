@@ -152,9 +152,11 @@ def check_finite(x: torch.Tensor, sampler: str, step: int, t: int, indices: Sequ
     Why 1e3: images are in [-1, 1] in network units, and every sampler's state is ``x_t = sqrt(abar_t) x0 +
     sqrt(1 - abar_t) eps`` with the noise of std ~1 (the DDIM step keeps its scale; DDRM's start is the same law
     given y), so a sane run stays within ``1 + 7 = 8`` (7 standard deviations: under 1e-11 per value) and its last
-    state, the restoration, near [-1, 1]. A guidance step that has blown up (DPS with zeta 1e38 reaches 1e34) is
-    past any such scale within a step or two; 1e3 is over 100 times what a sane run reaches, so no valid run is
-    stopped, and a restoration beyond it (PSNR below -54 dB) is no restoration."""
+    state, the restoration, near [-1, 1]. Measured on the shipped prior with its network (20 steps, the six samplers'
+    heuristics, sr4, inpaint_random, deblur_gaussian and deblur_motion, sigma_y up to 0.2): the largest ``|x|`` of any
+    step was 5.2 (the guided estimate ``x0_y``, not checked here, reached 94). A guidance step that has blown up (DPS
+    with zeta 1e38 reaches 2e35 at its first step) is past any such scale at once; 1e3 is about 200 times what a sane
+    run reaches, so no valid run is stopped, and a restoration beyond it (PSNR below -54 dB) is no restoration."""
     flat = x.reshape(x.shape[0], -1)
     bad = ~torch.isfinite(flat).all(dim=1)
     if bool(bad.any()):
