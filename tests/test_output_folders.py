@@ -21,7 +21,7 @@ import torch
 from zsguide.cli import main
 from zsguide.commands.restore.outputs import foreign_images
 from zsguide.errors import ZSGuideError
-from zsguide.runtime.files import check_output_dir, check_output_file, remove_stale_temporaries
+from zsguide.runtime.files import atomic_write_text, check_output_dir, check_output_file, remove_stale_temporaries
 from zsguide.runtime.lock import OutputLock, launch_rank_is_zero
 from zsguide.samplers import SAMPLERS, Knob
 from zsguide.samplers.base import Sampler, ddim_from_estimate
@@ -318,3 +318,17 @@ def test_output_checks_create_nothing_and_name_the_reason(tmp_path):
         check_output_file(tmp_path, "--output")
     with pytest.raises(ZSGuideError, match="--out '.*f/x/y.json' cannot be written: '.*f' is a file, not a folder"):
         check_output_file(tmp_path / "f" / "x" / "y.json", "--out")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomically_written_files_get_a_new_files_mode(tmp_path, umask):
+    """summary.json, metrics.csv, prior and calibration files (atomic writes through mkstemp) get the mode a plain
+    open() gives a new file under the process's umask, like the images beside them, not mkstemp's 0o600."""
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "atomic.json", "{}")
+        (tmp_path / "plain.json").write_text("{}")
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "atomic.json").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.json").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -34,14 +34,29 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def new_file_mode() -> int:
+    """``0o666`` less the process's umask: the mode ``open()`` gives a new file (``mkstemp`` alone gives ``0o600``, so
+    atomically written files would be readable by their owner only, unlike the images beside them)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file in the same folder, fsync it, then rename it over ``path``: the file exists
-    whole or not at all, whenever the process is killed."""
+    whole or not at all, whenever the process is killed; its mode is a new file's (:func:`new_file_mode`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), new_file_mode())
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
