@@ -82,13 +82,11 @@ def test_a_known_filter_plus_known_noise_is_recovered_within_its_standard_errors
 
 
 @pytest.mark.slow
-def test_calibrate_on_two_devices_equals_one(tmp_path):
+def test_calibrate_on_two_devices_equals_one(tmp_path, monkeypatch):
     """With the trained network: OMP_NUM_THREADS=1 in both runs, since Lightning gives each of N CPU processes
     cores / N threads, and a float32 convolution rounds differently with another thread count."""
-    import os
-
     ckpt = ROOT / "checkpoints" / "patches32.ckpt"
-    os.environ["OMP_NUM_THREADS"] = "1"  # run_cli passes os.environ to the subprocesses
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # run_cli passes os.environ to the subprocesses; restored after
     common = (
         "calibrate",
         "--ckpt_path",
@@ -114,7 +112,6 @@ def test_calibrate_on_two_devices_equals_one(tmp_path):
         *common, "--output", tmp_path / "two.pt", "--trainer.devices", "2", "--trainer.strategy", "ddp", cwd=tmp_path
     )
     assert two.returncode == 0, two.stderr[-2000:]
-    del os.environ["OMP_NUM_THREADS"]
     a = torch.load(tmp_path / "one.pt", weights_only=True)
     b = torch.load(tmp_path / "two.pt", weights_only=True)
     assert a["timesteps"] == b["timesteps"] and len(a["timesteps"]) == 3 and b["zsguide"]["devices"] == 2
