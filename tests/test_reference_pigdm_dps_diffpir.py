@@ -214,10 +214,12 @@ def pigdm_reference(x, y, H, H_pinv, J, d, sigma, w, eta, a_t, a_s, z):
 
     - line 41: ``c1 = ((1 - alpha_t / alpha_s) * (1 - alpha_s) / (1 - alpha_t)).sqrt() * self.eta``
     - line 42: ``c2 = ((1 - alpha_s) - c1 ** 2).sqrt()``
-    - line 52: ``mat = H.H_pinv(y_0) - H.H_pinv(H.H(x0_pred))`` (noiseless); for ``sigma_y > 0`` the paper (Song
-      et al. 2023, its Gaussian approximation ``p(y | x_t) ~ N(H x0_hat, r_t^2 H H^T + sigma_y^2 I)``) replaces ``H^+`` by ``r_t^2 H^T (r_t^2 H H^T + sigma_y^2 I)^{-1}``, which is
-      ``H^+`` at ``sigma_y = 0``: ``mat`` is ``r_t^2`` times the approximate score ``H^T (r_t^2 H H^T +
-      sigma_y^2)^{-1} (y - H x0_hat)``
+    - line 52: ``mat = H.H_pinv(y_0) - H.H_pinv(H.H(x0_pred))`` (noiseless). For ``sigma_y > 0`` the paper (Song
+      et al. 2023, its Gaussian approximation ``p(y | x_t) ~ N(H x0_hat, r_t^2 H H^T + sigma_y^2 I)``) replaces
+      ``H^+`` by ``r_t^2 H^T (r_t^2 H H^T + sigma_y^2 I)^{-1}``, which is ``H^+`` at ``sigma_y = 0``: ``mat`` is
+      ``r_t^2`` times the approximate score ``H^T (r_t^2 H H^T + sigma_y^2)^{-1} (y - H x0_hat)``. RED-diff's
+      ``pgdm.py`` reads no ``sigma_y`` and uses ``H^+`` at every noise level; the package and this test follow the
+      paper there.
     - lines 55, 63: ``mat_x = (mat.detach() * x0_pred).sum()``; ``grad_term = autograd.grad(mat_x, xt)`` = ``J^T mat``
     - lines 70, 73: ``coeff = alpha_s.sqrt() * alpha_t.sqrt() * self.grad_term_weight`` (``awd``: no c2 term)
     - line 93 is skipped (``awd``): ``et`` is the model's unguided eps, ``(x_t - sqrt(abar_t) x0_hat) /
