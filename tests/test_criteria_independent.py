@@ -155,8 +155,11 @@ def _random_psd(g, shape, n, complex_, rank=None):
 def test_criteria_match_the_frechet_formula_on_random_blocks(complex_, n, m, weighted):
     """Random prior blocks, singular values, noise, ``B`` and ``V`` (one ``V`` block rank-deficient, so the clamped
     square roots are exercised), on a (2, 3) grid of blocks, optionally weighted: every criterion equals the
-    reference summed over blocks with the weights, divided by ``dims``, within 1e-10 relative (float64 rounding
-    through a few eigendecompositions of well-conditioned 2n x 2n matrices; measured <= 1e-13)."""
+    reference summed over blocks with the weights, divided by ``dims``, within 1e-10 relative or 5e-8 absolute. The
+    absolute part is the singular block's: a zero eigenvalue of ``S^1/2 V S^1/2`` comes out as +-eps ||M||, whose
+    clamped square root is up to sqrt(eps ||M||) ~ 1.5e-8 ||M||^1/2 on either side; two per singular complex block
+    (its real form), times 2, weight <= 5, over dims = 17: <= 2e-8 (measured 1.4e-9; the other cases and the other
+    criteria agree to 1e-15 relative). A 1% error in any term is ~1e-3 here."""
     g = torch.Generator().manual_seed(10 * n + m + complex_)
     shape, dt = (2, 3), torch.complex128 if complex_ else torch.float64
     Sigma = _random_psd(g, shape, n, complex_)
@@ -182,7 +185,7 @@ def test_criteria_match_the_frechet_formula_on_random_blocks(complex_, n, m, wei
             ref[k] += w * v
         mmse += w * float(post.trace())
     for k in got:
-        assert float(got[k]) == pytest.approx(ref[k] / dims, rel=1e-10, abs=1e-8), k
+        assert float(got[k]) == pytest.approx(ref[k] / dims, rel=1e-10, abs=5e-8), k
     assert Criteria(p).references()["mmse"] == pytest.approx(mmse / dims, rel=1e-10)
 
 
@@ -245,11 +248,12 @@ def image_law(law, X, Y):
 @pytest.mark.parametrize("task", list(TASKS))
 def test_criteria_match_dense_image_space_reference(task, method):
     """The real 3 x 8 x 8 problem and the sampler's heuristic transfer at 6 steps: the criteria from the image-space
-    reference (prior, operator, posterior and W2 in 192 dimensions, module docstring) within 1e-8 relative or 1e-9
+    reference (prior, operator, posterior and W2 in 192 dimensions, module docstring) within 1e-8 relative or 1e-12
     absolute per pixel, and the references (MMSE ``tr Sigma_post``, the posterior sampler's ``2 tr Sigma_post``)
     within 1e-10 relative. Rounding: the posterior and the laws are nearly singular (well-measured coordinates, the
     oracle's V equal to the posterior), and the square root of an eigenvalue that is zero up to rounding, eps ||M||,
-    is up to sqrt(eps ||M||) ~ 1e-8 ||M||^1/2 before the division by 192; measured at most 3e-11 per pixel."""
+    is up to sqrt(eps ||M||) ~ 1e-8 ||M||^1/2 before the division by 192 (none is that close here: measured at most
+    3e-16 per pixel, for criteria of 1e-2 to 1e-1 and the oracle's avg W2 of ~1e-13)."""
     sur, op, p, X, Y, S, A, N, W, post = _dense(task)
     assert torch.allclose(X.mH @ X, torch.eye(X.shape[0], dtype=X.dtype), atol=1e-12)  # X is a change of basis
     params = get_sampler(method).heuristic(task, 6, SCHED)
@@ -258,7 +262,7 @@ def test_criteria_match_dense_image_space_reference(task, method):
     crit = Criteria(p)
     got = crit(law)
     for k in ref:
-        assert float(got[k]) == pytest.approx(ref[k] / p.dims, rel=1e-8, abs=1e-9), (k, float(got[k]), ref[k] / p.dims)
+        assert float(got[k]) == pytest.approx(ref[k] / p.dims, rel=1e-8, abs=1e-12), (k, float(got[k]), ref[k] / p.dims)
     refs = crit.references()
     assert refs["mmse"] == pytest.approx(float(post.trace()) / p.dims, rel=1e-10)
     assert refs["posterior_sampler_mse"] == pytest.approx(2 * float(post.trace()) / p.dims, rel=1e-10)
