@@ -2,7 +2,7 @@
 chi-squared aggregate).
 
 1. The criteria (spectral/criteria.py, theory.md §5) against the Gaussian Wasserstein / Frechet distance written here
-   from scratch in numpy (nothing from zsguide.spectral.criteria):
+   from scratch in torch float64 (nothing from zsguide.spectral.criteria):
 
        W2^2(N(m1, S1), N(m2, S2)) = |m1 - m2|^2 + tr S1 + tr S2 - 2 tr (S1^1/2 S2 S1^1/2)^1/2,
 
@@ -11,14 +11,15 @@ chi-squared aggregate).
    (``Cov[y] = L L^T``), which average a quadratic exactly. On random blocks (real and complex, 1 x 1 and n x n,
    with and without block weights; complex blocks through their real 2n-dimensional form, so the Hermitian traces are
    checked too) and on real 3 x 8 x 8 problems (blur, x2 super-resolution, random inpainting), where the reference is
-   computed in image space from dense matrices: the prior ``Q^T F^H diag(lambda) F Q`` built with numpy's DFT, the
+   computed in image space from dense matrices: the prior ``Q^T F^H diag(lambda) F Q`` with the DFT matrix from its definition, the
    operator and the noise restriction applied to unit images, the posterior by the textbook formula, and the
    sampler's transfer mapped to image space through the problem's own coordinate maps (``to_layout``,
    ``y_coords``), so the block machinery (per-block posterior, ``Cov[ybar]``, weights, ``dims``) is checked too.
 2. Designed schedules (spectral/design.py) of every designable sampler run through the real sampler code on one
    measurement: the empirical mean and covariance of the outputs against the closed-form law of *that* schedule, by a
-   chi-squared aggregate of the mean z-scores in the law's eigenbasis (independent N(0, 1) under the law) and of the
-   variances.
+   chi-squared aggregate of the mean z-scores in the law's eigenbasis (independent N(0, 1) under the law), their
+   component along the predicted mean, and the variances' aggregates. The unconstrained DPS design, outside its
+   law's validity at this size, is a strict xfail.
 3. DPS's coefficient on ``x0_hat`` (``Q`` in ``closed_form_step``) at a fixed residual norm: with the norm held at its
    value at a given state, the real step is affine in (x_t, y, x0_hat), and its differences in each equal the law's
    ``A``, ``b`` and ``Q``.
