@@ -15,8 +15,12 @@ samplers/law.py) claims
 and this test checks all four at random knob values (not only the heuristic, where terms such as DDRM's
 ``(1 - eta_b) c0`` vanish), at every step of a 6-step schedule, on blur, sr2 and inpaint_random (8 x 8 x 3, where
 every structure is exact), for every sampler of the registry with a law (``sampler_names(closed_form=True)``): a
-new sampler is checked without editing this file. ``Q`` is the coefficient through which a calibrated denoiser's
-residual enters (spectral/denoiser_model.py).
+new sampler is checked without editing this file. Two further paths are checked the same way (issue 23, item 4):
+super-resolution with a blur kernel (sr2, Gaussian 5 x 5: ``BlurDecimation``, complex alias blocks with
+kernel-dependent singular values and bases, for every sampler with a law), and every knob a sampler takes per radial
+frequency band (``Knob.per_band``: DiffPIR's ``lam``) on blur, with random values per band and step, so the step's
+expansion (samplers/bands.py ``expand_bands``) meets the closed form's (``radial_bands`` on the problem's grid).
+``Q`` is the coefficient through which a calibrated denoiser's residual enters (spectral/denoiser_model.py).
 
 DPS is not linear (``affine`` False): its step divides by the residual norm ``nu = ||y - H x0_hat||``. At a given
 state and measurement it is the affine step of the closed form with ``nu`` in place of the norm's expectation, so the
@@ -32,12 +36,15 @@ from zsguide.diffusion.denoisers import AnalyticDenoiser, Denoiser
 from zsguide.diffusion.schedule import VPSchedule
 from zsguide.operators import make_operator
 from zsguide.samplers import get_sampler, sampler_names
+from zsguide.samplers.bands import radial_bands
 from zsguide.samplers.law import StepInputs
 from zsguide.spectral.problem import problem_for
 from zsguide.surrogate import GaussianSurrogate, apply_colour
 
 SCHED = VPSchedule()
 TASKS = {"deblur_gaussian": {"size": 5, "sigma": 1.0}, "sr2": {}, "inpaint_random": {}}
+KERNEL_SR = ("sr2", {"kernel": "gaussian", "kernel_size": 5})  # blur + decimation (kernel sigma factor / 2 = 1)
+BANDS = 4  # radial bands of a per-band knob: on the 8 x 8 grid they hold 5, 16, 30 and 13 frequencies
 SIZE, CHANNELS, SIGMA, STEPS = 8, 3, 0.1, 6
 # Random knob values per step, in each knob's domain (uniform on these ranges; a knob not named here: its domain's)
 KNOB_RANGES = {
@@ -52,6 +59,7 @@ DOMAIN_RANGES = {"unit": (0.05, 0.95), "positive": (0.3, 3.0)}
 LAWS = sampler_names(closed_form=True)  # the registry's samplers with a closed-form law
 LINEAR = tuple(n for n in LAWS if get_sampler(n).affine)  # ddrm, ddnm, pigdm, diffpir, oracle
 NORM = tuple(n for n in LAWS if not get_sampler(n).affine)  # dps: affine at its own residual norm
+PER_BAND = tuple((n, k.name) for n in LINEAR for k in get_sampler(n).knob_specs if k.per_band)  # (diffpir, lam)
 
 
 class PerturbedDenoiser(Denoiser):
@@ -66,10 +74,10 @@ class PerturbedDenoiser(Denoiser):
         return out if self.d is None else out + self.d
 
 
-def _setup(task):
+def _setup(task, task_params=None):
     sur = GaussianSurrogate(CHANNELS, SIZE, SIZE)
     sur.set(torch.zeros(CHANNELS, dtype=torch.float64), gaussian_field_spectrum(CHANNELS, SIZE, 0.3, 2.0, 1 / SIZE))
-    op = make_operator(task, sur.shape, 0, [0], **TASKS[task])
+    op = make_operator(task, sur.shape, 0, [0], **(TASKS[task] if task_params is None else task_params))
     p = problem_for(sur, op, SIGMA)
     assert not p.note, "the sync test needs the exact problem, not a reduction"
     return sur, op, p
@@ -104,11 +112,13 @@ def _coordinates(p, sur, op):
     return L.mH @ layout, Y
 
 
-def _random_params(sampler, task, gen):
+def _random_params(sampler, task, gen, per_band=()):
+    """The heuristic's schedule with random knob values per step; a knob in ``per_band``: ``BANDS`` values per step."""
     params = sampler.heuristic(task, STEPS, SCHED)
     for knob in params.values:
         lo, hi = KNOB_RANGES.get(knob, DOMAIN_RANGES[sampler.knob(knob).domain])
-        params.values[knob] = (lo + (hi - lo) * torch.rand(STEPS, generator=gen, dtype=torch.float64)).tolist()
+        shape = (STEPS, BANDS) if knob in per_band else (STEPS,)
+        params.values[knob] = (lo + (hi - lo) * torch.rand(*shape, generator=gen, dtype=torch.float64)).tolist()
     return params
 
 
@@ -167,12 +177,13 @@ def _close(real, closed, what):
     assert err < 1e-9, f"{what}: relative error {err:.2e}"
 
 
-def assert_law_is_step(sampler, task, seed):
+def assert_law_is_step(sampler, task, seed, task_params=None, per_band=()):
     """The sampler's ``closed_form_step`` against impulses through its real ``step`` at every step of a 6-step
-    schedule of random knobs (from ``seed``) on ``task``: ``A``, ``b``, ``E`` and ``Q`` to float64 rounding."""
-    sur, op, p = _setup(task)
+    schedule of random knobs (from ``seed``) on ``task`` (with ``task_params``; None: ``TASKS[task]``), the knobs
+    in ``per_band`` given per radial band: ``A``, ``b``, ``E`` and ``Q`` to float64 rounding."""
+    sur, op, p = _setup(task, task_params)
     gen = torch.Generator().manual_seed(seed)
-    params = _random_params(sampler, task, gen)
+    params = _random_params(sampler, task, gen, per_band)
     den = PerturbedDenoiser(AnalyticDenoiser(sur, SCHED))
     P, Y = _coordinates(p, sur, op)
     vals = {k: torch.tensor(v, dtype=torch.float64) for k, v in params.values.items()}
@@ -180,7 +191,8 @@ def assert_law_is_step(sampler, task, seed):
         J_x, J_y, J_z, J_d, a_t, a_prev = _jacobians(sampler, den, sur, op, params, i)
         C, _ = p.denoiser_at(a_t)
         A, b, E, Q = sampler.closed_form_step(StepInputs(p, C, a_t, a_prev, vals, i))
-        where = f"{sampler.name} on {task}, step {i} of {STEPS}"
+        where = f"{sampler.name} on {task}{'' if task_params is None else f' {task_params}'}"
+        where += f"{f' (per band: {per_band})' if per_band else ''}, step {i} of {STEPS}"
         _close(P @ J_x.to(P.dtype) @ P.mH, _block_matrix(A, p), f"{where}: A (state)")
         b_full = torch.block_diag(*b.expand(*p.Sigma.shape[:-2], p.n, p.m).reshape(-1, p.n, p.m))
         _close(P @ J_y.to(P.dtype), b_full.to(Y.dtype) @ Y, f"{where}: b (measurement)")
@@ -196,12 +208,26 @@ def test_closed_form_step_is_the_real_step(task, method):
     assert_law_is_step(get_sampler(method), task, seed)
 
 
-@pytest.mark.parametrize("method", NORM)
-@pytest.mark.parametrize("task", list(TASKS))
-def test_dps_step_at_its_residual_norm_is_the_closed_form(task, method):
+@pytest.mark.parametrize("method", LINEAR)
+def test_closed_form_step_is_the_real_step_on_sr_with_a_kernel(method):
+    """Super-resolution by blur + decimation: complex alias blocks whose singular values and right singular vectors
+    (``BlurDecimation``'s completion) depend on the kernel's symbol."""
+    assert_law_is_step(get_sampler(method), KERNEL_SR[0], 300 + LINEAR.index(method), task_params=KERNEL_SR[1])
+
+
+@pytest.mark.parametrize(("method", "knob"), PER_BAND)
+def test_closed_form_step_is_the_real_step_with_a_knob_per_band(method, knob):
+    """A knob given per radial frequency band on blur (DiffPIR's ``lam``), ``BANDS`` random values per step: the
+    real step expands them on the operator's grid, the closed form on the problem's."""
+    assert int(radial_bands(SIZE, SIZE, BANDS).unique().numel()) == BANDS, "every band holds frequencies"
+    seed = 400 + PER_BAND.index((method, knob))
+    assert_law_is_step(get_sampler(method), "deblur_gaussian", seed, per_band=(knob,))
+
+
+def assert_dps_step_at_its_residual_norm(method, task, task_params=None):
     """A sampler whose gain divides by its residual norm (DPS): its law given the state's law ``B = 0``, ``V = 0``
     and measurement coordinates of norm ``nu`` is its real step at residual norm ``nu``."""
-    sur, op, p = _setup(task)
+    sur, op, p = _setup(task, task_params)
     sampler = get_sampler(method)
     gen = torch.Generator().manual_seed(7)
     params = _random_params(sampler, task, gen)
@@ -244,7 +270,9 @@ def test_dps_step_at_its_residual_norm_is_the_closed_form(task, method):
         C, _ = p.denoiser_at(a_t)
         law = StepInputs(p, C, a_t, a_prev, vals, i, B0, torch.zeros_like(C), y_coords)
         A, b, E, _ = sampler.closed_form_step(law)
-        where = f"{method} on {task}, step {i} of {STEPS} (nu {nu:.3g})"
+        where = (
+            f"{method} on {task}{'' if task_params is None else f' {task_params}'}, step {i} of {STEPS} (nu {nu:.3g})"
+        )
         b_full = torch.block_diag(*b.expand(*p.Sigma.shape[:-2], p.n, p.m).reshape(-1, p.n, p.m)).to(Y.dtype)
         predicted = _block_matrix(A, p).to(P.dtype) @ (P @ x.flatten().to(P.dtype)) + b_full @ (
             Y @ y.flatten().to(Y.dtype)
@@ -252,3 +280,16 @@ def test_dps_step_at_its_residual_norm_is_the_closed_form(task, method):
         _close(P @ out.flatten().to(P.dtype), predicted, f"{where}: A x + b y")
         Pz = P @ J_z.to(P.dtype)
         _close(Pz @ Pz.mH, _block_matrix(E, p), f"{where}: E (fresh noise)")
+
+
+@pytest.mark.parametrize("method", NORM)
+@pytest.mark.parametrize("task", list(TASKS))
+def test_dps_step_at_its_residual_norm_is_the_closed_form(task, method):
+    """A sampler whose gain divides by its residual norm (DPS) at its residual norm, on each structure of ``TASKS``."""
+    assert_dps_step_at_its_residual_norm(method, task)
+
+
+@pytest.mark.parametrize("method", NORM)
+def test_dps_step_at_its_residual_norm_on_sr_with_a_kernel(method):
+    """The same on super-resolution by blur + decimation (``KERNEL_SR``)."""
+    assert_dps_step_at_its_residual_norm(method, KERNEL_SR[0], task_params=KERNEL_SR[1])
