@@ -55,16 +55,6 @@ LAWS = sampler_names(closed_form=True)
 DESIGNABLE = sampler_names(designable=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Every tensor here is small (192 dimensions), and on two shared cores torch's second thread only waits for a busy
-    core: measured 0.15 s against 4 s per Monte Carlo case under a load of 3. One thread for this module, restored."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _setup(task):
     sur = GaussianSurrogate(3, SIZE, SIZE)
     sur.set(torch.zeros(3, dtype=torch.float64), gaussian_field_spectrum(3, SIZE, 0.3, 2.0, 1 / SIZE))

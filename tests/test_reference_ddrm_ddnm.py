@@ -80,16 +80,6 @@ TRIALS, MAX_STEPS = 4, 6
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread for these 192 x 192 products: on 2 shared cores torch's second thread only spins (about
-    12 s instead of 2 s for this file under load); the previous count is restored."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # --- the dense operator and the shared inputs -------------------------------------------------------------------------
 
 
