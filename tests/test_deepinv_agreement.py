@@ -23,6 +23,10 @@ Conventions mapped (deepinv works on [0, 1] pixels, we on the [-1, 1] network sc
 
 Where deepinv's discretisation is not ours by default, ours is configured to reproduce it (see each test); what
 cannot be matched is stated in the test's docstring.
+
+Draw for draw (the last section): deepinv's random draws are recorded and replayed into ours, so DDRM (at eta = 0 and
+eta_b != 1), DiffPIR (zeta = 0 and 0.3, through its last step) and DPS agree per pixel after every step: 1e-12 where
+deepinv computes in float64, 2e-6 relative where it computes in float32.
 """
 
 from __future__ import annotations
@@ -106,7 +110,7 @@ def _dense(fn, shape) -> torch.Tensor:
     return fn(torch.eye(n, dtype=torch.float64).reshape(n, *shape)).reshape(n, -1).T
 
 
-def _problem(task: str):
+def _problem(task: str, dtype: torch.dtype = torch.float32):
     """Our operator, one measurement (network and pixel units) and deepinv's own physics for the same operator.
 
     The blur is a 3x3 Gaussian (std 0.6) with periodic boundary: its smallest |h| is 0.11, above sigma_y and far above
@@ -119,20 +123,22 @@ def _problem(task: str):
         op = make_operator("inpaint_random", SHAPE, seed=0, indices=[3])
         stock = deepinv.physics.Inpainting(
             img_size=SHAPE,
-            mask=op.mask.expand(1, *SHAPE).float().clone(),
+            mask=op.mask.expand(1, *SHAPE).to(dtype).clone(),
             noise_model=deepinv.physics.GaussianNoise(SIGMA_Y),
         )
     else:
         op = make_operator("deblur_gaussian", SHAPE, seed=0, indices=[3], size=3, sigma=0.6)
         assert float(op.singulars.min()) > 2 * SIGMA_Y
         stock = deepinv.physics.BlurFFT(
-            img_size=SHAPE, filter=op.kernel.float(), noise_model=deepinv.physics.GaussianNoise(SIGMA_Y)
+            img_size=SHAPE, filter=op.kernel.to(dtype), noise_model=deepinv.physics.GaussianNoise(SIGMA_Y)
         )
     x = sur.sample(1, torch.Generator().manual_seed(1))
     y = op.measure(x, 2 * SIGMA_Y, op.noise_for(0, [3], dtype=torch.float64))
     y_pix = (y + op.A(torch.ones_like(x))) / 2
     # deepinv's operator is ours, in pixel units
-    assert torch.allclose(stock.A(((x + 1) / 2).float()).double(), (op.A(x) + op.A(torch.ones_like(x))) / 2, atol=1e-6)
+    assert torch.allclose(
+        stock.A(((x + 1) / 2).to(dtype)).double(), (op.A(x) + op.A(torch.ones_like(x))) / 2, atol=1e-6
+    )
     return sur, op, y, y_pix, stock
 
 
@@ -367,6 +373,31 @@ def test_diffpir_matches_deepinv(task, zeta):
 # --- DPS ----------------------------------------------------------------------------------------------------------
 
 
+def _dps_mapping(model, weight: float) -> tuple[TableSchedule, ParamSchedule]:
+    """Our schedule and knobs for deepinv's DPS ``model`` (:func:`test_dps_matches_deepinv`'s docstring): the
+    ``abar`` of its evaluation times and ``zeta_i = s_i s_{i+1} sigma_i^2 (1 - sigma_{i+1}^2 / sigma_i^2) weight / 2``,
+    ``eta = 1``."""
+    times = model.solver.timesteps.double()
+    scale = torch.stack([model.sde.scale_t(t) for t in times]).double()
+    sigma = torch.stack([model.sde.sigma_t(t) for t in times]).double()
+    K = len(times) - 1
+    sched = _table_schedule((scale[:K] ** 2).flip(0).tolist())
+    zetas = [
+        float(scale[i] * scale[i + 1] * sigma[i] ** 2 * (1 - (sigma[i + 1] / sigma[i]) ** 2) * weight / 2)
+        for i in range(K)
+    ]
+    params = ParamSchedule(
+        "dps",
+        "deblur_gaussian",
+        K,
+        "deepinv-dps",
+        list(range(K - 1, -1, -1)),
+        {"zeta": zetas, "eta": [1.0] * K},
+        {"source": "deepinv 0.5.0 DPS"},
+    )
+    return sched, params
+
+
 @pytest.mark.slow
 def test_dps_matches_deepinv():
     """deepinv's DPS (VP SDE ``abar(t) = exp(-(0.1 t + 9.95 t^2))``, DDPM solver, ``num_steps = 21`` times
@@ -385,24 +416,7 @@ def test_dps_matches_deepinv():
     sur, op, y, y_pix, stock = _problem("deblur")
     n, steps, weight = 1000, 21, 40.0
     model = deepinv.sampling.DPS(SurrogateDenoiser(sur), num_steps=steps, weight=weight)
-    times = model.solver.timesteps.double()
-    scale = torch.stack([model.sde.scale_t(t) for t in times]).double()
-    sigma = torch.stack([model.sde.sigma_t(t) for t in times]).double()
-    K = steps - 1
-    sched = _table_schedule((scale[:K] ** 2).flip(0).tolist())
-    zetas = [
-        float(scale[i] * scale[i + 1] * sigma[i] ** 2 * (1 - (sigma[i + 1] / sigma[i]) ** 2) * weight / 2)
-        for i in range(K)
-    ]
-    params = ParamSchedule(
-        "dps",
-        "deblur_gaussian",
-        K,
-        "deepinv-dps",
-        list(range(K - 1, -1, -1)),
-        {"zeta": zetas, "eta": [1.0] * K},
-        {"source": "deepinv 0.5.0 DPS"},
-    )
+    sched, params = _dps_mapping(model, weight)
     ours = get_sampler("dps").run(
         AnalyticDenoiser(sur, sched), op, y.expand(n, *SHAPE), 2 * SIGMA_Y, params, seed=5, indices=list(range(n))
     )
@@ -411,3 +425,207 @@ def test_dps_matches_deepinv():
         x_init = torch.randn(n, *SHAPE, dtype=torch.float64)
         theirs = model(y_pix.expand(n, *SHAPE).float().clone(), stock, x_init=x_init)
     _assert_same_distribution(theirs, (ours + 1) / 2)
+
+
+# --- draw for draw: a shared start and shared noise ---------------------------------------------------------------
+#
+# The tests above compare laws, to 5-15 %. Below, deepinv's random draws are recorded and replayed into ours (each
+# sampler's draws by stream name, through ``randn_per_image``), so the two codes map the same start and the same noise
+# to outputs that must agree per pixel and per step, to rounding: the state after every step, not only the output.
+# deepinv's state at each step is read from its denoiser's input (:class:`RecordingDenoiser`).
+
+B = 4  # images per draw-for-draw comparison
+# Where deepinv computes in float32 (DiffPIR's schedule, DPS's denoiser calls): 2e-6 relative (to max(1, |value|):
+# early DPS states reach 100 pixels), about 30 float32 roundings (2^-24 = 6e-8) over a run; measured at most 1.8e-7.
+# Float64 throughout (DDRM): 1e-12; measured 3e-15.
+FLOAT32_TOL = 2e-6
+
+
+def _difference(ours: torch.Tensor, theirs: torch.Tensor) -> float:
+    """``max |ours - theirs| / max(1, |theirs|)``: absolute for pixel-range values, relative beyond."""
+    return float(((ours - theirs).abs() / theirs.abs().clamp(min=1)).max())
+
+
+class RecordingDenoiser(SurrogateDenoiser):
+    """:class:`SurrogateDenoiser` that keeps every call's input ``x`` (pixels, detached): deepinv's state per step."""
+
+    def __init__(self, surrogate: GaussianSurrogate) -> None:
+        super().__init__(surrogate)
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x, sigma, *args, **kwargs):
+        self.inputs.append(x.detach().clone())
+        return super().forward(x, sigma)
+
+
+class NoiseTape:
+    """Stands in for deepinv's ``randn_like``: draws from its own generator (in float64, then cast like the request)
+    and keeps each draw, in order, for replay into ours."""
+
+    def __init__(self, seed: int) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+        self.draws: list[torch.Tensor] = []
+
+    def randn_like(self, like: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        z = torch.randn(like.shape, generator=self.generator, dtype=torch.float64)
+        self.draws.append(z)
+        return z.to(like.dtype)
+
+
+def _replay(monkeypatch, streams: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Make our samplers draw ``streams[name]`` (shape (B, ...)) wherever they would draw stream ``name`` from
+    :func:`~zsguide.seeding.randn_per_image`; each stream once. The caller checks that ``streams`` ends up empty (every
+    recorded draw was used: the two codes draw the same number of times)."""
+    import zsguide.samplers.base as base_module
+    import zsguide.samplers.ddrm as ddrm_module
+
+    def randn_per_image(shape, seed, indices, stream, dtype=torch.float64, device="cpu"):
+        assert stream in streams, f"ours draws stream {stream!r}, which deepinv did not"
+        z = streams.pop(stream)
+        assert tuple(z.shape) == (len(indices), *shape), (stream, tuple(z.shape))
+        return z.to(dtype=dtype, device=device)
+
+    for module in (base_module, ddrm_module):
+        monkeypatch.setattr(module, "randn_per_image", randn_per_image)
+    return streams
+
+
+def _run_ours(name, denoiser, op, y, params, monkeypatch, streams):
+    """Our sampler on ``B`` copies of ``y`` with ``streams`` replayed; returns (output, state after each step), all in
+    network units."""
+    states: list[torch.Tensor] = []
+    _replay(monkeypatch, streams)
+    out = get_sampler(name).run(
+        denoiser,
+        op,
+        y.expand(B, *SHAPE),
+        2 * SIGMA_Y,
+        params,
+        seed=0,
+        indices=list(range(B)),
+        callback=lambda i, t, x, x0_y: states.append(x.detach().clone()),
+    )
+    assert not streams, f"deepinv drew {sorted(streams)}, which ours never used"
+    return out, states
+
+
+@pytest.mark.parametrize(
+    "task,eta,eta_b", [("inpaint", 0.0, 1.0), ("deblur", 0.0, 1.0), ("deblur", 0.85, 0.6), ("inpaint", 0.5, 1.4)]
+)
+def test_ddrm_matches_deepinv_draw_for_draw(task, eta, eta_b, monkeypatch):
+    """deepinv's DDRM and ours (the mapping of :func:`test_ddrm_matches_deepinv`, ``K = 10``) from one start and one
+    noise, at ``eta = 0`` (DDRM's deterministic setting: noise enters only where the measurement is noisier) and at
+    ``eta_b != 1`` (where ``(1 - eta_b) x0_hat`` enters: invisible at the usual ``eta_b = 1``). deepinv's draw ``z``
+    in its ``V^T`` coordinates enters its state as ``V(std z / sqrt 2) = P (std z)`` (:func:`_half_variance_physics`),
+    so ours is given the white pixel noise ``P z = V(z / sqrt 2)``: our step applies ``V diag(std) V^T`` to it, the
+    same ``f(A^T A)``. One deliberate difference: deepinv starts the unmeasured components (``s <= sigma_y``) at mean 0
+    in pixel units, i.e. -1 on the network scale, where DDRM's reference (``x_T ~ N(0, sigma_T^2)`` in [-1, 1]) and
+    ours start at the data range's centre; ours is given deepinv's start by shifting its replayed start noise by
+    ``-Pi 1 / sn_T`` (``Pi`` the projection on those components, ``sn_T = 2 sigma_T``), and nothing else differs.
+    (Its effect on deepinv's output decays as ``prod c sigma_t / sigma_{t-1}``: 1e-4 pixels here, invisible to the
+    distributional test.) deepinv's regulariser ``eps`` in ``y / (s + eps)`` is set to 0 (its default 1e-6 would be a
+    1e-5 relative difference at s = 0.11). Compared: the state after every step (ours ``x_t / sqrt(abar_t)`` mapped
+    to pixels, theirs the input of its next denoiser call) and the output, all in float64."""
+    sur, op, y, y_pix, _ = _problem(task)
+    K = 10
+    sigmas = torch.linspace(1, 0, K + 1, dtype=torch.float64)
+    sched = _table_schedule([1 / (1 + 4 * s**2) for s in sigmas[:-1].flip(0).tolist()])
+    params = ParamSchedule(
+        "ddrm", task, K, "deepinv-ddrm", list(range(K - 1, -1, -1)), {"eta": [eta] * K, "eta_b": [eta_b] * K}
+    )
+    physics, tape, den = _half_variance_physics(op, SIGMA_Y), NoiseTape(11), RecordingDenoiser(sur)
+    with monkeypatch.context() as m:
+        m.setattr(torch, "randn_like", tape.randn_like)
+        theirs = deepinv.sampling.DDRM(den, sigmas=sigmas.numpy(), eta=eta, etab=eta_b, eps=0.0)(
+            y_pix.expand(B, *SHAPE).clone(), physics
+        )
+    assert len(tape.draws) == K + 1 and len(den.inputs) == K + 1  # start + one per level; the last (sigma = 0) unused
+    white = [physics.V(z / math.sqrt(2)) for z in tape.draws]
+    ones = torch.ones(1, *SHAPE, dtype=torch.float64)
+    unmeasured = physics.V(torch.where(physics.mask <= SIGMA_Y, physics.V_adjoint(ones), 0.0))  # projection of 1
+    start = white[0] - unmeasured / (2 * float(sigmas[0]))  # deepinv's start: mean 0 in pixels where unmeasured
+    streams = {"ddrm/init": start, **{f"ddrm/z{i}": white[i + 1] for i in range(K - 1)}}
+    ours, states = _run_ours("ddrm", AnalyticDenoiser(sur, sched), op, y, params, monkeypatch, streams)
+    abar_next = [float(sched.alphas_cumprod[t]) for t in params.timesteps[1:]] + [1.0]
+    for i in range(K):
+        ours_pix = (states[i] / math.sqrt(abar_next[i]) + 1) / 2
+        err = float((ours_pix - den.inputs[i + 1]).abs().max())
+        assert err < 1e-12, f"state after step {i}: max |difference| {err:.2e} (pixels)"
+    assert float(((ours + 1) / 2 - theirs).abs().max()) < 1e-12
+    assert float(theirs.std(0).max()) > 1e-3  # the images differ: the shared noise was used
+
+
+@pytest.mark.parametrize("task,zeta", [("inpaint", 0.0), ("deblur", 0.0), ("deblur", 0.3)])
+def test_diffpir_matches_deepinv_draw_for_draw(task, zeta, monkeypatch):
+    """deepinv's DiffPIR and ours (the mapping of :func:`test_diffpir_matches_deepinv`, ``M = 10``) through every
+    step, from deepinv's own start ``x_T = sqrt(abar_999) (2 x_init - 1 + sqrt(sigma_T^2 - 4 sigma_y^2) z)`` given to
+    ours as its ``x_T``: at ``zeta = 0`` (deterministic after the start) and at ``zeta = 0.3`` with the noise shared.
+    Ours runs on deepinv's float32 ``abar`` table (its cumprod, as float64), and deepinv's operator is given in float64,
+    so what remains is deepinv's float32 schedule arithmetic: about 1e-7 relative. Compared: the state after each
+    step, read from the input of deepinv's next denoiser call; deepinv's output (its state at t = 0); and, where the
+    two deliberately differ, our output: ours takes one more denoise-and-project at t = 0, which deepinv evaluates and
+    discards (``if not self.seq[i] == self.seq[-1]``); applying deepinv's own ``prox`` to its last denoised estimate
+    gives ours."""
+    sur, op, y, y_pix, stock = _problem(task, torch.float64)
+    M, lam = 10, 7.0
+    den = RecordingDenoiser(sur)
+    model = deepinv.sampling.DiffPIR(
+        den, deepinv.optim.data_fidelity.L2(), sigma=SIGMA_Y, max_iter=M, zeta=zeta, lambda_=lam
+    )
+    taus = [int(model.find_nearest(model.reduced_alpha_cumprod, model.sigmas[model.seq[i]])) for i in range(M)]
+    sched = _table_schedule((model.sqrt_alphas_cumprod.double() ** 2).tolist())
+    params = ParamSchedule("diffpir", task, M, "deepinv-diffpir", taus, {"lam": [2 * lam] * M, "zeta": [zeta] * M})
+    tape, x_init = NoiseTape(12), torch.full((B, *SHAPE), 0.5, dtype=torch.float64)
+    with monkeypatch.context() as m:
+        m.setattr(torch, "randn_like", tape.randn_like)
+        theirs = model(y_pix.expand(B, *SHAPE).clone(), stock, x_init=x_init)
+    assert len(tape.draws) == M and len(den.inputs) == M  # the start, one per step but the last; a denoise per step
+    recip = model.get_alpha_prod()[0].double()
+    sigma_T = model.sigmas[model.seq[0]].double()
+    x_T = (2 * x_init - 1 + (sigma_T**2 - 4 * SIGMA_Y**2).sqrt() * tape.draws[0]) / recip[-1]
+    streams = {"diffpir/init": x_T, **{f"diffpir/z{i}": tape.draws[i + 1] for i in range(M - 1)}}
+    ours, states = _run_ours("diffpir", AnalyticDenoiser(sur, sched), op, y, params, monkeypatch, streams)
+    for i in range(M - 1):
+        a = 1 / recip[taus[i + 1]] ** 2  # deepinv's abar for its denoiser's input
+        ours_pix = states[i] / (2 * a.sqrt()) + 0.5
+        err = _difference(ours_pix, den.inputs[i + 1])
+        assert err < FLOAT32_TOL, f"state after step {i}: max |difference| {err:.2e} (pixels)"
+    assert _difference((states[M - 2] + 1) / 2, theirs) < FLOAT32_TOL  # deepinv returns its state at t = 0
+    last = 2 * den(den.inputs[-1], model.sigmas[model.seq[-1]] / 2) - 1
+    projected = deepinv.optim.data_fidelity.L2().prox(
+        last.clamp(-1, 1) / 2 + 0.5, y_pix.expand(B, *SHAPE), stock, gamma=1.0 / (2 * model.rhos[taus[-1]])
+    )
+    assert _difference((ours + 1) / 2, projected) < FLOAT32_TOL
+    assert float(((ours + 1) / 2 - theirs).abs().max()) > 1e-3  # the extra step does something
+
+
+def test_dps_matches_deepinv_draw_for_draw(monkeypatch):
+    """deepinv's DPS and ours (the mapping of :func:`test_dps_matches_deepinv`: 20 steps, ``weight = 40``) from one
+    start ``x_init ~ N(0, I)`` and with deepinv's solver noise (its ``randn_like``) replayed into ours: the state after
+    every step (read from deepinv's denoiser input ``(x / scale + 1) / 2``) and the output agree per pixel. deepinv's
+    SDE is float64, its denoiser calls float32 (``DPSDataFidelity`` casts ``x`` and ``sigma``; the states read from them
+    are float32 too): :data:`FLOAT32_TOL`.
+    Its clip of the denoised estimate to [-1, 1] never acts here (the prior's std is 0.12)."""
+    sur, op, y, y_pix, stock = _problem("deblur", torch.float64)
+    den = RecordingDenoiser(sur)
+    model = deepinv.sampling.DPS(den, num_steps=21, weight=40.0)
+    sched, params = _dps_mapping(model, 40.0)
+    K = params.steps
+    tape, x_init = (
+        NoiseTape(13),
+        torch.randn(B, *SHAPE, generator=torch.Generator().manual_seed(14), dtype=torch.float64),
+    )
+    model.solver.randn_like = tape.randn_like
+    theirs = model(y_pix.expand(B, *SHAPE).clone(), stock, x_init=x_init)
+    assert len(tape.draws) == K - 1  # none on the last step (to t = 0)
+    assert len(den.inputs) == K  # one call per step: the guidance's, whose output also gives the prior score
+    states_theirs = den.inputs
+    streams = {"dps/init": x_init.clone(), **{f"dps/z{i}": tape.draws[i] for i in range(K - 1)}}
+    ours, states = _run_ours("dps", AnalyticDenoiser(sur, sched), op, y, params, monkeypatch, streams)
+    abar = sched.alphas_cumprod
+    for i in range(K - 1):
+        ours_pix = (states[i] / abar[params.timesteps[i + 1]].sqrt() + 1) / 2
+        err = _difference(ours_pix, states_theirs[i + 1])
+        assert err < FLOAT32_TOL, f"state after step {i}: max |difference| {err:.2e} (pixels)"
+    assert _difference((ours + 1) / 2, theirs) < FLOAT32_TOL
+    assert float(theirs.std(0).max()) > 1e-3  # the images differ: the shared noise was used
