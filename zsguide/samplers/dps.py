@@ -5,7 +5,10 @@ DPS2022/diffusion-posterior-sampling).
     x_{t-1} = x'_{t-1} - zeta_t grad_{x_t} || y - H x0_hat ||_2
 
 The residual norm (not squared, as in the reference code) is taken **per image**, so an image's result does not
-depend on the batch it is in (the reference takes it over the whole batch). Heuristic defaults: ``zeta`` 0.5 for
+depend on the batch it is in (the reference takes it over the whole batch). Two more deliberate differences from the
+reference: ``x0_hat`` is not clamped to [-1, 1] (its ``clip_denoised``; a clamp has no closed form), and the step's
+variance is the DDIM one (``eta = 1``: the DDPM ``fixed_small`` variance), not a network's learned variance
+(``learned_range``), which a denoiser given by its ``x0`` has not (docs/peers.md, "DPS"). Heuristic defaults: ``zeta`` 0.5 for
 inpainting and 0.3 for deblurring and super-resolution (the reference configs), 1000 steps in the paper; at fewer
 steps the same constants are used, which is what the spectral design replaces.
 
