@@ -1,6 +1,8 @@
 """``python -m zsguide fit`` / ``test`` end to end (subprocesses), the checkpoint, DDP, and the clear errors."""
 
+import csv
 import json
+import math
 
 import numpy as np
 import pytest
@@ -32,6 +34,12 @@ def test_fit_writes_checkpoint_figure_and_samples(fitted):
     assert (run / "spectrum.png").stat().st_size > 1000
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step000002.png", "step000004.png"]
     assert (run / "config.yaml").is_file()
+    # the restoration callback (tests/configs/tiny_gaussian.yaml): numbers per validation, grids, the figure
+    rows = [r for r in csv.DictReader(open(run / "metrics.csv")) if r.get("restoration/sr2/dps/spectral/psnr")]
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    assert all(math.isfinite(float(r["restoration/sr2/ddrm/heuristic/fd"])) for r in rows)
+    assert sorted(p.name for p in (run / "restoration").iterdir()) == ["step000002_sr2.png", "step000004_sr2.png"]
+    assert (run / "restoration.png").stat().st_size > 1000
 
 
 def test_checkpoint_round_trip_and_surrogate(fitted, tmp_path):
@@ -83,6 +91,32 @@ def test_ddp_two_processes_give_the_same_surrogate(fitted, tmp_path):
     two, _ = load_score_module(tmp_path / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt")
     assert torch.allclose(one.surrogate.spectrum, two.surrogate.spectrum, rtol=1e-12, atol=0)
     assert torch.allclose(one.surrogate.mean, two.surrogate.mean, rtol=1e-12, atol=1e-15)
+
+
+def _restoration_metrics(run) -> dict[str, str]:
+    (row,) = [r for r in csv.DictReader(open(run / "metrics.csv")) if r.get("restoration/sr2/ddrm/heuristic/psnr")]
+    return {k: v for k, v in row.items() if k.startswith("restoration/") and k != "restoration/seconds"}
+
+
+def test_validate_on_one_and_two_devices_logs_the_same_restoration(fitted, tmp_path, monkeypatch):
+    """``validate`` of the fitted checkpoint with the restoration callback (5 images in chunks of 2, DDRM and DPS,
+    heuristic and spectral) on 1 and 2 DDP processes: rank 0 restores images 0, 1, 4 and rank 1 images 2, 3 (no
+    padding, none twice), and every logged number is equal as written (metrics.csv, 16 significant digits). Both runs
+    use one thread per process (``OMP_NUM_THREADS=1``; Lightning otherwise gives each of 2 CPU processes half the
+    cores): a float32 network's rounding depends on its thread count (3e-8 between 1 and 2 threads) as on its batch."""
+    _, run = fitted
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    logged = []
+    for devices in ("1", "2"):
+        cwd = tmp_path / devices
+        cwd.mkdir()
+        args = ["validate", "--config", TINY, "--ckpt_path", run / "checkpoints" / "last.ckpt"]
+        args += ["--trainer.devices", devices] + (["--trainer.strategy", "ddp"] if devices == "2" else [])
+        proc = run_cli(*args, cwd=cwd)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        logged.append(_restoration_metrics(cwd / "runs" / "tiny" / "version_0"))
+    assert len(logged[0]) == 2 * 2 * 4 + 2  # sampler x source x (psnr, ssim, mse, fd) + a gain per sampler
+    assert logged[0] == logged[1]
 
 
 def fail_in_process(capsys, monkeypatch, cwd, *args) -> str:

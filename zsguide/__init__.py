@@ -8,6 +8,8 @@ The Python API (zsguide/api.py), in pixel units with the command line's defaults
     out = zsguide.restore(prior, m, "diffpir", steps=20, params="spectral")
     zsguide.predict(prior, "deblur_gaussian", "diffpir", steps=20, sigma_y=0.01, params=out.params)
 
+``zsguide.RestorationCallback`` restores with them inside any Lightning run (``fit`` uses it).
+
 The names are loaded on first use, so ``python -m zsguide`` and ``import zsguide`` stay light.
 """
 
@@ -37,9 +39,14 @@ if TYPE_CHECKING:
         restore,
         sampler_names,
     )
+    from .restoration_callback import RestorationCallback
 
 
 def __getattr__(name: str) -> Any:
+    if name == "RestorationCallback":
+        from .restoration_callback import RestorationCallback
+
+        return RestorationCallback
     if name in __all__:
         from . import api
 
@@ -58,6 +65,7 @@ __all__ = [
     "ParamSchedule",
     "Prior",
     "Restoration",
+    "RestorationCallback",
     "ZSGuideError",
     "__version__",
     "design",

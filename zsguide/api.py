@@ -100,6 +100,24 @@ class Prior:
         :func:`image_metrics`' ``clip``."""
         return (self.meta.get("data") or {}).get("name") != "gaussian"
 
+    @classmethod
+    def from_module(
+        cls, module: Any, *, path: str | Path | None = None, data: Mapping[str, Any] | None = None
+    ) -> Prior:
+        """The prior of a live module, as it is now: a :class:`~zsguide.diffusion.module.ScoreModule` being trained,
+        a prior file's module, or any ``torch.nn.Module`` with ``network_denoiser()``, ``analytic_denoiser()``,
+        ``surrogate``, ``schedule`` and ``image_shape`` (what :class:`~zsguide.RestorationCallback` restores with).
+        ``path`` names it in messages and locates a calibration next to it (default ``<ClassName>``); ``data``
+        (``{"name": ...}``) decides :attr:`clipped`. Parameters are neither copied nor frozen."""
+        missing = [a for a in ("network_denoiser", "surrogate", "schedule", "image_shape") if not hasattr(module, a)]
+        if missing:
+            raise ZSGuideError(
+                f"{type(module).__name__} is not a prior: it lacks {', '.join(missing)} (a ScoreModule or a prior "
+                f"file's module has them)"
+            )
+        meta = {"image_shape": [int(v) for v in module.image_shape], "data": dict(data or {})}
+        return cls(Path(path) if path is not None else Path(f"<{type(module).__name__}>"), module, meta)
+
     def network_denoiser(self) -> Denoiser:
         """The trained network's (EMA weights) denoiser, ``x0_hat = D(x_t, t)`` in network units."""
         return self.module.network_denoiser()

@@ -43,3 +43,35 @@ def spectrum_figure(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def restoration_history_figure(records: list[dict], path: Path) -> Path:
+    """Restoration PSNR and FD against the training step (:class:`~zsguide.RestorationCallback`'s records): one row
+    of panels per task, one line per sampler and parameter source."""
+    tasks = list(dict.fromkeys(r["task"] for r in records))
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(9, 3.2 * len(tasks)), squeeze=False)
+    for row, task in zip(axes, tasks):
+        lines = list(dict.fromkeys((r["sampler"], r["source"]) for r in records if r["task"] == task))
+        for sampler, source in lines:
+            rs = sorted(
+                (r for r in records if (r["task"], r["sampler"], r["source"]) == (task, sampler, source)),
+                key=lambda r: r["step"],
+            )
+            style = "-" if source == "heuristic" else "--"
+            for ax, key in zip(row, ("psnr", "fd")):
+                ax.plot(
+                    [r["step"] for r in rs], [r[key] for r in rs], style, marker="o", ms=3, label=f"{sampler} {source}"
+                )
+        n = next(r["num_images"] for r in records if r["task"] == task)
+        row[0].set_title(f"{task}: PSNR ({n} images)", fontsize=9)
+        row[1].set_title(f"{task}: spectral FD ({n} images)", fontsize=9)
+        row[0].set_ylabel("PSNR (dB)")
+        row[1].set_ylabel("FD")
+        for ax in row:
+            ax.set_xlabel("training step")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
