@@ -15,8 +15,11 @@ from .diffpir import DiffPIR
 from .dps import DPS
 from .oracle import Oracle
 from .pigdm import PiGDM
+from .reddiff import RedDiffAdam, RedDiffSGD
 
-SAMPLERS: dict[str, Sampler] = {s.name: s for s in (DDRM(), DDNMPlus(), PiGDM(), DPS(), DiffPIR(), Oracle())}
+SAMPLERS: dict[str, Sampler] = {
+    s.name: s for s in (DDRM(), DDNMPlus(), PiGDM(), DPS(), DiffPIR(), RedDiffAdam(), RedDiffSGD(), Oracle())
+}
 SAMPLER_NAMES = tuple(SAMPLERS)  # the built-in samplers (sampler_names() also lists registered ones)
 
 
