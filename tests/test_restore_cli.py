@@ -25,7 +25,7 @@ from zsguide.commands.restore.options import parse
 from zsguide.data import ImageDataModule
 from zsguide.evaluation.metrics import image_metrics, load_lpips, lpips_per_image
 from zsguide.operators import TASK_NAMES, make_operator
-from zsguide.samplers import SAMPLERS, ParamSchedule
+from zsguide.samplers import SAMPLERS, ParamSchedule, get_sampler
 from zsguide.samplers.base import Sampler, ddim_from_estimate
 
 from .cli_helpers import ROOT, TINY, run_cli
@@ -557,6 +557,11 @@ def test_analyze_and_tune(ckpt, tmp_path, capsys):
     assert a["samplers"]["oracle"]["heuristic"]["mse"] == pytest.approx(ref["posterior_sampler_mse"], rel=1e-9)
     assert a["samplers"]["diffpir"]["spectral"]["avg_w2"] < a["samplers"]["diffpir"]["heuristic"]["avg_w2"]
     assert a["trust_factor"] == 2.0  # the default trust region
+    # RED-diff with Adam has no law: listed with the reason, and refused by name with it (one line)
+    assert a["not_analysed"] == {"reddiff": get_sampler("reddiff").no_law_reason}
+    assert "reddiff     not analysed: no closed form (Adam's per-pixel step scaling is not linear" in cap.out
+    rc = main(["analyze", "--ckpt_path", str(ckpt), "--samplers", "[reddiff]", "--output", str(tmp_path / "an2")])
+    assert rc == 2 and "error: sampler reddiff has no closed form: Adam's" in capsys.readouterr().err
     for fig in ("transfer_functions.png", "designed_schedules.png"):
         assert (tmp_path / "an" / fig).stat().st_size > 1000
     tune = ["tune", "--ckpt_path", str(ckpt), *blur, "--steps", "6", "--sigma_y", "0.05", "--sampler", "diffpir"]

@@ -187,6 +187,7 @@ class Sampler(ABC):
     needs_surrogate: bool = False
     default_spacing: str = "uniform"
     reference: str = ""  # where the heuristic defaults come from
+    no_law_reason: str = ""  # why a sampler without closed_form_step has none (analyze reports it)
 
     @property
     def closed_form(self) -> bool:
@@ -294,9 +295,12 @@ class Sampler(ABC):
         coordinates (samplers/law.py): ``(A, b, E, Q)`` with ``x' = A x + b ybar + N(0, E)`` and ``Q`` the coefficient
         on ``x0_hat``, computed from the same coefficient functions as :meth:`step`. A sampler that does not define it
         has no closed form (``closed_form`` False): the spectral engine refuses it."""
+        why = (
+            self.no_law_reason
+            or "its class does not define closed_form_step (docs/architecture.md, 'Adding a sampler')"
+        )
         raise ZSGuideError(
-            f"sampler {self.name} has no closed form: its class does not define closed_form_step "
-            f"(docs/architecture.md, 'Adding a sampler'), so the spectral engine cannot analyse or design it"
+            f"sampler {self.name} has no closed form: {why}, so the spectral engine cannot analyse or design it"
         )
 
     def closed_form_initial(self, p: BlockLike, a_T: float) -> tuple[torch.Tensor, torch.Tensor]:

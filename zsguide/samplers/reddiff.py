@@ -142,6 +142,7 @@ class RedDiffSGD(_RedDiff):
 
 class RedDiffAdam(_RedDiff):
     name = "reddiff"
+    no_law_reason = "Adam's per-pixel step scaling is not linear (reddiff_sgd is the analysed and designable variant)"
     _moments: dict[str, torch.Tensor]  # Adam's moments, for the run in progress (:meth:`run`)
 
     def heuristic_values(self, task: str, steps: int) -> dict:

@@ -134,7 +134,7 @@ def run_tune(argv: list[str]) -> None:
 
 
 def run_analyze(argv: list[str]) -> None:
-    from ...samplers import get_sampler
+    from ...samplers import get_sampler, sampler_names
     from ...spectral.criteria import Criteria
     from ...spectral.service import designed_schedule
     from ...spectral.transfer import transfer
@@ -143,9 +143,8 @@ def run_analyze(argv: list[str]) -> None:
     cfg, design = _parse("python -m zsguide analyze", False, argv)
     for name in cfg.samplers:
         if name not in _analyzed():
-            raise ZSGuideError(
-                f"analyze has no closed form for sampler {name!r} yet; choose from {', '.join(_analyzed())}"
-            )
+            get_sampler(name).closed_form_step(None)  # type: ignore[arg-type]  # unknown, or why it has no law
+    not_analysed = {n: get_sampler(n).no_law_reason or "no closed form" for n in sampler_names(closed_form=False)}
     t0 = time.perf_counter()
     prior, operator, sigma_net, problem = _setup(cfg, design)
     designed_with = design.resolved()
@@ -166,6 +165,7 @@ def run_analyze(argv: list[str]) -> None:
         "reduction": problem.note or None,
         "references": refs,
         "samplers": {},
+        "not_analysed": not_analysed,  # the registry's samplers without a closed form, and why
     }
     transfers: dict[tuple[str, str], Any] = {}  # (sampler, label) -> its Transfer
     schedules: dict[str, dict] = {}  # sampler -> {steps: (heuristic, designed)}
@@ -243,13 +243,14 @@ def run_analyze(argv: list[str]) -> None:
         f"(per pixel, squared, [0, 1] units)",
         f"references: posterior sampler MSE {2 * mmse:.3e}, MMSE {mmse:.3e}"
         + (f"\n{problem.note}" if problem.note else ""),
-        f"{'sampler':8s} {'avgW2 heur':>11s} {'avgW2 spec':>11s} {'MSE heur':>10s} {'MSE spec':>10s} "
+        f"{'sampler':11s} {'avgW2 heur':>11s} {'avgW2 spec':>11s} {'MSE heur':>10s} {'MSE spec':>10s} "
         f"{'perc heur':>10s} {'perc spec':>10s}",
     ]
     for name, e in result["samplers"].items():
         h, s = e["heuristic"], e["spectral"]
         lines.append(
-            f"{name:8s} {h['avg_w2']:11.3e} {s['avg_w2']:11.3e} {h['mse']:10.3e} {s['mse']:10.3e} "
+            f"{name:11s} {h['avg_w2']:11.3e} {s['avg_w2']:11.3e} {h['mse']:10.3e} {s['mse']:10.3e} "
             f"{h['perception_w2']:10.3e} {s['perception_w2']:10.3e}"
         )
+    lines += [f"{name:11s} not analysed: no closed form ({why})" for name, why in not_analysed.items()]
     print("\n".join(lines) + f"\nwrote {out} ({result['wall_time_s']:.1f} s)")
