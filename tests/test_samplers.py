@@ -147,14 +147,17 @@ def test_ddnm_is_measurement_consistent_without_noise():
         assert not torch.allclose(out, x)
 
 
-class _NaNAfter(Denoiser):
+class _NaNAt(Denoiser):
+    """NaN in image 1's estimate when called at time ``bad_step_t`` (exactly: DAPS's inner ODE calls the denoiser
+    at lower times within a step, so "from then on" would stop it earlier)."""
+
     def __init__(self, inner, bad_step_t):
         super().__init__(SCHED)
         self.inner, self.bad_t = inner, bad_step_t
 
     def x0(self, x_t, t):
         out = self.inner.x0(x_t, t)
-        if int(torch.as_tensor(t).reshape(-1)[0]) <= self.bad_t:
+        if int(torch.as_tensor(t).reshape(-1)[0]) == self.bad_t:
             out = out.clone()
             out[1] = float("nan")
         return out
@@ -172,7 +175,7 @@ def test_nan_stops_with_sampler_step_and_index(name):
         ZSGuideError, match=rf"sampler {name} produced NaN/Inf at step 3 \(t={bad_t}\) for image index 6"
     ):
         s.run(
-            _NaNAfter(AnalyticDenoiser(sur, SCHED), bad_t), op, y, 0.05, params, seed=0, indices=[5, 6], surrogate=sur
+            _NaNAt(AnalyticDenoiser(sur, SCHED), bad_t), op, y, 0.05, params, seed=0, indices=[5, 6], surrogate=sur
         )
 
 

@@ -54,6 +54,9 @@ KNOB_RANGES = {
     "weight": (0.3, 3.0),
     "lam": (0.5, 20.0),
     "zeta": (0.05, 0.95),
+    "step_size": (1e-4, 5e-4),  # DAPS: |G| = |1 - lr (2 s^2 / tau^2 + 1 / r^2)| < 1 over 100 Langevin steps
+    "tau": (0.1, 0.3),
+    "r_scale": (0.5, 2.0),
 }
 DOMAIN_RANGES = {"unit": (0.05, 0.95), "positive": (0.3, 3.0)}
 LAWS = sampler_names(closed_form=True)  # the registry's samplers with a closed-form law
@@ -190,7 +193,7 @@ def assert_law_is_step(sampler, task, seed, task_params=None, per_band=()):
     for i in range(STEPS):
         J_x, J_y, J_z, J_d, a_t, a_prev = _jacobians(sampler, den, sur, op, params, i)
         C, _ = p.denoiser_at(a_t)
-        A, b, E, Q = sampler.closed_form_step(StepInputs(p, C, a_t, a_prev, vals, i))
+        A, b, E, Q = sampler.closed_form_step(StepInputs(p, C, a_t, a_prev, vals, i, abar=SCHED.alphas_cumprod))
         where = f"{sampler.name} on {task}{'' if task_params is None else f' {task_params}'}"
         where += f"{f' (per band: {per_band})' if per_band else ''}, step {i} of {STEPS}"
         _close(P @ J_x.to(P.dtype) @ P.mH, _block_matrix(A, p), f"{where}: A (state)")

@@ -18,7 +18,18 @@ import torch
 from ..errors import ZSGuideError
 
 SCHEDULE_KINDS = ("linear", "cosine")
-SPACINGS = ("uniform", "quadratic")
+SPACINGS = ("uniform", "quadratic", "edm")
+EDM_SIGMA_MAX, EDM_SIGMA_MIN, EDM_RHO = 100.0, 0.1, 7  # DAPS's annealing grid (configs/sampler/edm_daps.yaml)
+
+
+def edm_grid_times(abar: torch.Tensor, sigma_hi: float, sigma_lo: float, n: int, rho: float = EDM_RHO) -> list[int]:
+    """The training times (of the ``abar`` table) nearest in log scale to EDM's grid ``sigma_k = (hi^(1/rho) +
+    k / (n - 1) (lo^(1/rho) - hi^(1/rho)))^rho``, k = 0 .. n-1 (Karras et al. 2022): decreasing, repeats kept (an
+    inner ODE may repeat a time: a zero step). VE levels ``sigma_t = sqrt((1 - abar_t) / abar_t)``."""
+    log_sigmas = 0.5 * ((1 - abar) / abar).log()
+    k = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
+    grid = (sigma_hi ** (1 / rho) + k * (sigma_lo ** (1 / rho) - sigma_hi ** (1 / rho))) ** rho
+    return [int((log_sigmas - math.log(float(s))).abs().argmin()) for s in grid]
 
 
 @dataclass(frozen=True)
@@ -67,12 +78,23 @@ class VPSchedule:
             raise ZSGuideError(f"noise level sigma must be > 0, got {sigma}")
         return int((self.sigmas.log() - math.log(sigma)).abs().argmin())
 
+    def edm_timesteps(self, steps: int) -> torch.Tensor:
+        """``edm`` spacing: DAPS's annealing levels, EDM's rho = 7 grid from sigma 100 to 0.1
+        (:func:`edm_grid_times`), made strictly decreasing (a repeated time moved up by one)."""
+        taus = edm_grid_times(self.alphas_cumprod, EDM_SIGMA_MAX, EDM_SIGMA_MIN, steps)
+        for i in range(len(taus) - 2, -1, -1):
+            if taus[i] <= taus[i + 1]:
+                taus[i] = taus[i + 1] + 1
+        if taus[0] > self.num_timesteps - 1:
+            raise ZSGuideError(f"cannot place {steps} distinct edm steps in {self.num_timesteps} training times")
+        return torch.tensor(taus)
+
     def timesteps(self, steps: int, spacing: str = "uniform") -> torch.Tensor:
         """A decreasing subsequence ``tau_N > ... > tau_1`` of the training times (long tensor of length ``steps``).
 
         ``uniform``: ``tau_i = round((i - 1) (T - 1) / (N - 1))`` ... evenly spaced from T - 1 down to 0;
-        ``quadratic``: ``tau_i`` spaced as ``((i - 1) / (N - 1))^2 (T - 1)`` (DDIM's quadratic skip, used by DiffPIR).
-        The sequence always starts at T - 1 and ends at 0, and its entries are distinct.
+        ``quadratic``: ``tau_i`` spaced as ``((i - 1) / (N - 1))^2 (T - 1)`` (DDIM's quadratic skip, used by DiffPIR);
+        these two start at T - 1 and end at 0. ``edm``: :meth:`edm_timesteps` (DAPS). The entries are distinct.
         """
         T = self.num_timesteps
         if spacing not in SPACINGS:
@@ -81,6 +103,8 @@ class VPSchedule:
             raise ZSGuideError(f"steps must be between 1 and {T}, got {steps}")
         if steps == 1:
             return torch.tensor([T - 1])
+        if spacing == "edm":
+            return self.edm_timesteps(steps)
         u = torch.linspace(0, 1, steps, dtype=torch.float64)
         if spacing == "quadratic":
             u = u**2

@@ -9,6 +9,7 @@ one (docs/architecture.md, "Adding a sampler")."""
 
 from ..errors import ZSGuideError
 from .base import Knob, ParamSchedule, Sampler
+from .daps import DAPS
 from .ddnm import DDNMPlus
 from .ddrm import DDRM
 from .diffpir import DiffPIR
@@ -18,7 +19,7 @@ from .pigdm import PiGDM
 from .reddiff import RedDiffAdam, RedDiffSGD
 
 SAMPLERS: dict[str, Sampler] = {
-    s.name: s for s in (DDRM(), DDNMPlus(), PiGDM(), DPS(), DiffPIR(), RedDiffAdam(), RedDiffSGD(), Oracle())
+    s.name: s for s in (DDRM(), DDNMPlus(), PiGDM(), DPS(), DiffPIR(), RedDiffAdam(), RedDiffSGD(), DAPS(), Oracle())
 }
 SAMPLER_NAMES = tuple(SAMPLERS)  # the built-in samplers (sampler_names() also lists registered ones)
 

@@ -303,6 +303,13 @@ class Sampler(ABC):
             f"sampler {self.name} has no closed form: {why}, so the spectral engine cannot analyse or design it"
         )
 
+    def design_penalty(self, p: BlockLike, params: ParamSchedule, abar: torch.Tensor, knobs) -> torch.Tensor | None:
+        """A differentiable penalty (>= 0, 0 where the knobs are admissible) that the designer adds to its objective,
+        for a constraint the law cannot express: a run the real sampler cannot follow in finite precision although its
+        law is finite (DAPS's Langevin chain with ``|G| > 1`` grows by ``|G|^M`` before later levels shrink it). None:
+        no constraint."""
+        return None
+
     def closed_form_initial(self, p: BlockLike, a_T: float) -> tuple[torch.Tensor, torch.Tensor]:
         """The law of :meth:`initial` given y, ``x_T ~ N(B ybar, V)`` per block at ``abar_T = a_T``: ``x_T ~ N(0, I)``
         (``B = 0``, ``V = I``) unless the sampler starts otherwise (DDRM)."""

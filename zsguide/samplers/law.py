@@ -66,6 +66,11 @@ class BlockLike(Protocol):
         """The Kalman gain ``S H^H (H S H^H + sigma^2 I)^{-1}`` (..., n, m) for a Hermitian ``S``."""
         ...
 
+    def denoiser_at(self, a: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The denoiser model at ``abar = a``: ``(C, R)``, ``x0_hat = C x + N(0, R)`` (``R`` None: the Wiener
+        denoiser), for a law that calls the denoiser at other times than its step's (DAPS's ODE)."""
+        ...
+
 
 class AffineStep(NamedTuple):
     """One step's law, ``x' = A x + b ybar + N(0, E)``, per block: ``A`` (..., n, n), ``b`` (..., n, m), ``E``
@@ -135,8 +140,9 @@ class StepInputs:
     times ``a_t = abar_t`` and ``a_prev = abar_{t-1}`` (1 at the last step), the knobs' per-step values ``knobs``
     (float64 tensors, (steps,) or (steps, bands): the designer's differentiable variables) at step ``index``
     (:meth:`value`), and for a law that needs them (DPS's residual norm) the
-    state's current law ``N(B ybar, V)``, one measurement's coordinates ``y_coords`` (None: averaged over y) and the
-    calibrated denoiser's residual covariance ``resid`` (None: the Wiener denoiser, no residual)."""
+    state's current law ``N(B ybar, V)``, one measurement's coordinates ``y_coords`` (None: averaged over y), the
+    calibrated denoiser's residual covariance ``resid`` (None: the Wiener denoiser, no residual) and the schedule's
+    ``abar`` table (DAPS's inner ODE calls the denoiser at other times: ``p.denoiser_at``)."""
 
     p: BlockLike
     C: torch.Tensor
@@ -148,6 +154,7 @@ class StepInputs:
     V: torch.Tensor | None = None
     y_coords: torch.Tensor | None = None
     resid: torch.Tensor | None = None
+    abar: torch.Tensor | None = None  # the schedule's abar_t table, t = 0 .. T-1 (a law with inner denoiser calls)
 
     def value(self, knob: str) -> torch.Tensor:
         """The knob's value at this step: a 0-dim tensor, or one per frequency band."""

@@ -24,7 +24,7 @@ from ..samplers.base import ParamSchedule
 from .design import DesignResult, objective_criterion
 from .problem import BlockProblem
 
-ENGINE_VERSION = 3  # bump when the closed forms or the designer change what a design is (3: every start solved)
+ENGINE_VERSION = 4  # bump when the closed forms or the designer change what a design is (4: design penalties)
 
 
 def cache_dir() -> Path:

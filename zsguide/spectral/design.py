@@ -58,6 +58,7 @@ OBJECTIVES = {"w2": "avg_w2", "mse": "mse", "perception": "perception_w2", "pare
 GUARDED = ("mse", "perception_w2")
 GUARD_PENALTY = 1e4  # quadratic penalty weight: a violation of relative size d costs 1e4 d^2 heuristic objectives,
 # so the optimum overshoots a guarded criterion by O(1 / GUARD_PENALTY) of its heuristic value
+CONSTRAINT_PENALTY = 1e4  # a sampler's design_penalty P costs 1e4 P objectives (DAPS: P = sum (|G| - 1)_+^2)
 GUARD_TOLERANCE = 1e-3  # a design past the guard by more than this (relative) is rejected: the heuristic is returned
 LOG_RANGE = 12.0  # positive knobs stay within a factor e^12 (~1.6e5) of the heuristic: no under/overflow in float32
 
@@ -150,7 +151,7 @@ def design(
     heuristic (its odds, for knobs in [0, 1]; see the module docstring). ``guard``: the Pareto guard, MSE and
     perception W2 kept no worse than the heuristic's (module docstring). ``objective``: w2, mse, perception or pareto
     (module docstring). A sampler without a closed-form law is refused (:class:`ZSGuideError`)."""
-    sampler_with_law(method)  # a sampler without a closed form is refused, naming it
+    sampler = sampler_with_law(method)  # a sampler without a closed form is refused, naming it
     criterion, guard = objective_criterion(objective), guard or objective == "pareto"
     if trust is not None and not (math.isfinite(trust) and trust > 1):
         raise ValueError(f"trust factor must be a finite number > 1, got {trust!r}")
@@ -169,6 +170,9 @@ def design(
             inf = torch.tensor(float("inf"), dtype=torch.float64)
             return inf, {"avg_w2": inf, "mse": inf, "perception_w2": inf}
         loss = c[criterion] + mse_weight * c["mse"]
+        penalty = sampler.design_penalty(problem, heuristic, abar, vals)
+        if penalty is not None:  # a constraint the law cannot express (Sampler.design_penalty)
+            loss = loss + CONSTRAINT_PENALTY * loss.detach().abs() * penalty
         if guard and ref:
             excess = sum(torch.relu(c[k] / max(ref[k], 1e-300) - 1) ** 2 for k in GUARDED)
             loss = loss + GUARD_PENALTY * ref["loss"] * excess

@@ -49,9 +49,10 @@ def sampler_with_law(method: str) -> Sampler:
     it states no closed-form law."""
     sampler = get_sampler(method)
     if not sampler.closed_form:
+        why = sampler.no_law_reason or "its class does not define closed_form_step"
         raise ZSGuideError(
-            f"sampler {method} has no closed form (its class does not define closed_form_step), so the spectral "
-            f"engine cannot analyse or design it; samplers with one: {', '.join(sampler_names(closed_form=True))}"
+            f"sampler {method} has no closed form ({why}), so the spectral engine cannot analyse or design it; "
+            f"samplers with one: {', '.join(sampler_names(closed_form=True))}"
         )
     return sampler
 
@@ -83,7 +84,7 @@ def transfer(
         a_t = float(abar[t])
         a_prev = float(abar[taus[i + 1]]) if i + 1 < len(taus) else 1.0
         C, resid = p.denoiser_at(a_t)  # (C_t, R_t): the denoiser's gain and residual covariance
-        step = StepInputs(p, C, a_t, a_prev, vals, i, B, V, y_coords, resid)
+        step = StepInputs(p, C, a_t, a_prev, vals, i, B, V, y_coords, resid, abar)
         A, b, E, Q = sampler.closed_form_step(step)
         B = mm(A, B) + b
         V = mm(mm(A, V), A.mH) + E
