@@ -126,3 +126,25 @@ def test_daps_step_is_the_reference_level(name, last):
     want = a_prev * cov + (1 - a_prev) * torch.eye(N, dtype=torch.float64)
     err = float((J @ J.T - want).abs().max()) / float(want.abs().max())
     assert err < REL, f"{name}: noise covariance, relative error {err:.2e}"
+
+
+def test_langevin_with_many_steps_reaches_the_conditional_gaussian():
+    """The law's Langevin block (``langevin_sums``: the AR(1) recursion after M steps, per SVD coordinate) with many
+    small steps reaches the exact Gaussian of its target ``exp(-(s x - cy)^2 / tau^2 - (x - x0)^2 / (2 r^2))``:
+    precision ``lam = 2 s^2 / tau^2 + 1 / r^2``, mean ``(2 s cy / tau^2 + x0 / r^2) / lam``. The discretised chain's
+    stationary variance is ``2 / (lam (2 - lr lam))``, so at ``lr lam <= 2e-3`` the variance is within 2e-3 of
+    ``1 / lam`` (relative) and, after ``M lr lam >= 40`` (``G^M < e^-40``), the mean to 1e-12."""
+    from zsguide.samplers.daps import langevin_sums
+
+    s = torch.tensor([0.0, 0.05, 0.2, 0.3], dtype=torch.float64)
+    tau, r, x0, cy = 0.2, 0.5, torch.tensor([0.3, -1.0, 2.0, 0.1]), torch.tensor([0.0, 0.4, -0.2, 0.7])
+    lam = 2 * s**2 / tau**2 + 1 / r**2
+    lr = 2e-3 / float(lam.max())
+    M = int(40 / (lr * float(lam.min()))) + 1
+    GM, S1, S2 = langevin_sums(1 - lr * lam, M)
+    mean = (GM + lr / r**2 * S1) * x0 + (2 * lr / tau**2) * S1 * s * cy
+    var = 2 * lr * S2
+    exact_mean = (2 * s * cy / tau**2 + x0 / r**2) / lam
+    assert torch.allclose(mean, exact_mean.double(), rtol=1e-12, atol=1e-12)
+    assert torch.allclose(var, 1 / lam, rtol=2e-3, atol=0)
+    assert torch.allclose(var, 2 / (lam * (2 - lr * lam)), rtol=1e-10, atol=0)  # the discretised chain's, exactly
