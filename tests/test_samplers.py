@@ -174,9 +174,7 @@ def test_nan_stops_with_sampler_step_and_index(name):
     with pytest.raises(
         ZSGuideError, match=rf"sampler {name} produced NaN/Inf at step 3 \(t={bad_t}\) for image index 6"
     ):
-        s.run(
-            _NaNAt(AnalyticDenoiser(sur, SCHED), bad_t), op, y, 0.05, params, seed=0, indices=[5, 6], surrogate=sur
-        )
+        s.run(_NaNAt(AnalyticDenoiser(sur, SCHED), bad_t), op, y, 0.05, params, seed=0, indices=[5, 6], surrogate=sur)
 
 
 def test_param_schedule_round_trip_and_checks(tmp_path):
