@@ -166,6 +166,10 @@ def test_report_files_figures_and_paired_differences(reference):
             assert c["d_fd"] == pytest.approx(c["fd"] - next(t["fd"] for t in cells if t["key"] == c["twin"]), abs=1e-9)
             assert c["d_fd_se"] > 0 and isinstance(c["worse_both"], bool)
         assert c["fd"] > 0 and c["fd_se"] > 0
+        # the cost per image (samplers/cost.py), as restore's summary counts it: a network call per step, and for
+        # PiGDM a vector-Jacobian product per step
+        assert c["network_calls"] == c["steps"] and c["operator_applications"] > c["steps"]
+        assert c["vjps"] == (c["steps"] if c["sampler"] == "pigdm" else 0)
     with open(reference / "cells.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == NUM_CELLS
     report = (reference / "report.md").read_text()
@@ -173,7 +177,7 @@ def test_report_files_figures_and_paired_differences(reference):
     import matplotlib.image as mpimg
 
     for task in ("sr4", "inpaint_random_keep0.5"):
-        for kind in ("pd", "mse_fd", "steps", "examples"):
+        for kind in ("pd", "mse_fd", "steps", "cost", "examples"):
             path = reference / "figures" / f"{kind}_{task}.png"
             assert f"figures/{path.name}" in report
             assert mpimg.imread(path).shape[0] > 100  # a real image

@@ -177,6 +177,9 @@ def test_restore_writes_every_file_with_the_right_contents(reference):
     assert (summary["sigma_y"], summary["noise_convention"], summary["sigma_network"]) == (0.02, "pixel", 0.04)
     assert summary["params_source"] == "heuristic" and summary["denoiser"] == "analytic"
     assert summary["task_params"]["kernel"] == "block" and summary["devices"] == 1
+    # counted per image (samplers/cost.py): DDRM's 3 steps call the network 3 times; V^T, U^T and V at the start,
+    # then V^T x0, V^T eps, U^T y, V^T z and V per step, without z at the last
+    assert summary["cost_per_image"] == {"network_calls": 3, "vjps": 0, "operator_applications": 3 + 5 + 5 + 4}
     for m in ("psnr", "ssim", "mse"):
         vals = [r[m] for r in rows]
         assert summary[f"{m}_mean"] == pytest.approx(np.mean(vals), rel=1e-12)

@@ -231,3 +231,33 @@ def test_the_registry_describes_each_sampler(name):
         sampler.knob("nope")
     with pytest.raises(ZSGuideError, match="unknown task 'blur'"):  # no silent defaults for an unknown task
         sampler.heuristic("blur", 20, SCHED)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_the_cost_counts_are_what_the_sampler_does(name):
+    """A run's counted cost (samplers/cost.py, through ``run_sampler``): one network call per step (DAPS: its five
+    ODE calls per level), one vector-Jacobian product per step for the samplers that differentiate through the
+    network (``needs_grad``: PiGDM, DPS) and none otherwise, at least one operator application per step, the same
+    for a batch of one and of three (a count per image); the output is the uncounted run's, bit for bit."""
+    from zsguide.restoration import run_sampler
+    from zsguide.samplers.cost import Cost
+    from zsguide.samplers.daps import ODE_STEPS
+
+    sur = _surrogate(3, 8)
+    s = get_sampler(name)
+    steps = 4
+    params = s.heuristic("sr2", steps, SCHED)
+    counts = []
+    for idx in ([0], [0, 1, 2]):
+        op = make_operator("sr2", sur.shape, seed=0, indices=idx)
+        y = op.measure(sur.sample(len(idx), torch.Generator().manual_seed(0)), 0.1, op.noise_for(0, idx))
+        den, cost = AnalyticDenoiser(sur, SCHED), Cost()
+        kw = dict(sigma_net=0.1, params=params, seed=0, indices=idx, surrogate=sur)
+        counted = run_sampler(s, den, op, y, cost=cost, **kw)
+        assert torch.equal(counted, run_sampler(s, den, op, y, **kw))
+        counts.append(cost.as_dict())
+    assert counts[0] == counts[1]
+    per_level = ODE_STEPS if name == "daps" else 1
+    assert counts[0]["network_calls"] == steps * per_level
+    assert counts[0]["vjps"] == (steps if s.needs_grad else 0)
+    assert counts[0]["operator_applications"] >= steps

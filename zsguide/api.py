@@ -45,6 +45,7 @@ from .restoration import (
     to_pixel_units,
 )
 from .samplers import ParamSchedule, Sampler, get_sampler, sampler_names
+from .samplers.cost import Cost
 from .spectral.options import DesignOptions
 
 if TYPE_CHECKING:
@@ -390,11 +391,13 @@ def _schedule(
 @dataclass
 class Restoration:
     """Restored images in pixel units (B, C, H, W), unclipped as computed, on the prior's device and in its dtype,
-    and the parameter schedule used."""
+    the parameter schedule used, and what the run cost per image (``network_calls``, ``vjps``,
+    ``operator_applications``: counted, zsguide/samplers/cost.py)."""
 
     images: torch.Tensor
     params: ParamSchedule
     indices: list[int]
+    cost: dict[str, int] = field(default_factory=dict)
 
 
 def restore(
@@ -460,6 +463,7 @@ def restore(
         design=design,
     )
     device, dtype = prior.device, prior.dtype
+    cost = Cost()
     x0 = run_sampler(
         spec,
         denoiser if isinstance(denoiser, Denoiser) else prior.denoiser(denoiser),
@@ -471,8 +475,9 @@ def restore(
         indices=idx,
         surrogate=prior.surrogate,
         callback=callback,
+        cost=cost,
     )
-    return Restoration((x0 + 1) / 2, schedule, idx)
+    return Restoration((x0 + 1) / 2, schedule, idx, cost.as_dict())
 
 
 def predict(

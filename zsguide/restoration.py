@@ -40,6 +40,7 @@ import torch
 from .errors import ZSGuideError
 from .operators.base import LinearOperator
 from .samplers.base import ParamSchedule, Sampler
+from .samplers.cost import Cost, counting
 
 NOISE_CONVENTIONS = ("pixel", "network")
 MEASUREMENT_SIGMAS = 8.0  # a measurement may leave [0, 1] by this many noise stds (pixel units) ...
@@ -117,9 +118,11 @@ def run_sampler(
     indices: list[int],
     surrogate,
     callback: Callable | None = None,
+    cost: Cost | None = None,
 ) -> torch.Tensor:
     """``x0_hat = sampler.run(D, A, y, sigma, params, seed, idx)`` (network units, detached), with autograd on for the
-    samplers that differentiate through the denoiser and off for the others. Those run outside inference mode even
+    samplers that differentiate through the denoiser and off for the others; ``cost`` (samplers/cost.py), when given,
+    receives the run's network calls, vector-Jacobian products and operator applications per image. Those run outside inference mode even
     when called inside ``torch.inference_mode()`` (a notebook's habit), on copies of inference tensors, which autograd
     cannot save."""
     grad = contextlib.ExitStack()
@@ -130,6 +133,8 @@ def run_sampler(
             grad.enter_context(torch.inference_mode(False))
             op, y = copy.deepcopy(op), y.clone()
         grad.enter_context(torch.enable_grad())
+    if cost is not None:
+        denoiser, op = counting(denoiser, op, cost)
     with grad:
         x0 = sampler.run(
             denoiser,

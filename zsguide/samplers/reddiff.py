@@ -49,6 +49,7 @@ import math
 import torch
 
 from .base import Knob, Sampler
+from .cost import uncounted
 from .law import AffineStep, StepInputs, eye, mm
 
 ADAM_BETAS = (0.9, 0.99)  # the reference's torch.optim.Adam(betas=(0.9, 0.99)) ("original: 0.999")
@@ -62,7 +63,7 @@ START_CUT = 3e-2  # the start's pseudo-inverse drops s <= 3e-2 max(s): DDRM's H_
 def measured_fraction_inverse(operator, like: torch.Tensor) -> torch.Tensor:
     """``d / m`` per image (B, 1, 1, 1): the image's size over its number of measured values (non-zero true singular
     values), the ratio of the two means in RED-diff's loss (module docstring)."""
-    coeffs = operator.Vt(like)
+    coeffs = uncounted(operator).Vt(like)  # for its layout only
     s = torch.broadcast_to(torch.as_tensor(operator.singulars, device=like.device), coeffs.shape)
     m = (s > 0).flatten(1).sum(1).to(torch.float64)
     d = float(like[0].numel())

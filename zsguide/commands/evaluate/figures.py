@@ -145,12 +145,19 @@ def mse_fd_plane(plan, records: list[dict], task: str, path: Path, columns: int 
     return _save(fig, path)
 
 
-def against_steps(plan, records: list[dict], task: str, path: Path) -> Path | None:
+def against_steps(plan, records: list[dict], task: str, path: Path, x: str = "steps") -> Path | None:
+    """PSNR and FD against ``x``: the step count, or ``network_calls`` per image (samplers compared at equal cost:
+    DAPS calls the network 5 times a level, DPS and PiGDM add a vector-Jacobian product per step, ``vjps`` in
+    cells.csv)."""
     sigma0, seed0 = plan.cells[0].spec.sigma_y, plan.cells[0].spec.seed
     rows = [
         r
         for r in records
-        if r["task"] == task and r["sigma_y"] == sigma0 and r["seed"] == seed0 and r.get("psnr_mean") is not None
+        if r["task"] == task
+        and r["sigma_y"] == sigma0
+        and r["seed"] == seed0
+        and r.get("psnr_mean") is not None
+        and r.get(x) is not None
     ]
     if not rows:
         return None
@@ -159,7 +166,7 @@ def against_steps(plan, records: list[dict], task: str, path: Path) -> Path | No
     sources = _order(r["params"] for r in rows)
     for si, s in enumerate(samplers):
         for pi, p in enumerate(sources):
-            line = sorted((r for r in rows if r["sampler"] == s and r["params"] == p), key=lambda r: r["steps"])
+            line = sorted((r for r in rows if r["sampler"] == s and r["params"] == p), key=lambda r: r[x])
             if not line:
                 continue
             style = {
@@ -168,13 +175,13 @@ def against_steps(plan, records: list[dict], task: str, path: Path) -> Path | No
                 "ls": "-" if p == "heuristic" else "--",
                 "label": f"{s} {p}",
             }
-            a1.plot([r["steps"] for r in line], [r["psnr_mean"] for r in line], **style)
-            fd = [(r["steps"], r["fd"]) for r in line if r.get("fd") is not None]
+            a1.plot([r[x] for r in line], [r["psnr_mean"] for r in line], **style)
+            fd = [(r[x], r["fd"]) for r in line if r.get("fd") is not None]
             if fd:
                 a2.plot(*zip(*fd), **style)
     for ax, name in ((a1, "PSNR (dB)"), (a2, "Frechet spectral distance")):
         ax.set_xscale("log")
-        ax.set_xlabel("steps")
+        ax.set_xlabel("steps" if x == "steps" else "network calls per image")
         ax.set_ylabel(name)
         ax.grid(True, which="both", alpha=0.3)
     a2.set_yscale("log")
@@ -247,6 +254,7 @@ def write_figures(plan, records: list[dict], data: list[dict], folder: Path) -> 
             perception_distortion(plan, records, task, folder / f"pd_{name}.png"),
             mse_fd_plane(plan, records, task, folder / f"mse_fd_{name}.png"),
             against_steps(plan, records, task, folder / f"steps_{name}.png"),
+            against_steps(plan, records, task, folder / f"cost_{name}.png", x="network_calls"),
             examples(plan, records, data, task, folder / f"examples_{name}.png"),
         ]
         out[task] = [p for p in paths if p is not None]

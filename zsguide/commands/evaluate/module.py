@@ -109,6 +109,7 @@ class EvaluateModule(L.LightningModule):
             "spectral": spectral_features(shown.to(torch.float64).cpu()),
             "restored": restored.cpu(),
             "measurement": m.y.detach().float().cpu(),
+            "cost": r.cost,
         }
         if self.inception is not None:
             from ...evaluation.fid import inception_features

@@ -36,6 +36,7 @@ from ...runtime.files import atomic_write_bytes, atomic_write_text, json_safe, w
 from . import store
 
 PER_IMAGE = ("psnr", "ssim", "mse", "lpips")
+COST = ("network_calls", "vjps", "operator_applications")  # per image (samplers/cost.py)
 
 
 def load_cell(plan, cell) -> dict:
@@ -48,6 +49,9 @@ def load_cell(plan, cell) -> dict:
     for name in (*PER_IMAGE, "seconds"):
         if name in items[0]:
             out[name] = np.array([float(it[name]) for it in items])
+    for name in COST:
+        if name in items[0]:  # items committed before cost accounting have none
+            out[name] = np.array([int(it[name]) for it in items])
     for name in ("spectral", "inception"):
         if name in items[0]:
             out[name] = torch.from_numpy(np.stack([it[name] for it in items])).to(torch.float64)
@@ -122,6 +126,9 @@ def cell_stats(plan, data: list[dict], clean_feats: dict) -> list[dict]:
                     rec[f"{name}_mean"], rec[f"{name}_se"] = mean_and_se(list(d[name]))
             secs = float(np.sum(d["seconds"]))
             rec["compute_s"], rec["images_per_second"] = secs, (n / secs if secs > 0 else None)
+            for name in COST:
+                if name in d:  # the same for every image of a cell; the largest, should a resumed run differ
+                    rec[name] = int(np.max(d[name]))
         for feat, label in (("spectral", "fd"), ("inception", "fid")):
             if n >= 2 and feat in d and feat in clean_feats:
                 ref = clean_feats[feat][d["index"]]
@@ -227,6 +234,9 @@ CELL_COLUMNS = (
     "d_fid",
     "d_fid_se",
     "worse_both",
+    "network_calls",
+    "vjps",
+    "operator_applications",
     "compute_s",
     "images_per_second",
     "params_source",

@@ -53,6 +53,8 @@ class EvaluateWriter(BasePredictionWriter):
             }
             for name, values in prediction["metrics"].items():
                 arrays[name] = np.float64(values[j])
+            for name, count in prediction["cost"].items():  # per image (samplers/cost.py)
+                arrays[name] = np.int64(count)
             if "inception" in prediction:
                 arrays["inception"] = prediction["inception"][j].numpy()
             if index < plan.examples:

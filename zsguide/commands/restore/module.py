@@ -54,6 +54,7 @@ class RestoreModule(L.LightningModule):
         self.denoiser_kind = plan.denoiser
         self.clipped = bool(plan.clipped)
         self.failure: str | None = None
+        self.cost: dict[str, int] | None = None  # network calls, VJPs and operator applications per image
         self._denoiser = None
 
     def denoiser(self):
@@ -91,6 +92,7 @@ class RestoreModule(L.LightningModule):
             m = Measurement(y, self._operator(y), self.task, self.sigma_y, self.seed, indices, self.noise_convention)
         r = restore(self.prior, m, self.sampler, params=self.params, denoiser=self.denoiser(),
                     callback=sampler_step_callback(self))  # fmt: skip
+        self.cost = r.cost  # per image, the same for every batch (samplers/cost.py)
         out = {
             "index": indices,
             "restored": r.images.cpu(),

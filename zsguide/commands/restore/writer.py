@@ -202,6 +202,8 @@ class RestoreWriter(BasePredictionWriter):
             "ground_truth": plan.has_truth,
             "clipped": plan.clipped if plan.has_truth else None,
             "metrics": list(self.columns) if plan.has_truth else None,
+            # network calls, vector-Jacobian products, operator applications per image (samplers/cost.py)
+            "cost_per_image": getattr(trainer.lightning_module, "cost", None),
         }
         if plan.has_truth:
             for c in self.columns:
