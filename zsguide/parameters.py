@@ -127,6 +127,11 @@ def _designed(
     from .spectral.denoiser_model import denoiser_model_for
     from .spectral.service import designed_schedule
 
+    if not sampler.closed_form:  # RED-diff with Adam: nothing to design with
+        raise ZSGuideError(
+            f"{option} spectral: sampler {sampler.name} has no closed form ({sampler.no_law_reason or 'no law'}); "
+            f"run it with heuristic parameters or a params.json"
+        )
     if not sampler.designable:  # the oracle: exact as it is
         heuristic.provenance = {"source": "spectral", "objective": "exact already (the oracle)"}
         return heuristic
