@@ -219,9 +219,17 @@ def test_the_registry_describes_each_sampler(name):
             assert all(0 <= x <= 1 for x in flat) if spec.domain == "unit" else all(x > 0 for x in flat), (knob, v)
             assert bounded(name, knob) == (spec.domain == "unit")
     if name in WITHOUT_LAW:  # RED-diff with Adam: its per-pixel scaling is not linear (samplers/reddiff.py)
+        from types import SimpleNamespace
+
+        from zsguide.parameters import param_schedule
+
         assert not sampler.closed_form and not sampler.designable and name in sampler_names(closed_form=False)
         with pytest.raises(ZSGuideError, match=f"sampler {name} has no closed form"):
             sampler.closed_form_step(None)
+        prior = SimpleNamespace(surrogate=_surrogate(1, 8), schedule=SCHED)
+        op = make_operator("sr2", (1, 8, 8), seed=0, indices=[0])
+        with pytest.raises(ZSGuideError, match=f"--params spectral: sampler {name} has no closed form .*heuristic"):
+            param_schedule("spectral", sampler, prior, op, 0.1, task="sr2", steps=3)
     else:
         assert (name in sampler_names(designable=True)) == sampler.designable == (name != "oracle")
         assert sampler.designable == (not sampler.exact)
