@@ -42,9 +42,9 @@ def nearest_time(sigma: float) -> int:
     return int((sig.log() - math.log(sigma)).abs().argmin())
 
 
-def ode_reference(prob, x_ve, sigma_max):
+def ode_reference(prob, x_ve, sigma_max, num_steps=5):
     """Step 1, literally (EDMScheduler's grid and discretize), each sigma taken at its nearest training time."""
-    r = torch.linspace(0, 1, 6, dtype=torch.float64)
+    r = torch.linspace(0, 1, num_steps + 1, dtype=torch.float64)
     time_steps = (sigma_max ** (1 / 7) + r * (0.01 ** (1 / 7) - sigma_max ** (1 / 7))) ** 7
     levels = [nearest_time(float(s)) for s in time_steps[:-1]]
     levels[0] = nearest_time(sigma_max)
@@ -74,7 +74,8 @@ def langevin_reference(H, y, x0, lr, tau, r, steps=100):
 
 @pytest.mark.parametrize("name", list(STRUCTURES))
 @pytest.mark.parametrize("last", [False, True])
-def test_daps_step_is_the_reference_level(name, last):
+@pytest.mark.parametrize("variant", ["daps", "daps_fast"])
+def test_daps_step_is_the_reference_level(name, last, variant):
     """One level at a random time with random knobs (``step_size`` in [1e-4, 5e-4], ``tau`` in [0.1, 0.3],
     ``r_scale`` in [0.5, 2]), noisy measurements, two images: the step's output with its noise set to 0 equals the
     reference level without noise, and its noise covariance (impulses through its two streams) the reference's, to
@@ -86,7 +87,7 @@ def test_daps_step_is_the_reference_level(name, last):
     g = prob.gen
     t, a_t, a_prev = prob.times(last)
     lr, tau, r_scale = _uniform(g, 1e-4, 5e-4), _uniform(g, 0.1, 0.3), _uniform(g, 0.5, 2.0)
-    sampler = get_sampler("daps")
+    sampler = get_sampler(variant)  # daps_fast: the reference's diffusion_scheduler_config with num_steps 1
     params = _params(sampler, prob.task, {"step_size": lr, "tau": tau, "r_scale": r_scale})
 
     def zeros_for(n):
@@ -97,7 +98,7 @@ def test_daps_step_is_the_reference_level(name, last):
     out, _ = sampler.step(prob.den, prob.op, y, sigma, params, 0, t, a_t, a_prev, x, zeros, prob.sur)
     sigma_t = math.sqrt((1 - a_t) / a_t)
     for b in range(x.shape[0]):
-        x0 = ode_reference(prob, x[b].reshape(-1) / math.sqrt(a_t), sigma_t)
+        x0 = ode_reference(prob, x[b].reshape(-1) / math.sqrt(a_t), sigma_t, sampler.ode_steps)
         if last:
             want = x0
         else:

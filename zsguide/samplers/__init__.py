@@ -19,7 +19,19 @@ from .pigdm import PiGDM
 from .reddiff import RedDiffAdam, RedDiffSGD
 
 SAMPLERS: dict[str, Sampler] = {
-    s.name: s for s in (DDRM(), DDNMPlus(), PiGDM(), DPS(), DiffPIR(), RedDiffAdam(), RedDiffSGD(), DAPS(), Oracle())
+    s.name: s
+    for s in (
+        DDRM(),
+        DDNMPlus(),
+        PiGDM(),
+        DPS(),
+        DiffPIR(),
+        RedDiffAdam(),
+        RedDiffSGD(),
+        DAPS(),
+        DAPS("daps_fast", ode_steps=1),
+        Oracle(),
+    )
 }
 SAMPLER_NAMES = tuple(SAMPLERS)  # the built-in samplers (sampler_names() also lists registered ones)
 
