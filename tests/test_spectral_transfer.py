@@ -6,7 +6,8 @@ What each step does is checked exactly by tests/test_transfer_sync.py (impulses 
 form's per-step map at random knobs). The Monte Carlo runs here check what that cannot: the whole chain's noise law
 (the start, every step's fresh draws independent and white, the output Gaussian with the predicted covariance) and
 DPS, whose step divides by the residual norm that the closed form replaces by its expectation. So every sampler of
-the registry with a law (``sampler_names(closed_form=True)``: a new one is checked without editing this file) runs at
+the registry with a law (``sampler_names(closed_form=True)``, registered variants aside: a new one is checked without
+editing this file) runs at
 10 steps, and those whose step is not affine (``Sampler.affine`` False: DPS), whose approximation depends on the step
 count, also at 50; an exact sampler's law (``Sampler.exact``: the oracle) is the posterior itself."""
 
@@ -32,7 +33,9 @@ TASKS = {"deblur_gaussian": {"size": 5, "sigma": 1.0}, "sr2": {}, "inpaint_rando
 SIZE, SIGMA = 16, 0.1
 # random inpainting is the slowest structure (a dense block per window); its cases are marked slow (pyproject.toml)
 TASK_CASES = [pytest.param(t, marks=pytest.mark.slow) if t == "inpaint_random" else t for t in TASKS]
-LAWS = sampler_names(closed_form=True)  # the registry's samplers with a closed-form law
+# the registry's samplers with a closed-form law; a registered variant (``variant_of``: daps_fast, the same code with
+# another ODE step count) has its per-step law checked exactly (test_transfer_sync.py) and shares the chain with it
+LAWS = tuple(n for n in sampler_names(closed_form=True) if not get_sampler(n).variant_of)
 CASES = [(m, 10) for m in LAWS] + [
     pytest.param(m, 50, marks=pytest.mark.slow) for m in LAWS if not get_sampler(m).affine
 ]  # module docstring: the per-step maps are checked exactly elsewhere

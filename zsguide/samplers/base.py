@@ -188,6 +188,7 @@ class Sampler(ABC):
     default_spacing: str = "uniform"
     reference: str = ""  # where the heuristic defaults come from
     no_law_reason: str = ""  # why a sampler without closed_form_step has none (analyze reports it)
+    variant_of: str = ""  # a registered variant of another sampler (the same code, other integer settings: daps_fast)
 
     @property
     def closed_form(self) -> bool:

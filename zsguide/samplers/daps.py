@@ -108,6 +108,7 @@ class DAPS(Sampler):
         if ode_steps < 1 or langevin_steps < 1:
             raise ZSGuideError(f"DAPS needs >= 1 ODE and Langevin steps, got {ode_steps} and {langevin_steps}")
         self.name, self.ode_steps, self.langevin_steps = name, int(ode_steps), int(langevin_steps)
+        self.variant_of = "" if name == "daps" else "daps"
         self.reference = (
             f"Zhang et al. 2025 (zhangbingliang2019/DAPS, DAPS-1K: 200 edm levels, 5 ODE steps, 100 Langevin steps); "
             f"here {self.ode_steps} ODE and {self.langevin_steps} Langevin steps per level; lr 1e-4 (5e-5 motion blur, "
