@@ -16,6 +16,15 @@ from ..surrogate import GaussianSurrogate, SpectrumAccumulator, radial_average  
 CHANNEL_NAMES = {1: ["grey"], 3: ["luminance", "red-blue", "green-magenta"]}
 
 
+def _save(fig, path: Path) -> Path:
+    """Lay out, write (100 dpi, the folder made) and close ``fig``."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def spectrum_figure(
     surrogate: GaussianSurrogate, dataset, path: Path, true_spectrum: torch.Tensor | None = None, batch_size: int = 256
 ) -> Path:
@@ -38,11 +47,7 @@ def spectrum_figure(
         ax.set_xlabel("|f| (cycles / pixel)")
         ax.set_ylabel("power (per-pixel variance, [-1, 1] units)")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def restoration_history_figure(records: list[dict], path: Path) -> Path:
@@ -70,8 +75,4 @@ def restoration_history_figure(records: list[dict], path: Path) -> Path:
         for ax in row:
             ax.set_xlabel("training step")
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
