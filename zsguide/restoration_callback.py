@@ -209,7 +209,7 @@ class RestorationCallback(L.Callback):
                 gathered = _gather({"rows": rows, "shown": shown}, world)
                 for (sampler, label), _ in rows.items():
                     per_image = _merge([g["rows"][(sampler, label)] for g in gathered])
-                    records.append(self._record(step, task, sampler, label, per_image, images, indices))
+                    records.append(self._record(step, task, sampler, label, per_image, images))
                 if self.grid_images:
                     grids[task] = {key: _merge_shown([g["shown"][key] for g in gathered]) for key in shown}
         seconds = time.perf_counter() - start
@@ -242,12 +242,13 @@ class RestorationCallback(L.Callback):
             out.append(r.images.to(torch.float64).cpu())
         return torch.cat(out) if out else torch.empty(0, *truth.shape[1:], dtype=torch.float64)
 
-    def _record(self, step, task, sampler, label, per_image, images, indices) -> dict[str, Any]:
+    def _record(self, step, task, sampler, label, per_image, images) -> dict[str, Any]:
+        """One task x sampler x source's record: means over the images in index order, FD against the clean ones."""
         order = sorted(per_image)  # index order: the same sums on any number of devices
         values = torch.stack([per_image[i]["metrics"] for i in order])  # (N, 3) float64
         features = torch.stack([per_image[i]["features"] for i in order])
         truth_features = spectral_features(images.to(torch.float64))
-        record = {
+        return {
             "step": step,
             "task": task,
             "sampler": sampler,
@@ -259,7 +260,6 @@ class RestorationCallback(L.Callback):
             "fd": frechet_distance_features(features, truth_features),
             "_psnr": values[:, 0],
         }
-        return record
 
     def _gains(self, records: list[dict[str, Any]]) -> None:
         """The paired PSNR gain of the first spectral source over the heuristic, per task and sampler."""
@@ -301,7 +301,7 @@ class RestorationCallback(L.Callback):
         folder.mkdir(parents=True, exist_ok=True)
         n = min(self.grid_images, images.shape[0])
         for task, shown in grids.items():
-            rows = [images[:n].to(torch.float64)] + [shown[key][:n] for key in sorted(shown)]
+            rows = [images[:n].to(torch.float64)] + [shown[key][:n] for key in shown]  # sampler x source, as given
             grid = torch.cat(rows).clamp(0, 1).float()
             save_image(grid, folder / f"step{step:06d}_{task}.png", nrow=n)
 
