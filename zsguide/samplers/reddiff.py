@@ -50,7 +50,7 @@ import torch
 
 from .base import Knob, Sampler
 from .cost import uncounted
-from .law import AffineStep, StepInputs, eye, mm
+from .law import AffineStep, StepInputs, embed, eye, mm
 
 ADAM_BETAS = (0.9, 0.99)  # the reference's torch.optim.Adam(betas=(0.9, 0.99)) ("original: 0.999")
 ADAM_EPS = 1e-8  # torch.optim.Adam's default
@@ -114,8 +114,7 @@ class _RedDiff(Sampler):
         s = p.s
         keep = s > START_CUT * float(s.max())
         inv = torch.where(keep, 1 / torch.where(keep, s, torch.ones_like(s)), torch.zeros_like(s)).to(p.dtype)
-        B = torch.cat([torch.diag_embed(inv), torch.zeros(*inv.shape[:-1], p.n - p.m, p.m, dtype=p.dtype)], dim=-2)
-        return B, torch.zeros(*s.shape[:-1], p.n, p.n, dtype=p.dtype)
+        return embed(inv, p.n), torch.zeros(*s.shape[:-1], p.n, p.n, dtype=p.dtype)
 
 
 class RedDiffSGD(_RedDiff):
