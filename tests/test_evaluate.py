@@ -165,6 +165,13 @@ def test_report_files_figures_and_paired_differences(reference):
             assert c["d_psnr_se"] == pytest.approx(np.std(d, ddof=1) / np.sqrt(len(d)), rel=1e-9)
             assert c["d_fd"] == pytest.approx(c["fd"] - next(t["fd"] for t in cells if t["key"] == c["twin"]), abs=1e-9)
             assert c["d_fd_se"] > 0 and isinstance(c["worse_both"], bool)
+            # better / worse only beyond 2 paired standard errors (evaluation/significance.py)
+            beyond = abs(c["d_psnr"]) > 2 * c["d_psnr_se"]
+            assert c["psnr_verdict"] == (("better" if c["d_psnr"] > 0 else "worse") if beyond else "within noise")
+            assert c["worse_both"] == (c["psnr_verdict"] == "worse" and c["fd_verdict"] == "worse")
+            mse = [float(r["mse_unclipped"]) for r in mine]
+            assert c["mse_unclipped_mean"] == pytest.approx(np.mean(mse), rel=1e-12)
+            assert all(float(r["mse"]) <= float(r["mse_unclipped"]) for r in mine)  # clipping only brings it closer
         assert c["fd"] > 0 and c["fd_se"] > 0
         # the cost per image (samplers/cost.py), as restore's summary counts it: a network call per step, and for
         # PiGDM a vector-Jacobian product per step
@@ -178,7 +185,8 @@ def test_report_files_figures_and_paired_differences(reference):
 
     for task in ("sr4", "inpaint_random_keep0.5"):
         for kind in ("pd", "mse_fd", "steps", "cost", "examples"):
-            path = reference / "figures" / f"{kind}_{task}.png"
+            name = f"{kind}_{task}" + ("_pigdm" if kind == "examples" else "")  # one example file per sampler
+            path = reference / "figures" / f"{name}.png"
             assert f"figures/{path.name}" in report
             assert mpimg.imread(path).shape[0] > 100  # a real image
     assert len(list(reference.glob("cells/*/restored/*.png"))) == NUM_CELLS * NUM_IMAGES

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "zsguide"
-COMMANDS = ("restore", "evaluate", "calibration", "prior", "analyze")
+COMMANDS = ("restore", "evaluate", "calibration", "prior", "analyze", "search")
 DISPATCH = ("zsguide.cli", "zsguide.__main__")  # above the commands: they import every command
 
 

@@ -8,6 +8,7 @@
 - ``evaluate``: a grid of restorations as one resumable Lightning run, with a report (:mod:`zsguide.commands.evaluate`).
 - ``calibrate``: a denoiser's response against the surrogate (:mod:`zsguide.commands.calibration`).
 - ``analyze``, ``tune``: the spectral engine's closed forms and designs (:mod:`zsguide.commands.analyze`).
+- ``search``: a network-in-the-loop search of a sampler's parameters (:mod:`zsguide.commands.search`).
 
 Every user error (:class:`ZSGuideError`, a missing file) is printed as one line ``error: ...`` with exit status 2.
 ``evaluate`` exits with status 3 when a cell of its grid failed, after writing its report (docs/evaluate.md).
@@ -25,7 +26,7 @@ from .errors import ZSGuideError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 USAGE = (
-    "usage: python -m zsguide {fit,validate,test,prior,calibrate,restore,evaluate,analyze,tune} [options]\n"
+    "usage: python -m zsguide {fit,validate,test,prior,calibrate,restore,evaluate,analyze,tune,search} [options]\n"
     "  fit       train the score network and fit the Gaussian surrogate (--config configs/fit/patches.yaml)\n"
     "  prior     a pretrained network (ADM, diffusers) + a surrogate fitted from your images, in one small file\n"
     "  calibrate measure the denoiser's linear response and residual against the surrogate, per time and frequency\n"
@@ -35,6 +36,7 @@ USAGE = (
     "  evaluate  a grid of restorations on 1..N devices, resumable, with a report (configs/evaluate/)\n"
     "  analyze   closed-form comparison of the samplers with the posterior, heuristic vs designed (every task)\n"
     "  tune      design one sampler's schedule into a params.json for restore --params FILE\n"
+    "  search    search one sampler's parameters with the network in the loop (Optuna) into a params.json\n"
     "Run 'python -m zsguide <command> --help' for the options of a command."
 )
 
@@ -112,6 +114,7 @@ STOPPED_NOTES = {  # what an interrupted command leaves (docs/reliability.md, "S
     "prior": "no prior file written",
     "calibrate": "no calibration written",
     "fit": "the checkpoints written so far are kept",
+    "search": "every finished trial is kept in the study; the same command resumes",
 }
 
 
@@ -185,6 +188,10 @@ def _run(argv: list[str] | None = None) -> int:
             from .commands.evaluate import run_evaluate
 
             return run_evaluate(argv[1:])  # 3 (EXIT_CELLS_FAILED) when a cell failed, after its report
+        elif command == "search":
+            from .commands.search import run_search
+
+            run_search(argv[1:])
         elif command in ("analyze", "tune"):
             from .commands.analyze import run_analyze, run_tune
 

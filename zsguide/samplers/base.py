@@ -113,6 +113,9 @@ def _flat(vals):
         yield from (v if isinstance(v, (list, tuple)) else [v])
 
 
+SEARCH_DECADES = 1.0  # a positive knob with no published search range is searched within 10^-+1 of its heuristic
+
+
 @dataclass(frozen=True)
 class Knob:
     """One knob of a sampler, as the registry describes it (what the designer, the CLIs and params.json rely on).
@@ -125,10 +128,26 @@ class Knob:
     domain: str
     per_band: bool = False
     meaning: str = ""
+    search: tuple[float, float, bool] | None = None  # (low, high, log): the peers' published search range
+    search_source: str = ""  # where ``search`` comes from
 
     def __post_init__(self) -> None:
         if self.domain not in ("unit", "positive"):
             raise ValueError(f"knob {self.name!r}: domain must be 'unit' or 'positive', got {self.domain!r}")
+        if self.search is not None and not (0 <= self.search[0] < self.search[1] and self.admits(self.search[1])):
+            raise ValueError(f"knob {self.name!r}: search range {self.search} is not an interval of its domain")
+
+    def search_range(self, heuristic: float) -> tuple[float, float, bool, str]:
+        """``(low, high, log, source)``: the range a hyperparameter search draws this knob's scalar from (the
+        peers' space, zsguide/search/space.py). The published range where the peers publish one (``search``, e.g.
+        InverseBench's sweeps); otherwise the knob's domain [0, 1] for a ``unit`` knob, and for a ``positive`` one
+        a decade either side of its heuristic value ``heuristic``, log-uniform (:data:`SEARCH_DECADES`)."""
+        if self.search is not None:
+            return (*self.search, self.search_source)
+        if self.domain == "unit":
+            return 0.0, 1.0, False, "the knob's domain [0, 1]"
+        f = 10.0**SEARCH_DECADES
+        return heuristic / f, heuristic * f, True, f"no published range: the heuristic x 10^-+{SEARCH_DECADES:g}"
 
     def admits(self, value: float) -> bool:
         """Whether ``value`` lies in the knob's domain: [0, 1] for ``unit``, > 0 for ``positive``."""

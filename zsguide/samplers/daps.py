@@ -98,8 +98,20 @@ class DAPS(Sampler):
     ``register_sampler(DAPS("daps_k2", ode_steps=2, langevin_steps=50))`` (samplers/__init__.py)."""
 
     knob_specs = (
-        Knob("step_size", "positive", meaning="Langevin step size at the level (the reference's lr)"),
-        Knob("tau", "positive", meaning="the data term's std (network units): exp(-||Ax - y||^2 / tau^2)"),
+        Knob(
+            "step_size",
+            "positive",
+            meaning="Langevin step size at the level (the reference's lr)",
+            search=(1e-5, 1e-3, True),
+            search_source="InverseBench's DAPS sweep: lr log-uniform in [1e-5, 1e-3]",
+        ),
+        Knob(
+            "tau",
+            "positive",
+            meaning="the data term's std (network units): exp(-||Ax - y||^2 / tau^2)",
+            search=(1e-3, 1e-1, True),
+            search_source="InverseBench's DAPS sweep: tau log-uniform in [1e-3, 1e-1]",
+        ),
         Knob("r_scale", "positive", meaning="prior width r_i = r_scale sigma_i of the Langevin target"),
     )
     default_spacing = "edm"

@@ -48,7 +48,13 @@ def dps_gain(zeta, sq_norm) -> torch.Tensor:
 class DPS(Sampler):
     name = "dps"
     knob_specs = (
-        Knob("zeta", "positive", meaning="step size on the residual norm's gradient"),
+        Knob(
+            "zeta",
+            "positive",
+            meaning="step size on the residual norm's gradient",
+            search=(1e-3, 1e3, True),
+            search_source="InverseBench's DPS sweep: guidance scale log-uniform in [1e-3, 1e3]",
+        ),
         Knob("eta", "unit", meaning="stochasticity of the DDIM step"),
     )
     needs_grad = True

@@ -9,8 +9,8 @@ of steps, and a grid of example restorations.
   (``--objective``) lands against the heuristic.
 - ``steps_<task>.png``: PSNR and FD against the number of steps, a line per (sampler, parameter source), at the first
   sigma_y and seed of the grid.
-- ``examples_<task>.png``: rows = the first ``--examples`` images; columns = clean, measurement, then every
-  (sampler, parameter source) at the grid's largest step count, first sigma_y and seed.
+- ``examples_<task>_<sampler>.png``: one file per sampler; rows = the first ``--examples`` images; columns = clean,
+  measurement, then every parameter source, at the grid's largest step count, first sigma_y and seed.
 """
 
 from __future__ import annotations
@@ -191,14 +191,20 @@ def against_steps(plan, records: list[dict], task: str, path: Path, x: str = "st
     return _save(fig, path)
 
 
-def examples(plan, records: list[dict], data: list[dict], task: str, path: Path) -> Path | None:
+def examples(plan, records: list[dict], data: list[dict], task: str, sampler: str, path: Path) -> Path | None:
+    """One sampler on one task: a row per example image, a column per parameter source (after the clean image and the
+    measurement), at the grid's largest step count, first sigma_y and seed: readable at a glance however many
+    samplers the grid has (one file each)."""
     if plan.examples < 1:
         return None
     spec0 = plan.cells[0].spec
     cells = [
         (c, d)
         for c, d in zip(plan.cells, data)
-        if c.spec.task.label == task and c.spec.sigma_y == spec0.sigma_y and c.spec.seed == spec0.seed
+        if c.spec.task.label == task
+        and c.spec.sampler == sampler
+        and c.spec.sigma_y == spec0.sigma_y
+        and c.spec.seed == spec0.seed
     ]
     if not cells:
         return None
@@ -208,7 +214,7 @@ def examples(plan, records: list[dict], data: list[dict], task: str, path: Path)
     if not shown:
         return None
     cols = 2 + len(cells)
-    fig, axes = plt.subplots(len(shown), cols, figsize=(1.3 * cols, 1.4 * len(shown) + 0.4), squeeze=False)
+    fig, axes = plt.subplots(len(shown), cols, figsize=(1.5 * cols, 1.6 * len(shown) + 0.5), squeeze=False)
 
     def show(ax, img, title=None):
         arr = np.clip(np.asarray(img, dtype=np.float32), 0, 1).transpose(1, 2, 0)
@@ -237,10 +243,10 @@ def examples(plan, records: list[dict], data: list[dict], task: str, path: Path)
         for col, (c, d) in enumerate(cells, start=2):
             ax = axes[row][col]
             if index in d["examples"]:
-                show(ax, d["examples"][index][0], f"{c.spec.sampler}\n{c.spec.params.label}" if row == 0 else None)
+                show(ax, d["examples"][index][0], c.spec.params.label if row == 0 else None)
             else:
                 ax.axis("off")
-    fig.suptitle(f"{task}, {top} steps, sigma_y {spec0.sigma_y:g}", fontsize=8)
+    fig.suptitle(f"{sampler} on {task}, {top} steps, sigma_y {spec0.sigma_y:g}", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -255,7 +261,10 @@ def write_figures(plan, records: list[dict], data: list[dict], folder: Path) -> 
             mse_fd_plane(plan, records, task, folder / f"mse_fd_{name}.png"),
             against_steps(plan, records, task, folder / f"steps_{name}.png"),
             against_steps(plan, records, task, folder / f"cost_{name}.png", x="network_calls"),
-            examples(plan, records, data, task, folder / f"examples_{name}.png"),
+        ]
+        paths += [
+            examples(plan, records, data, task, sampler, folder / f"examples_{name}_{_safe(sampler)}.png")
+            for sampler in _order(c.spec.sampler for c in plan.cells)
         ]
         out[task] = [p for p in paths if p is not None]
     return out

@@ -10,7 +10,9 @@ held-out test images. Entries:
   ``{source: spectral, trust_factor: T | none, pareto_guard: bool, objective: w2 | mse | perception | pareto,
   denoiser_model: gaussian | calibrated, calibration: PATH, label}`` (label default ``spectral`` for the default
   design, else ``spectral_trust<T>`` / ``spectral_free``, plus ``_guard``, ``_<objective>`` for an objective other
-  than w2, and ``_calibrated``), or ``{source: PATH}`` for a params.json;
+  than w2, and ``_calibrated``), or ``{source: PATH}`` for a params.json, or ``{source: TEMPLATE, label}`` for one
+  params.json per cell: a path with the fields ``{sampler}``, ``{task}`` (the task's label), ``{steps}``,
+  ``{sigma_y}`` (``%g``) and ``{seed}``, e.g. the searches of ``python -m zsguide search`` (docs/search.md);
 - sigma_y >= 0 (finite), steps >= 1, seeds integers, samplers by restore's names.
 
 Every entry is checked before anything runs, and an error names the entry (``grid.tasks[1]``). Duplicate labels are
@@ -41,10 +43,18 @@ class TaskSpec:
     params: dict = field(default_factory=dict, hash=False)
 
 
+TEMPLATE_FIELDS = {"sampler": "ddrm", "task": "sr4", "steps": 20, "sigma_y": "0.02", "seed": 0}  # names: examples
+
+
+def is_template(source: str) -> bool:
+    """Whether a parameter source is a params.json path template (it holds ``{...}`` fields)."""
+    return "{" in source
+
+
 @dataclass(frozen=True)
 class ParamsSpec:
     label: str
-    source: str  # heuristic, spectral or a params.json path
+    source: str  # heuristic, spectral, a params.json path, or a template of one (TEMPLATE_FIELDS)
     design: DesignOptions = DesignOptions()  # what ``spectral`` designs with (its defaults: restore's)
 
 
@@ -63,6 +73,16 @@ class CellSpec:
     def key(self) -> str:
         """Readable and unique in the grid: ``sampler/task/steps/params/sigma_y/seed``."""
         return f"{self.sampler}/{self.task.label}/{self.steps}/{self.params.label}/{self.sigma_y!r}/{self.seed}"
+
+    @property
+    def source(self) -> str:
+        """The cell's parameter source: a template's fields filled in with the cell's sampler, task label, steps,
+        sigma_y (``%g``) and seed."""
+        if not is_template(self.params.source):
+            return self.params.source
+        return self.params.source.format(
+            sampler=self.sampler, task=self.task.label, steps=self.steps, sigma_y=f"{self.sigma_y:g}", seed=self.seed
+        )
 
     @property
     def twin_key(self) -> str:
@@ -126,6 +146,17 @@ def _params_spec(entry, where: str) -> ParamsSpec:
         label = entry.get("label") or "heuristic"
         if label != "heuristic":  # the twin of every other source is found by this label
             raise ZSGuideError(f"{where}: the heuristic source is labelled 'heuristic' (got label {label!r})")
+    elif is_template(source):
+        try:
+            source.format(**TEMPLATE_FIELDS)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ZSGuideError(
+                f"{where}: the params.json template {source!r} has an unknown field {exc}; it may use "
+                f"{', '.join('{' + k + '}' for k in TEMPLATE_FIELDS)}"
+            ) from None
+        if not entry.get("label"):
+            raise ZSGuideError(f"{where}: a params.json template needs a label (e.g. searched10)")
+        label = entry["label"]
     else:
         from pathlib import Path
 
@@ -193,9 +224,9 @@ def expand_grid(grid) -> list[CellSpec]:
     for what in ("steps", "sigma_y", "seeds"):
         _unique([float(v) for v in grid[what]], what, "value {key!r} appears twice")
     for i, p in enumerate(params):
-        if p.source not in ("heuristic", "spectral"):
+        if p.source not in ("heuristic", "spectral") and not is_template(p.source):
             _check_file_source(p, i, grid)
-    return [
+    cells = [
         CellSpec(s, t, int(n), p, float(sy), int(seed))
         for s in grid.samplers
         for t in tasks
@@ -204,6 +235,13 @@ def expand_grid(grid) -> list[CellSpec]:
         for seed in grid.seeds
         for p in params
     ]
+    from pathlib import Path
+
+    for c in cells:
+        if is_template(c.params.source) and not Path(c.source).is_file():
+            i = params.index(c.params)
+            raise ZSGuideError(f"grid.params[{i}] ({c.params.label}): cell {c.key} has no params.json {c.source!r}")
+    return cells
 
 
 def digest(record: dict) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from ...evaluation.significance import NOISE_SES, VERDICTS
+
 
 def _num(v, digits: int) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
@@ -23,7 +25,8 @@ def _diff(r: dict, name: str, digits: int) -> str:
     if d is None:
         return ""
     se = r.get(f"d_{name}_se")
-    return f"{d:+.{digits}f}" + (f" ({_num(se, digits)})" if se is not None else "")
+    mark = {"better": " ▲", "worse": " ▼"}.get(r.get(f"{name}_verdict") or "", "")
+    return f"{d:+.{digits}f}" + (f" ({_num(se, digits)})" if se is not None else "") + mark
 
 
 def _run_line(run: dict) -> str:
@@ -67,7 +70,9 @@ def report_markdown(plan, records: list[dict], floor: dict | None, runs: list[di
         *(f"  - {_run_line(r)}" for r in runs),
         "- FD: the Frechet distance on spectral statistics (zsguide/evaluation/perception.py) between the restored set "
         "(clipped to [0, 1]) and the same clean images, ± its paired bootstrap standard error "
-        f"({plan.bootstrap} resamples); Δ: cell - heuristic twin on the same images, (paired standard error)",
+        f"({plan.bootstrap} resamples); Δ: cell - heuristic twin on the same images, (paired standard error), "
+        f"▲ better / ▼ worse beyond {NOISE_SES:g} paired standard errors, unmarked: within noise "
+        "(zsguide/evaluation/significance.py)",
     ]
     if floor is not None:
         lines.append(
@@ -116,8 +121,17 @@ def report_markdown(plan, records: list[dict], floor: dict | None, runs: list[di
         "",
         "## Summary",
         "",
-        f"- cells worse than their heuristic twin on both PSNR and FD: {len(flagged)} of "
-        f"{sum('worse_both' in r for r in records)}" + (f" ({', '.join(flagged)})" if flagged else ""),
+        f"- cells worse than their heuristic twin on both PSNR and FD (each beyond {NOISE_SES:g} paired standard "
+        f"errors): {len(flagged)} of {sum('worse_both' in r for r in records)}"
+        + (f" ({', '.join(flagged)})" if flagged else ""),
     ]
+    for name, title in (("psnr", "PSNR"), ("fd", "FD")):
+        got = [r[f"{name}_verdict"] for r in records if r.get(f"{name}_verdict")]
+        if got:
+            lines.append(
+                f"- {title} against the heuristic twin: "
+                + ", ".join(f"{got.count(v)} {v}" for v in VERDICTS)
+                + f" (of {len(got)} cells)"
+            )
     lines += [f"- failed: {f}" for f in failed]
     return "\n".join(lines) + "\n"

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ...prior_file import PriorModule
     from ...samplers import ParamSchedule, Sampler
 
-RESULTS_VERSION = 1  # bump when what an item holds, or how it is computed, changes
+RESULTS_VERSION = 2  # 2: mse_unclipped per image; bump when what an item holds, or how it is computed, changes
 
 
 @dataclass
@@ -285,7 +285,7 @@ def _task_label(entry) -> str:
 
 def _schedule(spec: CellSpec, sampler, module, operator, sigma_net: float, ckpt_path: str):
     return param_schedule(
-        spec.params.source,
+        spec.source,
         sampler,
         module,
         operator,

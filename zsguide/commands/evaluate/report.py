@@ -32,10 +32,11 @@ from ...evaluation.perception import (
     frechet_distance_features,
     spectral_features,
 )
+from ...evaluation.significance import HIGHER_IS_BETTER, metric_verdict
 from ...runtime.files import atomic_write_bytes, atomic_write_text, json_safe, write_json
 from . import store
 
-PER_IMAGE = ("psnr", "ssim", "mse", "lpips")
+PER_IMAGE = ("psnr", "ssim", "mse", "mse_unclipped", "lpips")
 COST = ("network_calls", "vjps", "operator_applications")  # per image (samplers/cost.py)
 
 
@@ -154,8 +155,12 @@ def cell_stats(plan, data: list[dict], clean_feats: dict) -> list[dict]:
                     fa, fb = twin[feat][pos_t], d[feat][pos_c]
                     rec[f"d_{label}"] = frechet_distance_features(fb, ref) - frechet_distance_features(fa, ref)
                     rec[f"d_{label}_se"] = bootstrap_difference_se(fa, fb, ref, num=n_boot) if n_boot >= 2 else None
-            if "d_psnr" in rec and "d_fd" in rec:
-                rec["worse_both"] = bool(rec["d_psnr"] < 0 and rec["d_fd"] > 0)
+            for name in HIGHER_IS_BETTER:
+                v = metric_verdict(rec, name)
+                if v is not None:
+                    rec[f"{name}_verdict"] = v
+            if "psnr_verdict" in rec and "fd_verdict" in rec:  # beyond 2 paired SEs on both (significance.py)
+                rec["worse_both"] = rec["psnr_verdict"] == "worse" and rec["fd_verdict"] == "worse"
         records.append(rec)
     return records
 
@@ -213,6 +218,8 @@ CELL_COLUMNS = (
     "ssim_se",
     "mse_mean",
     "mse_se",
+    "mse_unclipped_mean",
+    "mse_unclipped_se",
     "lpips_mean",
     "lpips_se",
     "fd",
@@ -227,12 +234,15 @@ CELL_COLUMNS = (
     "d_ssim_se",
     "d_mse",
     "d_mse_se",
+    "d_mse_unclipped",
+    "d_mse_unclipped_se",
     "d_lpips",
     "d_lpips_se",
     "d_fd",
     "d_fd_se",
     "d_fid",
     "d_fid_se",
+    *(f"{name}_verdict" for name in HIGHER_IS_BETTER),
     "worse_both",
     "network_calls",
     "vjps",
