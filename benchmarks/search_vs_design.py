@@ -54,47 +54,190 @@ def run_searches(root: Path, draws: list[int], ckpt: str) -> None:
                         return
 
 
-def summarise(root: Path, evaluation: Path, out: Path) -> None:
-    """The overfitting table: per (sampler, task, space, budget, draw) the validation PSNR the search saw against the
-    test PSNR of the same schedule (cells.csv of the evaluation)."""
+SOURCES = ("spectral", "spectral_mse", "spectral_perception", "spectral_pareto")
+SEARCHED = tuple(f"{name}{k}" for name in ("searched", "searched_design") for k in BUDGETS)
+
+
+def _validation_heuristic(root: Path, draws: list[int], ckpt: str) -> dict:
+    """The heuristic's mean validation PSNR per (sampler, task, draw): what a search's best is compared with."""
+    import zsguide
+    from zsguide.search import validation_images
+
+    prior = zsguide.load_prior(ckpt)
+    out = {}
+    for draw in draws:
+        val = validation_images(prior.meta, prior.image_shape, NUM_IMAGES, draw)
+        for sampler in SAMPLERS:
+            for task in TASKS:
+                m = zsguide.measure(val.images, task, SIGMA_Y, seed=0, indices=val.indices)
+                r = zsguide.restore(prior, m, sampler, steps=STEPS)
+                out[(sampler, task, draw)] = float(zsguide.image_metrics(r.images, val.images)["psnr"].mean())
+    return out
+
+
+def _design_seconds(ckpt: str) -> dict:
+    """Seconds of each (sampler, task) default design from a cold design cache (the spectral source's tuning cost;
+    no network call)."""
+    import os
+    import tempfile
+
+    import zsguide
+
+    prior = zsguide.load_prior(ckpt)
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        old = os.environ.get("ZSGUIDE_CACHE")
+        os.environ["ZSGUIDE_CACHE"] = cache
+        try:
+            for sampler in SAMPLERS:
+                for task in TASKS:
+                    t0 = time.perf_counter()
+                    zsguide.design(prior, task, sampler, steps=STEPS, sigma_y=SIGMA_Y)
+                    out[(sampler, task)] = time.perf_counter() - t0
+        finally:
+            if old is None:
+                del os.environ["ZSGUIDE_CACHE"]
+            else:
+                os.environ["ZSGUIDE_CACHE"] = old
+    return out
+
+
+def summarise(root: Path, evaluation: Path, out: Path, ckpt: str) -> None:
+    """From the searches and the evaluation: the overfitting table (validation gain against test gain over the
+    heuristic, per search), the per-source counts (better / worse / within noise beyond 2 paired SEs) with the tuning
+    cost, and the figure (test PSNR against tuning network calls)."""
     import csv
 
-    rows = list(csv.DictReader(open(evaluation / "cells.csv")))
-    test = {(r["sampler"], r["task"], r["params"]): r for r in rows}
-    table = []
-    for draw in sorted(int(p.name[4:]) for p in root.glob("draw*")):
+    from zsguide.evaluation.significance import VERDICTS, metric_verdict
+
+    cells = json.loads((evaluation / "cells.json").read_text())["cells"]
+    test = {(c["sampler"], c["task"], c["params"]): c for c in cells}
+    draws = sorted(int(p.name[4:]) for p in root.glob("draw*"))
+    val_h = _validation_heuristic(root, draws, ckpt)
+    design_s = _design_seconds(ckpt)
+    rows = []
+    for draw in draws:
         for sampler in SAMPLERS:
             for task in TASKS:
                 for space in SPACES:
-                    f = folder(root, draw, sampler, task, space) / "search.json"
-                    if not f.is_file():
-                        continue
                     for k in BUDGETS:
-                        label = f"{'searched' if space == 'peers' else 'searched_design'}{k}_d{draw}"
-                        cell = test.get((sampler, task, label))
-                        if cell is None:
+                        f = folder(root, draw, sampler, task, space) / f"params_at{k}.json"
+                        label = f"{'searched' if space == 'peers' else 'searched_design'}{k}"
+                        cell = test.get((sampler, task, f"{label}_d{draw}"))
+                        if not f.is_file() or cell is None:
                             continue
-                        p = json.loads((f.parent / f"params_at{k}.json").read_text())
-                        table.append(
+                        prov = json.loads(f.read_text())["provenance"]
+                        rows.append(
                             {
                                 "sampler": sampler,
                                 "task": task,
-                                "space": space,
-                                "budget": k,
+                                "source": label,
                                 "draw": draw,
-                                "validation_psnr": p["provenance"]["best_value"],
-                                "test_psnr": float(cell["psnr_mean"]),
-                                "network_calls": p["provenance"]["spent"]["network_calls"],
-                                "vjps": p["provenance"]["spent"]["vjps"],
-                                "seconds": p["provenance"]["spent"]["seconds"],
+                                "validation_psnr": prov["best_value"],
+                                "validation_gain": prov["best_value"] - val_h[(sampler, task, draw)],
+                                "test_psnr": cell["psnr_mean"],
+                                "test_gain": cell.get("d_psnr"),
+                                "test_gain_se": cell.get("d_psnr_se"),
+                                "network_calls": prov["spent"]["network_calls"],
+                                "vjps": prov["spent"]["vjps"],
+                                "seconds": prov["spent"]["seconds"],
                             }
                         )
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "search_vs_design.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(table[0]))
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
-        w.writerows(table)
-    print(f"wrote {out / 'search_vs_design.csv'} ({len(table)} rows)")
+        w.writerows(rows)
+
+    def mean(values) -> float:
+        values = [v for v in values if v is not None]
+        return sum(values) / len(values) if values else float("nan")
+
+    # per source: verdict counts over every (sampler, task, draw) cell, mean ΔPSNR, tuning cost
+    table = []
+    for source in ("heuristic", *SOURCES, *SEARCHED):
+        mine = [c for c in cells if c["params"] == source or c["params"].rsplit("_d", 1)[0] == source]
+        if source == "heuristic":
+            cost = {"network_calls": 0, "seconds": 0.0}
+        elif source in SOURCES:
+            cost = {"network_calls": 0, "seconds": mean(design_s.values()) if source == "spectral" else None}
+        else:
+            spent = [r for r in rows if r["source"] == source]
+            cost = {
+                "network_calls": mean(r["network_calls"] for r in spent),
+                "seconds": mean(r["seconds"] for r in spent),
+            }
+        entry = {"source": source, "cells": len(mine), **cost}
+        for metric in ("psnr", "ssim", "fd"):
+            verdicts = [metric_verdict(c, metric) for c in mine]
+            entry |= {f"{metric}_{v.replace(' ', '_')}": verdicts.count(v) for v in VERDICTS}
+            entry[f"mean_d_{metric}"] = mean(c.get(f"d_{metric}") for c in mine)
+        entry["worse_both"] = sum(metric_verdict(c, "psnr") == metric_verdict(c, "fd") == "worse" for c in mine)
+        table.append(entry)
+    overfit = []
+    for source in SEARCHED:
+        mine = [r for r in rows if r["source"] == source]
+        spread = []
+        for sampler in SAMPLERS:
+            for task in TASKS:
+                t = [r["test_psnr"] for r in mine if (r["sampler"], r["task"]) == (sampler, task)]
+                if len(t) > 1:
+                    spread.append(max(t) - min(t))
+        overfit.append(
+            {
+                "source": source,
+                "searches": len(mine),
+                "validation_gain": mean(r["validation_gain"] for r in mine),
+                "test_gain": mean(r["test_gain"] for r in mine),
+                "test_range_over_draws": mean(spread),
+            }
+        )
+    summary = {
+        "sources": table,
+        "overfitting": overfit,
+        "design_seconds": {f"{s}/{t}": v for (s, t), v in design_s.items()},
+        "validation_heuristic_psnr": {f"{s}/{t}/draw{d}": v for (s, t, d), v in val_h.items()},
+    }
+    (out / "search_vs_design_summary.json").write_text(json.dumps(summary, indent=1))
+    _figure(cells, rows, design_s, Path("docs/figures/search_vs_design.png"))
+    print(json.dumps({"sources": table, "overfitting": overfit}, indent=1))
+
+
+def _figure(cells: list[dict], rows: list[dict], design_s: dict, path: Path) -> None:
+    """Test PSNR against the tuning network calls, a panel per task, a colour per sampler: solid from the heuristic
+    (no calls) through the peers' search at 10 and 30 trials, dashed from the spectral design through the
+    design-seeded search; each searched point the mean over the validation draws."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    test = {(c["sampler"], c["task"], c["params"]): c["psnr_mean"] for c in cells}
+    fig, axes = plt.subplots(1, len(TASKS), figsize=(5 * len(TASKS), 4.2), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, task in zip(axes[0], TASKS):
+        for j, sampler in enumerate(SAMPLERS):
+            for start, name, style in (("heuristic", "searched", "-"), ("spectral", "searched_design", "--")):
+                xs, ys = [0.0], [test.get((sampler, task, start), float("nan"))]
+                for k in BUDGETS:
+                    pts = [r for r in rows if (r["sampler"], r["task"], r["source"]) == (sampler, task, f"{name}{k}")]
+                    if pts:
+                        xs.append(sum(r["network_calls"] for r in pts) / len(pts))
+                        ys.append(sum(r["test_psnr"] for r in pts) / len(pts))
+                ax.plot(xs, ys, style, marker="o" if style == "-" else "*", color=colours(j), ms=4,
+                        label=sampler if style == "-" else None)  # fmt: skip
+        ax.set_xscale("symlog", linthresh=100)
+        ax.set_xlabel("tuning network calls (0: heuristic, o; spectral design, *)")
+        ax.set_ylabel("test PSNR (dB, 32 held-out patches)")
+        ax.set_title(f"{task}, {STEPS} steps, sigma_y {SIGMA_Y:g}", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, ncol=2)
+    fig.suptitle("solid: heuristic -> peers' search (10, 30 trials); dashed: spectral design -> design-seeded search",
+                 fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
 
 
 def main() -> int:
@@ -104,10 +247,10 @@ def main() -> int:
     ap.add_argument("--ckpt", default="checkpoints/patches32.ckpt")
     ap.add_argument("--summarise", action="store_true")
     ap.add_argument("--evaluation", default="runs/evaluate/search_vs_design20")
-    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--out", default="benchmarks/results/search_vs_design20")
     args = ap.parse_args()
     if args.summarise:
-        summarise(Path(args.root), Path(args.evaluation), Path(args.out))
+        summarise(Path(args.root), Path(args.evaluation), Path(args.out), args.ckpt)
     else:
         run_searches(Path(args.root), args.draws, args.ckpt)
     return 0

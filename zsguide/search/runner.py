@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ZSGuideError
+from ..runtime.shard import chunks
 from ..runtime.signals import Stopped
 from ..samplers import get_sampler
 from ..samplers.base import ParamSchedule
@@ -131,8 +132,10 @@ def search(
     :class:`SearchResult` (``result.params(k)``: the best schedule of the first ``k`` trials), the others None."""
     shards = shards or LocalShards()
     space = search_space(prior, settings, validation)
-    mine = list(range(len(validation.indices)))
-    positions = [p for j, c in enumerate(_chunks(mine, batch_size)) if j % shards.world_size == shards.rank for p in c]
+    if batch_size < 1:
+        raise ZSGuideError(f"--batch_size must be >= 1, got {batch_size}")
+    share = chunks(list(range(len(validation.indices))), batch_size)[shards.rank :: shards.world_size]
+    positions = [p for chunk in share for p in chunk]  # this rank's chunks, whole: the same batches on any W
 
     def shard(params: ParamSchedule) -> ShardOutcome:
         try:
@@ -186,12 +189,6 @@ def search(
         )
     finally:
         shards.broadcast(None)  # the other ranks leave their loop, also when the study stopped on an error
-
-
-def _chunks(items: list[int], size: int) -> list[list[int]]:
-    if size < 1:
-        raise ZSGuideError(f"--batch_size must be >= 1, got {size}")
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def provenance(settings: SearchSettings, validation: Validation, result: SearchResult, prior_path: str) -> dict:

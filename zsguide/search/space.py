@@ -145,4 +145,4 @@ def _unit(value: float, factor: float) -> float:
     return odds / (1 + odds)
 
 
-SPACES = {"peers": PeersSpace, "design": DesignSpace}
+SPACES: dict[str, type[PeersSpace] | type[DesignSpace]] = {"peers": PeersSpace, "design": DesignSpace}
