@@ -6,7 +6,10 @@ against the calibrated one, next to the MSE measured by ``evaluate`` on held-out
         --output benchmarks/results/calibrated_prediction20.json
 
 For every heuristic cell of ``--cells`` (an evaluate run on ``--ckpt``), both models' predicted per-pixel MSE in
-[0, 1] units and the z-score ``(measured - predicted) / SE(measured)``.
+[0, 1] units and the z-score ``(measured - predicted) / SE(measured)``. The measured MSE is the *unclipped* one
+(``mse_unclipped``: the closed forms predict the output as computed, before clipping to [0, 1]); the clipped one is
+recorded beside it (``measured_mse_clipped``). Runs made before ``mse_unclipped`` (evaluate's RESULTS_VERSION 1) are
+refused: rerun them.
 
 With ``--run DIR`` (that evaluate run's output folder, for each cell's schedule in ``cells/<folder>/cell.json``), also
 every designed cell: both models' predicted change of the MSE from the heuristic, ``pred(design) - pred(heuristic)``,
@@ -54,7 +57,9 @@ def main() -> None:
         task, method, steps, sigma_y = r["task"], r["sampler"], int(r["steps"]), float(r["sigma_y"])
         op = make_operator(task, tuple(prior.meta["image_shape"]), 0, [0])
         params = get_sampler(method).heuristic(task, steps, prior.schedule)
-        measured, se = float(r["mse_mean"]), float(r["mse_se"])
+        if not r.get("mse_unclipped_mean"):
+            raise SystemExit(f"{args.cells} has no mse_unclipped (an evaluate run before RESULTS_VERSION 2): rerun it")
+        measured, se = float(r["mse_unclipped_mean"]), float(r["mse_unclipped_se"])
         entry = {
             "sampler": method,
             "task": task,
@@ -63,6 +68,7 @@ def main() -> None:
             "n": int(r["n"]),
             "measured_mse": measured,
             "measured_se": se,
+            "measured_mse_clipped": float(r["mse_mean"]),
         }
         for label, den in (("gaussian", None), ("calibrated", model)):
             p = problem_for(prior.surrogate, op, 2 * sigma_y, denoiser=den)
@@ -78,12 +84,12 @@ def main() -> None:
     designs = []
     for r in every if args.run else []:
         key = (r["sampler"], r["task"], int(r["steps"]), float(r["sigma_y"]))
-        if r["params"] == "heuristic" or key not in predicted_h or not r.get("d_mse_se"):
+        if r["params"] == "heuristic" or key not in predicted_h or not r.get("d_mse_unclipped_se"):
             continue
         cell = json.load(open(f"{args.run}/cells/{r['folder']}/cell.json"))
         params = ParamSchedule.from_dict(cell["settings"]["params"])
         op = make_operator(r["task"], tuple(prior.meta["image_shape"]), 0, [0])
-        d, se = float(r["d_mse"]), float(r["d_mse_se"])
+        d, se = float(r["d_mse_unclipped"]), float(r["d_mse_unclipped_se"])
         entry = {
             "sampler": key[0],
             "task": key[1],
@@ -91,6 +97,7 @@ def main() -> None:
             "params": r["params"],
             "measured_d_mse": d,
             "measured_d_se": se,
+            "measured_d_mse_clipped": float(r["d_mse"]),
         }
         for label, den in (("gaussian", None), ("calibrated", model)):
             p = problem_for(prior.surrogate, op, 2 * key[3], denoiser=den)

@@ -5,12 +5,14 @@ For every designable sampler x {deblur_gaussian, sr4, inpaint_random} at 20 step
 each validation draw (6 images of the validation split) and each space (peers, design): one 30-trial search
 (``python -m zsguide search``, run in this process), recording the best of its first 10 and of all 30 trials
 (``params_at10.json``, ``params_at30.json``: the best of the first 10 trials of a 30-trial study is what a 10-trial
-search with the same seed returns, study.py). Finished searches are skipped, an interrupted one resumes.
+search with the same seed returns, study.py). ``daps`` (five network calls a level) is searched on the first draw only;
+``daps_fast``, the same sampler with one call a level, is repeated over the draws. Finished searches are skipped, an
+interrupted one resumes.
 
     python benchmarks/search_vs_design.py [--draws 0 1 2] [--root runs/search/compare]
 
-Then ``python -m zsguide evaluate --config configs/evaluate/search_vs_design20.yaml`` scores every result on the
-held-out test images, and ``python benchmarks/search_vs_design.py --summarise`` writes the overfitting table
+Then ``python -m zsguide evaluate --config configs/evaluate/search_vs_design20.yaml`` (and
+``search_vs_design20_daps.yaml``) scores every result on the held-out test images, and ``python benchmarks/search_vs_design.py --summarise`` writes the overfitting table
 (validation against test PSNR) and the cost figure from both.
 """
 
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 SAMPLERS = ("ddrm", "ddnm", "pigdm", "dps", "diffpir", "reddiff_sgd", "daps_fast", "daps")
+FIRST_DRAW_ONLY = ("daps",)  # 5 network calls a level: its searches cost 5x; repeated over draws by daps_fast
 TASKS = ("deblur_gaussian", "sr4", "inpaint_random")
 SPACES = ("peers", "design")
 STEPS, SIGMA_Y, TRIALS, BUDGETS, NUM_IMAGES = 20, 0.02, 30, (10, 30), 6
@@ -37,6 +40,8 @@ def run_searches(root: Path, draws: list[int], ckpt: str) -> None:
 
     for draw in draws:
         for sampler in SAMPLERS:
+            if draw != draws[0] and sampler in FIRST_DRAW_ONLY:
+                continue
             for task in TASKS:
                 for space in SPACES:
                     out = folder(root, draw, sampler, task, space)
@@ -102,7 +107,7 @@ def _design_seconds(ckpt: str) -> dict:
     return out
 
 
-def summarise(root: Path, evaluation: Path, out: Path, ckpt: str) -> None:
+def summarise(root: Path, evaluation: list[Path], out: Path, ckpt: str) -> None:
     """From the searches and the evaluation: the overfitting table (validation gain against test gain over the
     heuristic, per search), the per-source counts (better / worse / within noise beyond 2 paired SEs) with the tuning
     cost, and the figure (test PSNR against tuning network calls)."""
@@ -110,7 +115,7 @@ def summarise(root: Path, evaluation: Path, out: Path, ckpt: str) -> None:
 
     from zsguide.evaluation.significance import VERDICTS, metric_verdict
 
-    cells = json.loads((evaluation / "cells.json").read_text())["cells"]
+    cells = [c for e in evaluation for c in json.loads((e / "cells.json").read_text())["cells"]]
     test = {(c["sampler"], c["task"], c["params"]): c for c in cells}
     draws = sorted(int(p.name[4:]) for p in root.glob("draw*"))
     val_h = _validation_heuristic(root, draws, ckpt)
@@ -246,11 +251,13 @@ def main() -> int:
     ap.add_argument("--draws", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--ckpt", default="checkpoints/patches32.ckpt")
     ap.add_argument("--summarise", action="store_true")
-    ap.add_argument("--evaluation", default="runs/evaluate/search_vs_design20")
+    ap.add_argument(
+        "--evaluation", nargs="+", default=["runs/evaluate/search_vs_design20", "runs/evaluate/search_vs_design20_daps"]
+    )
     ap.add_argument("--out", default="benchmarks/results/search_vs_design20")
     args = ap.parse_args()
     if args.summarise:
-        summarise(Path(args.root), Path(args.evaluation), Path(args.out), args.ckpt)
+        summarise(Path(args.root), [Path(e) for e in args.evaluation], Path(args.out), args.ckpt)
     else:
         run_searches(Path(args.root), args.draws, args.ckpt)
     return 0

@@ -502,7 +502,8 @@ def predict(
 
     - ``avg_w2``: W2^2 from the sampler's output law given y to the posterior, averaged over y, and its two parts
       ``w2_mean`` (the means' distance) and ``w2_cov`` (the covariances' Bures distance);
-    - ``mse``: the expected squared error to the truth (what ``restore`` measures as ``mse_mean``);
+    - ``mse``: the expected squared error to the truth (what ``restore`` measures as ``mse_unclipped_mean``: the
+      restoration as computed, before clipping);
     - ``perception_w2``: W2^2 from the output marginal to the prior;
     - references: ``mmse`` and ``posterior_sampler_mse`` (= 2 mmse).
 

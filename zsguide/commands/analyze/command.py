@@ -6,7 +6,7 @@ ideal posterior sampler and the MMSE estimator as references; a table, ``analysi
 tune: the designed schedule of one sampler as a ``params.json`` that ``restore --params FILE`` reads.
 
 Units in the outputs: every criterion is per pixel and squared, in [0, 1] pixel units (the network-unit closed forms
-divided by 4), so ``mse`` is the quantity restore reports as ``mse_mean`` and ``avg_w2`` is comparable with it (the
+divided by 4), so ``mse`` is the quantity restore reports as ``mse_unclipped_mean`` and ``avg_w2`` is comparable with it (the
 posterior sampler has avg_w2 0 and MSE 2 mmse; the MMSE estimator has avg_w2 = MSE = mmse).
 """
 
