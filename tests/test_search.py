@@ -126,6 +126,7 @@ def test_a_searched_params_json_reproduces_its_validation_value(prior, tmp_path)
     params = zsguide.ParamSchedule.load(out / "params.json")
     p = params.provenance
     assert p["source"] == "searched" and p["spent"]["trials"] == 3 and p["spent"]["network_calls"] == 3 * 3 * 3
+    assert p["budget"] == {"trials": 3, "network_calls": None} and p["space"]["name"] == "peers"
     val = validation_images(prior.meta, prior.image_shape, 3, draw=p["validation"]["draw"])
     assert val.indices == p["validation"]["indices"]
     psnr = []

@@ -191,10 +191,18 @@ def search(
         shards.broadcast(None)  # the other ranks leave their loop, also when the study stopped on an error
 
 
-def provenance(settings: SearchSettings, validation: Validation, result: SearchResult, prior_path: str) -> dict:
-    """What a searched params.json records beside the space and the spend: the search's settings and validation."""
+def provenance(
+    settings: SearchSettings,
+    validation: Validation,
+    result: SearchResult,
+    prior_path: str,
+    budget: dict | None = None,
+) -> dict:
+    """What a searched params.json records beside the space and the spend: the search's settings, its budget
+    (``{"trials", "network_calls"}`` as asked) and its validation images."""
     return {
         "prior": prior_path,
+        "budget": dict(budget or {}),
         "settings": settings.identity(),
         "validation": {"split": validation.split, "draw": validation.draw, "indices": list(validation.indices)},
         "stopped_by": result.stopped_by,

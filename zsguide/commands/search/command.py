@@ -139,7 +139,8 @@ def run_search(argv: list[str]) -> None:
         if result is None:  # the other ranks: rank 0 writes
             return
         command = "python -m zsguide search " + " ".join(shlex.quote(a) for a in argv)
-        origin = provenance(settings, validation, result, str(cfg.ckpt_path)) | {"command": command}
+        budget = {"trials": cfg.trials, "network_calls": cfg.network_calls}
+        origin = provenance(settings, validation, result, str(cfg.ckpt_path), budget) | {"command": command}
         _write(output, result, origin, cfg.record_at)
         atomic_write_text(output / "config.yaml", yaml.safe_dump(json_safe(config_to_dict(cfg)), sort_keys=False))
         best = result.best()
