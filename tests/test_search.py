@@ -121,6 +121,7 @@ def test_validation_and_test_images_never_overlap(prior):
 def test_a_searched_params_json_reproduces_its_validation_value(prior, tmp_path):
     out = tmp_path / "search"
     argv = ["search", "--ckpt_path", str(CKPT), "--sampler", "ddnm", "--task", "inpaint_random", "--steps", "3"]
+    argv += ["--space", "peers"]
     argv += ["--trials", "3", "--record_at", "[2]", "--num_images", "3", "--draw", "1", "--batch_size", "2"]
     assert main([*argv, "--output", str(out), "--progress", "false"]) == 0
     params = zsguide.ParamSchedule.load(out / "params.json")
@@ -162,7 +163,19 @@ def test_bad_search_input_is_one_line(tmp_path, capsys, args, message):
 
 
 def test_two_devices_give_the_same_trial_values_as_one(tmp_path):
-    argv = ["search", "--ckpt_path", str(CKPT), "--sampler", "ddrm", "--task", "sr4", "--steps", "3"]
+    argv = [
+        "search",
+        "--ckpt_path",
+        str(CKPT),
+        "--sampler",
+        "ddrm",
+        "--task",
+        "sr4",
+        "--steps",
+        "3",
+        "--space",
+        "peers",
+    ]
     argv += ["--trials", "2", "--num_images", "2", "--batch_size", "1", "--trainer.accelerator", "cpu"]
     assert main([*argv, "--output", str(tmp_path / "one"), "--progress", "false"]) == 0
     ddp = ("--trainer.devices", "2", "--trainer.strategy", "ddp", "--output", "two", "--progress", "false")

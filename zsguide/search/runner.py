@@ -68,7 +68,7 @@ class SearchSettings:
     task: str
     steps: int = 20
     sigma_y: float = 0.02
-    space: str = "peers"
+    space: str = "design"
     objective: Objective = Objective()
     seed: int = 0
     denoiser: str = "network"
