@@ -161,13 +161,16 @@ def test_restore_writes_every_file_with_the_right_contents(reference):
         assert np.array_equal(npy(out, "truth", i), test[i]["image"].numpy())
 
     header, rows = read_csv(out / "metrics.csv")
-    assert header == ["index", "psnr", "ssim", "mse"] and [int(r["index"]) for r in rows] == list(range(N))
+    assert header == ["index", "psnr", "ssim", "mse", "mse_unclipped"] and [int(r["index"]) for r in rows] == list(
+        range(N)
+    )
     for r in rows:  # Gaussian fields are never clipped: metrics on raw values, against an independent computation
         x, x_hat = npy(out, "truth", int(r["index"])).astype(np.float64), npy(out, "restored", int(r["index"]))
         assert r["psnr"] == pytest.approx(
             peak_signal_noise_ratio(x, x_hat.astype(np.float64), data_range=1.0), abs=1e-4
         )
         assert r["mse"] == pytest.approx(np.mean((x_hat.astype(np.float64) - x) ** 2), rel=1e-9)
+        assert r["mse_unclipped"] == r["mse"]  # unclipped data: the two are one
         assert -1 < r["ssim"] < 1
 
     summary = json.loads((out / "summary.json").read_text())
@@ -383,7 +386,7 @@ def test_lpips_from_local_weights(tmp_path, capsys, monkeypatch):
     )
     assert rc == 0, cap.err[-2000:]
     header, rows = read_csv(tmp_path / "out" / "metrics.csv")
-    assert header == ["index", "psnr", "ssim", "mse", "lpips"] and all(r["lpips"] > 0 for r in rows)
+    assert header == ["index", "psnr", "ssim", "mse", "mse_unclipped", "lpips"] and all(r["lpips"] > 0 for r in rows)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["lpips"] == "computed" and summary["lpips_mean"] == pytest.approx(
         np.mean([r["lpips"] for r in rows])
