@@ -28,7 +28,7 @@ from ..errors import ZSGuideError
 from ..runtime.shard import chunks
 
 METRICS = {"psnr": "maximize", "ssim": "maximize", "lpips": "minimize", "psnr_fd": "maximize"}
-FD_WEIGHT = 1.0  # psnr_fd: dB per unit of spectral FD (both about 1 apart between the samplers on the shipped prior)
+FD_WEIGHT = 1.0  # psnr_fd: dB traded per unit of spectral FD; an unmeasured default, set --fd_weight for your trade
 
 
 @dataclass(frozen=True)
